@@ -1,0 +1,13 @@
+# The two commands the README promises: `make install` and `make test`.
+UV := python3 -m uv
+
+.PHONY: install test
+
+install:
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.8"
+	$(UV) sync --locked
+
+test:
+	cargo test --manifest-path native/Cargo.toml --quiet
+	$(UV) run --locked ruff check .
+	$(UV) run --locked pytest

@@ -1,0 +1,3 @@
+from lmfast.cli.app import main
+
+main()

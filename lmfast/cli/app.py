@@ -1,0 +1,59 @@
+"""Root of the `lmfast` command. Sub-commands live in modules named after what they do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from typer.core import TyperGroup
+
+from lmfast.cli import generate, models, system
+from lmfast.errors import LMFastError
+
+# Every command `lmfast` registers; a test asserts the app matches this table exactly.
+COMMANDS: dict[str, str] = {
+    "doctor": "report Python, torch, GPU, optional accelerators and the Rust core",
+    "plan": "show the hardware plan (dtype, quantization, batch, memory and time estimates)",
+    "generate": "generate a reply from a model",
+    "models list": "list model aliases and model artifacts",
+    "models info": "describe a model without loading it",
+    "models convert": "turn a model (e.g. a GGUF) into a trainable Hugging Face artifact",
+}
+
+
+class _FriendlyErrors(TyperGroup):
+    """Turn LMFast and validation errors into one clear message and exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LMFastError as e:
+            message = str(e)
+        except ValidationError as e:
+            from lmfast.config import validation_problems
+
+            lines = "\n  ".join(f"{p}: {m}" for p, m in validation_problems(e))
+            message = f"invalid value:\n  {lines}"
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+        raise typer.Exit(2)
+
+
+app = typer.Typer(
+    name="lmfast",
+    cls=_FriendlyErrors,
+    help="Fine-tune, evaluate, export and serve small language models on modest hardware.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("doctor")(system.doctor_command)
+app.command("plan")(system.plan_command)
+app.command("generate")(generate.generate_command)
+app.add_typer(models.app, name="models")
+
+
+def main() -> None:
+    app()

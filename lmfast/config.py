@@ -1,0 +1,306 @@
+"""Configuration: one pydantic model per concern, a description on every field.
+
+`load_config` reads YAML, applies `dotted.path=value` overrides and validates everything
+before anything heavy is imported, so a typo fails in milliseconds with the field path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from lmfast.errors import ConfigError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelt option must never be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which model to load and how to hold it in memory."""
+
+    reference: str = Field(
+        DEFAULT_MODEL,
+        min_length=1,
+        description="Model to use: an alias, a local Hugging Face folder, a .gguf file, "
+        "an LMFast artifact id or a Hugging Face Hub id.",
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto",
+        description="Compute dtype. 'auto' lets the hardware plan choose "
+        "(bfloat16 on Ampere or newer, float16 on older GPUs such as the T4, float32 on CPU).",
+    )
+    quantization: Literal["auto", "none", "nf4", "int8"] = Field(
+        "auto",
+        description="Weight quantization while training. 'nf4' is 4-bit NormalFloat with double "
+        "quantization (QLoRA); 'auto' picks it on GPUs with less than 24 GB and otherwise none.",
+    )
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
+        "auto",
+        description="Attention kernel. 'auto' uses PyTorch SDPA; flash_attention_2 needs "
+        "compute capability 8.0 or newer and the flash-attn package.",
+    )
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Recompute activations in the backward pass to save memory. "
+        "None lets the hardware plan decide (on for GPUs under 24 GB).",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code shipped with a Hub repository to run."
+    )
+
+
+class LoRAConfig(_Section):
+    """Low-rank adapters (LoRA); with 4-bit base weights this is QLoRA."""
+
+    enabled: bool = Field(True, description="Train LoRA adapters instead of all weights.")
+    rank: int = Field(16, ge=1, le=1024, description="Adapter rank r.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator: updates are scaled by alpha/r.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear",
+        description="Modules that get adapters: 'all-linear' (every linear projection of "
+        "attention and MLP, as in the QLoRA paper) or explicit names such as q_proj.",
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
+
+
+class TrainingConfig(_Section):
+    """Optimisation settings shared by SFT, continued pretraining, distillation and ORPO."""
+
+    lora: LoRAConfig = Field(default_factory=LoRAConfig, description="Adapter settings.")
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warm-up."
+    )
+    warmup_ratio: float = Field(
+        0.03, ge=0.0, lt=1.0, description="Fraction of steps spent warming up."
+    )
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Optimizer steps to run. Set this or epochs, not both."
+    )
+    epochs: float | None = Field(
+        None, gt=0.0, description="Passes over the data (1 when neither this nor max_steps is set)."
+    )
+    micro_batch_size: int | None = Field(
+        None, ge=1, le=4096, description="Sequences per forward pass; None lets the plan pick."
+    )
+    gradient_accumulation_steps: int | None = Field(
+        None, ge=1, le=4096, description="Micro-batches per optimizer step; None derives it."
+    )
+    effective_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="Sequences per optimizer step (micro-batch x accumulation). "
+        "None means 16, or micro-batch x accumulation when both are given.",
+    )
+    max_seq_length: int = Field(
+        1024, ge=16, le=131072, description="Longest sequence in tokens; longer ones are cut."
+    )
+    packing: bool = Field(
+        True, description="Pack several short examples into each sequence (fewer pad tokens)."
+    )
+    optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "sgd"] = (
+        Field("auto", description="Optimizer; 'auto' picks paged 8-bit AdamW for QLoRA.")
+    )
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping norm.")
+    seed: int = Field(42, ge=0, description="Random seed for data order and initialisation.")
+    logging_steps: int = Field(10, ge=1, description="Log loss every this many steps.")
+    save_steps: int | None = Field(
+        None, ge=1, description="Checkpoint every this many steps (None: only at the end)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("set either max_steps or epochs, not both")
+        micro, accum, eff = (
+            self.micro_batch_size,
+            self.gradient_accumulation_steps,
+            self.effective_batch_size,
+        )
+        if micro and accum and eff and micro * accum != eff:
+            raise ValueError(
+                f"effective_batch_size={eff} but micro_batch_size x gradient_accumulation_steps "
+                f"= {micro} x {accum} = {micro * accum}; drop one of the three or make them agree"
+            )
+        if micro and eff and eff % micro:
+            raise ValueError(
+                f"effective_batch_size={eff} is not a multiple of micro_batch_size={micro}"
+            )
+        return self
+
+    @property
+    def target_effective_batch_size(self) -> int:
+        """The effective batch the user asked for (16 when unspecified)."""
+        if self.effective_batch_size:
+            return self.effective_batch_size
+        if self.micro_batch_size and self.gradient_accumulation_steps:
+            return self.micro_batch_size * self.gradient_accumulation_steps
+        return 16
+
+
+class DataConfig(_Section):
+    """Where training data comes from and how to read it."""
+
+    path: str | None = Field(
+        None, description="Dataset: a file, folder, glob or LMFast dataset artifact id."
+    )
+    format: Literal["auto", "text", "alpaca", "sharegpt", "messages", "prompt_response"] = Field(
+        "auto", description="Record layout; 'auto' detects it from the fields present."
+    )
+    text_field: str | None = Field(
+        None, description="Field holding raw text (detected when None: text, content, ...)."
+    )
+    validation_split: float = Field(
+        0.0, ge=0.0, le=0.5, description="Fraction held out for evaluation during training."
+    )
+    max_samples: int | None = Field(None, ge=1, description="Use at most this many records.")
+
+
+class EvalConfig(_Section):
+    """What to measure after training."""
+
+    perplexity: bool = Field(True, description="Report perplexity on the held-out text.")
+    tasks: list[str] = Field(
+        default_factory=list, description="lm-evaluation-harness task names to run."
+    )
+    batch_size: int = Field(8, ge=1, le=1024, description="Evaluation batch size.")
+    limit: int | None = Field(None, ge=1, description="At most this many examples per task.")
+
+
+class ServeConfig(_Section):
+    """The OpenAI-compatible HTTP server."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Interface to bind.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="Bearer token clients must send. Required when host is not loopback.",
+    )
+    backend: Literal["auto", "llamacpp", "transformers", "vllm"] = Field(
+        "auto", description="Inference engine; 'auto' uses llama.cpp for GGUF files."
+    )
+    context_length: int | None = Field(
+        None, ge=128, le=1_048_576, description="Context window (None: the model's own)."
+    )
+    max_concurrency: int = Field(
+        4, ge=1, le=1024, description="Requests generated at the same time."
+    )
+    queue_size: int = Field(
+        64, ge=0, le=100_000, description="Requests allowed to wait; beyond this clients get 429."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty means CORS is off."
+    )
+
+    @model_validator(mode="after")
+    def _key_off_loopback(self) -> ServeConfig:
+        if self.api_key is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host={self.host!r} is reachable from other machines, so api_key is required "
+                "(or bind to 127.0.0.1)"
+            )
+        return self
+
+
+class LMFastConfig(_Section):
+    """Everything one LMFast run needs; each section documents its own fields."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model settings.")
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="Training settings."
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="Data settings.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving settings.")
+
+    @model_validator(mode="after")
+    def _quantization_needs_adapters(self) -> LMFastConfig:
+        if self.model.quantization in ("nf4", "int8") and not self.training.lora.enabled:
+            raise ValueError(
+                f"model.quantization={self.model.quantization!r} needs training.lora.enabled=true:"
+                " quantized weights cannot be trained directly"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validation_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        path = f"{prefix}{loc}" if loc != "(root)" else (prefix.rstrip(".") or loc)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] not in ("missing", "extra_forbidden") and "input" in e and e["loc"]:
+            msg += f" (got {e['input']!r})"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        problems.append((path, msg))
+    return problems
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ['training.lora.rank=8', ...] into a nested dict; values are parsed as YAML."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([(item, "override must look like section.field=value")])
+        node = tree
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError([(key, "conflicts with another override")])
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> LMFastConfig:
+    """Load a YAML recipe (optional), apply overrides, validate. Raises ConfigError."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError([("config", f"file not found: {p}")])
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError([("config", f"{p} is not valid YAML: {e}")]) from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([("config", f"{p} must hold a mapping, got {type(loaded).__name__}")])
+        data = loaded or {}
+    data = _merge(data, parse_overrides(overrides or []))
+    try:
+        return LMFastConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(validation_problems(e)) from None

@@ -1,0 +1,80 @@
+"""The `generate` capability: one typed function behind the CLI (and later MCP and HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pydantic import BaseModel, Field, model_validator
+
+from lmfast.config import DEFAULT_MODEL
+from lmfast.inference import Backend, ChatMessage, Engine, SamplingParams, load_engine
+from lmfast.registry import resolve_model
+
+
+class GenerateRequest(BaseModel):
+    """Generate a reply from a model."""
+
+    model: str = Field(DEFAULT_MODEL, description="Model reference (alias, path, artifact id).")
+    prompt: str | None = Field(None, description="A single user message.")
+    messages: list[ChatMessage] | None = Field(None, description="A full chat history instead.")
+    system: str | None = Field(None, description="System message prepended to the chat.")
+    backend: Backend = Field("auto", description="Engine: llama.cpp for GGUF when 'auto'.")
+    params: SamplingParams = Field(default_factory=SamplingParams, description="Sampling.")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerateRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of prompt or messages")
+        if self.messages is not None and not self.messages:
+            raise ValueError("messages must not be empty")
+        return self
+
+    def chat(self) -> list[ChatMessage]:
+        turns = list(self.messages or [ChatMessage(role="user", content=self.prompt or "")])
+        if self.system:
+            turns.insert(0, ChatMessage(role="system", content=self.system))
+        return turns
+
+
+class GenerateResult(BaseModel):
+    """The reply plus token accounting."""
+
+    model: str
+    backend: str
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+_ENGINES: dict[tuple[str, str], Engine] = {}
+
+
+def get_engine(model: str, backend: Backend = "auto") -> Engine:
+    """Engines are cached per (resolved path, backend): loading dominates short generations."""
+    resolved = resolve_model(model)
+    key = (str(resolved.path), backend)
+    if key not in _ENGINES:
+        _ENGINES.clear()  # hold one model at a time: small machines have little memory
+        _ENGINES[key] = load_engine(resolved, backend=backend)
+    return _ENGINES[key]
+
+
+def generate(request: GenerateRequest) -> GenerateResult:
+    """Run one generation to the end."""
+    engine = get_engine(request.model, request.backend)
+    out = engine.chat(request.chat(), request.params)
+    return GenerateResult(
+        model=request.model,
+        backend=engine.name,
+        text=out.text,
+        finish_reason=out.finish_reason,
+        prompt_tokens=out.prompt_tokens,
+        completion_tokens=out.completion_tokens,
+    )
+
+
+def generate_stream(request: GenerateRequest) -> Iterator[str]:
+    """Run one generation, yielding text as it is decoded."""
+    engine = get_engine(request.model, request.backend)
+    yield from engine.stream_chat(request.chat(), request.params)

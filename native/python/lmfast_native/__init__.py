@@ -1,0 +1,5 @@
+"""LMFast's private Rust core. Import from `lmfast`, not from here: this API may change."""
+
+from lmfast_native._lmfast_native import __version__, hash_bytes, hash_files, hash_texts
+
+__all__ = ["__version__", "hash_bytes", "hash_files", "hash_texts"]

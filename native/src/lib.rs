@@ -1,0 +1,7 @@
+//! LMFast's Rust core. Pure-Rust kernels live in their own modules and are tested with
+//! `cargo test`; `python.rs` is the thin PyO3 layer, compiled only with the `python` feature.
+
+pub mod hashing;
+
+#[cfg(feature = "python")]
+mod python;

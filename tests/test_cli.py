@@ -1,0 +1,109 @@
+"""The `lmfast` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from lmfast.cli.app import COMMANDS, app
+
+runner = CliRunner()
+
+
+def _registered(group: Any, prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            names |= _registered(cmd, f"{prefix}{name} ")
+        else:
+            names.add(f"{prefix}{name}")
+    return names
+
+
+def test_command_table_matches_the_app() -> None:
+    assert _registered(get_command(app)) == set(COMMANDS)
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in ("doctor", "plan", "generate", "models"):
+        assert name in result.output
+
+
+def test_doctor_reports_environment() -> None:
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["native_core"] == "0.1.0"
+    assert report["hardware"]["accelerator"] in ("cpu", "cuda", "mps")
+    names = {p["name"]: p for p in report["packages"] + report["accelerators"]}
+    assert names["llama-cpp-python"]["installed"]
+    assert "bitsandbytes" in names and "vllm" in names
+    table = runner.invoke(app, ["doctor"])
+    assert "rust core" in table.output and "Packages" in table.output
+
+
+def test_models_list_and_info() -> None:
+    listed = runner.invoke(app, ["models", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {r["name"]: r for r in json.loads(listed.output)}
+    assert rows["smollm2-135m-instruct"]["available"] is True
+    info = runner.invoke(app, ["models", "info"])
+    assert info.exit_code == 0, info.output
+    assert "Q4_1" in info.output and "576" in info.output
+
+
+def test_plan_for_a_t4() -> None:
+    result = runner.invoke(app, ["plan", "--profile", "t4", "training.max_steps=200", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["quantization"] == "nf4" and plan["dtype"] == "float16"
+    assert plan["estimated_training_time_minutes"] > 0
+    table = runner.invoke(app, ["plan", "--profile", "cpu"])
+    assert "training time (est.)" in table.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["plan", "training.lora.rank=0"], "training.lora.rank"),
+        (["plan", "--profile", "tpu"], "--profile"),
+        (["plan", "--profile", "cpu", "model.quantization=nf4"], "model.quantization"),
+        (["models", "info", "nobody/nothing"], "nobody/nothing"),
+        (["generate", "hi", "--temperature", "9"], "temperature"),
+    ],
+)
+def test_errors_are_one_clear_message(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.output
+
+
+@pytest.mark.slow
+def test_generate_through_the_installed_command() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lmfast",
+            "generate",
+            "What is the capital of France?",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "24",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout
