@@ -1,4 +1,4 @@
-"""The `generate` capability: one typed function behind the CLI (and later MCP and HTTP)."""
+"""The `generate` capability: one typed function behind the CLI, MCP and Python."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from lmfast.config import DEFAULT_MODEL
 from lmfast.inference import Backend, ChatMessage, Engine, SamplingParams, load_engine
+from lmfast.pipeline import Pipeline, ResponseFormat
 from lmfast.registry import resolve_model
 
 
@@ -20,6 +21,9 @@ class GenerateRequest(BaseModel):
     system: str | None = Field(None, description="System message prepended to the chat.")
     backend: Backend = Field("auto", description="Engine: llama.cpp for GGUF when 'auto'.")
     params: SamplingParams = Field(default_factory=SamplingParams, description="Sampling.")
+    response_format: ResponseFormat | None = Field(
+        None, description="Constrain the reply to JSON (json_object) or a JSON schema."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:
@@ -47,27 +51,30 @@ class GenerateResult(BaseModel):
     completion_tokens: int
 
 
-_ENGINES: dict[tuple[str, str], Engine] = {}
+_PIPELINES: dict[tuple[str, str], Pipeline] = {}
 
 
-def get_engine(model: str, backend: Backend = "auto") -> Engine:
-    """Engines are cached per (resolved path, backend): loading dominates short generations."""
+def get_pipeline(model: str, backend: Backend = "auto") -> Pipeline:
+    """Pipelines are cached per (resolved path, backend): loading dominates short replies."""
     resolved = resolve_model(model)
     key = (str(resolved.path), backend)
-    if key not in _ENGINES:
-        _ENGINES.clear()  # hold one model at a time: small machines have little memory
-        _ENGINES[key] = load_engine(resolved, backend=backend)
-    return _ENGINES[key]
+    if key not in _PIPELINES:
+        for old in _PIPELINES.values():  # hold one model at a time: small machines
+            old.engine.close()
+        _PIPELINES.clear()
+        engine: Engine = load_engine(resolved, backend=backend)
+        _PIPELINES[key] = Pipeline(engine)
+    return _PIPELINES[key]
 
 
 def generate(request: GenerateRequest) -> GenerateResult:
     """Run one generation to the end."""
-    engine = get_engine(request.model, request.backend)
-    out = engine.chat(request.chat(), request.params)
+    pipeline = get_pipeline(request.model, request.backend)
+    out = pipeline.chat(request.chat(), request.params, response_format=request.response_format)
     return GenerateResult(
         model=request.model,
-        backend=engine.name,
-        text=out.text,
+        backend=pipeline.engine.name,
+        text=out.text or "",
         finish_reason=out.finish_reason,
         prompt_tokens=out.prompt_tokens,
         completion_tokens=out.completion_tokens,
@@ -76,5 +83,7 @@ def generate(request: GenerateRequest) -> GenerateResult:
 
 def generate_stream(request: GenerateRequest) -> Iterator[str]:
     """Run one generation, yielding text as it is decoded."""
-    engine = get_engine(request.model, request.backend)
-    yield from engine.stream_chat(request.chat(), request.params)
+    pipeline = get_pipeline(request.model, request.backend)
+    yield from pipeline.stream(
+        request.chat(), request.params, response_format=request.response_format
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lmfast.inference import ChatMessage, SamplingParams, load_engine
+from lmfast.pipeline import Pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -12,22 +13,28 @@ QUESTION = [ChatMessage(role="user", content="What is the capital of France?")]
 GREEDY = SamplingParams(temperature=0.0, max_tokens=32)
 
 
-def test_llama_cpp_answers_paris() -> None:
+@pytest.fixture(scope="module")
+def llama() -> Pipeline:
     engine = load_engine(backend="llamacpp")
     assert engine.name == "llama.cpp"
-    out = engine.chat(QUESTION, GREEDY)
-    assert "Paris" in out.text
+    yield Pipeline(engine)
+    engine.close()
+
+
+def test_llama_cpp_answers_paris(llama: Pipeline) -> None:
+    out = llama.chat(QUESTION, GREEDY)
+    assert out.text and "Paris" in out.text
     assert out.prompt_tokens > 5 and 0 < out.completion_tokens <= 32
-    streamed = "".join(engine.stream_chat(QUESTION, GREEDY))
+    streamed = "".join(llama.stream(QUESTION, GREEDY))
     assert streamed == out.text  # greedy: streaming and non-streaming agree
 
 
-def test_llama_cpp_stop_and_length() -> None:
-    engine = load_engine(backend="llamacpp")
-    short = engine.chat(QUESTION, SamplingParams(temperature=0.0, max_tokens=2))
+def test_llama_cpp_stop_and_length(llama: Pipeline) -> None:
+    short = llama.chat(QUESTION, SamplingParams(temperature=0.0, max_tokens=2))
     assert short.finish_reason == "length" and short.completion_tokens == 2
-    stopped = engine.chat(QUESTION, SamplingParams(temperature=0.0, stop=["Paris"]))
-    assert "Paris" not in stopped.text and stopped.finish_reason == "stop"
+    stopped = llama.chat(QUESTION, SamplingParams(temperature=0.0, stop=["Paris"]))
+    assert stopped.text is not None and "Paris" not in stopped.text
+    assert stopped.finish_reason == "stop"
 
 
 def test_transformers_answers_paris_saves_and_reloads(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -39,14 +46,16 @@ def test_transformers_answers_paris_saves_and_reloads(tmp_path) -> None:  # type
     assert getattr(model.config, "quantization_config", None) is None
     assert all(p.requires_grad for p in model.parameters())  # an ordinary trainable model
     engine = TransformersEngine(model, tokenizer)
-    out = engine.chat(QUESTION, GREEDY)
-    assert "Paris" in out.text
+    out = Pipeline(engine).chat(QUESTION, GREEDY)
+    assert out.text and "Paris" in out.text
 
     saved = save_transformers(model, tokenizer, tmp_path / "smollm2-hf")
     assert (saved / "model.safetensors").is_file()
     assert "quantization_config" not in (saved / "config.json").read_text()
     reloaded = TransformersEngine(*load_transformers(str(saved)))
-    assert reloaded.chat(QUESTION, GREEDY).text == out.text
+    assert Pipeline(reloaded).chat(QUESTION, GREEDY).text == out.text
+    engine.close()
+    reloaded.close()
 
 
 def test_convert_makes_a_model_artifact_with_lineage() -> None:

@@ -1,20 +1,37 @@
-"""transformers engine: Hugging Face folders, LoRA adapters, and anything llama.cpp can't run."""
+"""transformers engine: Hugging Face folders, LoRA adapters, and anything llama.cpp can't run.
+
+A worker thread decodes one request at a time with the KV cache (prefill once, then one token
+per forward pass), sampling with transformers' logits processors, so stop strings, logprobs,
+cancellation and streaming behave exactly as in the llama.cpp engine.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from lmfast.inference.base import (
     ChatMessage,
-    GenerationResult,
+    Delta,
+    EngineBusyError,
+    EngineRequest,
+    Finished,
+    FinishReason,
+    GenerationStream,
+    PromptTooLongError,
     SamplingParams,
-    with_default_system,
+    TokenLogprob,
+    ToolSpec,
+    UnsupportedFeatureError,
 )
+from lmfast.inference.chat_format import openai_tools, prepare_messages, template_supports_tools
+from lmfast.inference.decoding import TextAssembler, token_logprob
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+MAX_CONTEXT = 8192
 
 
 class _OpenAIPenalties:
@@ -34,127 +51,214 @@ class _OpenAIPenalties:
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
+def _processors(params: SamplingParams, prompt_len: int) -> Any:
+    from transformers import (
+        LogitsProcessorList,
+        MinPLogitsWarper,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    procs: list[Any] = []
+    if params.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    if params.frequency_penalty or params.presence_penalty:
+        procs.append(
+            _OpenAIPenalties(prompt_len, params.frequency_penalty, params.presence_penalty)
+        )
+    if params.temperature > 0:
+        procs.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_k:
+            procs.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            procs.append(TopPLogitsWarper(params.top_p))
+        if params.min_p:
+            procs.append(MinPLogitsWarper(params.min_p))
+    return LogitsProcessorList(procs)
+
+
 class TransformersEngine:
-    """A transformers causal LM plus tokenizer; prompts use the tokenizer's chat template."""
+    """A transformers causal LM plus tokenizer, served one request at a time."""
 
     name = "transformers"
+    supports_grammar = False
 
     def __init__(
         self,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         default_system: str | None = None,
+        queue_size: int = 64,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.default_system = default_system
+        self.queue_size = queue_size
+        positions = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.context_length = min(positions, MAX_CONTEXT)
+        self._native_tools = template_supports_tools(getattr(tokenizer, "chat_template", None))
+        self._eos = _eos_ids(model, tokenizer)
+        self._queue: deque[tuple[EngineRequest, list[int], GenerationStream]] = deque()
+        self._running = 0
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="lmfast-transformers", daemon=True)
+        self._thread.start()
 
     @classmethod
     def load(
-        cls, reference: Any = None, *, device: str = "cpu", dtype: Any = "auto"
+        cls, reference: Any = None, *, device: str | None = None, queue_size: int = 64
     ) -> TransformersEngine:
         from lmfast.loading import load_transformers
         from lmfast.registry import ResolvedModel, resolve_model
 
         resolved = reference if isinstance(reference, ResolvedModel) else resolve_model(reference)
-        model, tokenizer = load_transformers(resolved, device=device, dtype=dtype)
-        return cls(model, tokenizer, default_system=resolved.default_system)
+        model, tokenizer = load_transformers(resolved, device=device or _best_device())
+        return cls(model, tokenizer, default_system=resolved.default_system, queue_size=queue_size)
 
-    @property
-    def context_length(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 2048))
-
-    def _prepare(self, messages: list[ChatMessage], params: SamplingParams) -> dict[str, Any]:
-        from transformers import LogitsProcessorList, set_seed
-
-        text = self.tokenizer.apply_chat_template(
-            with_default_system(messages, self.default_system),
-            tokenize=False,
-            add_generation_prompt=True,
+    # -- public API ------------------------------------------------------------------------
+    def render_chat(self, messages: list[ChatMessage], tools: list[ToolSpec] | None = None) -> str:
+        msgs = prepare_messages(
+            messages,
+            tools=tools,
+            default_system=self.default_system,
+            native_tools=self._native_tools,
         )
-        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        inputs = inputs.to(self.model.device)
-        if params.seed is not None:
-            set_seed(params.seed)
-        kwargs: dict[str, Any] = {
-            **inputs,
-            "max_new_tokens": params.max_tokens,
-            "do_sample": params.temperature > 0,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "repetition_penalty": params.repetition_penalty,
-        }
-        if params.temperature > 0:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p)
-            if params.top_k:
-                kwargs["top_k"] = params.top_k
-            if params.min_p:
-                kwargs["min_p"] = params.min_p
-        else:  # greedy: neutralise sampling defaults from generation_config.json
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if params.stop:
-            kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
-        if params.frequency_penalty or params.presence_penalty:
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [
-                    _OpenAIPenalties(
-                        inputs["input_ids"].shape[1],
-                        params.frequency_penalty,
-                        params.presence_penalty,
-                    )
-                ]
+        native = openai_tools(tools) if tools and self._native_tools else None
+        return str(
+            self.tokenizer.apply_chat_template(
+                msgs, tools=native, tokenize=False, add_generation_prompt=True
             )
-        return kwargs
-
-    @staticmethod
-    def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
-        cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
-        return (text[:cut], True) if cut >= 0 else (text, False)
-
-    def chat(self, messages: list[ChatMessage], params: SamplingParams) -> GenerationResult:
-        import torch
-
-        kwargs = self._prepare(messages, params)
-        prompt_len = kwargs["input_ids"].shape[1]
-        with torch.inference_mode():
-            out = self.model.generate(**kwargs)
-        new = out[0, prompt_len:]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        text, stopped = self._cut_at_stop(text, params.stop)
-        hit_eos = bool(len(new)) and int(new[-1]) in _eos_ids(self.model, self.tokenizer)
-        finish = "stop" if stopped or hit_eos or len(new) < params.max_tokens else "length"
-        return GenerationResult(
-            text=text,
-            finish_reason=finish,
-            prompt_tokens=prompt_len,
-            completion_tokens=len(new),
         )
 
-    def stream_chat(self, messages: list[ChatMessage], params: SamplingParams) -> Iterator[str]:
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def submit(self, request: EngineRequest) -> GenerationStream:
+        if request.grammar is not None:
+            raise UnsupportedFeatureError(
+                "the transformers engine cannot constrain output; serve a GGUF with llama.cpp"
+            )
+        ids = request.prompt if isinstance(request.prompt, list) else self.tokenize(request.prompt)
+        if not ids:
+            ids = [self.tokenizer.bos_token_id or next(iter(self._eos))]
+        vocab = self.model.get_input_embeddings().weight.shape[0]
+        if any(t < 0 or t >= vocab for t in ids):
+            raise ValueError(f"prompt token ids must be in [0, {vocab})")
+        if len(ids) >= self.context_length:
+            raise PromptTooLongError(len(ids), self.context_length)
+        stream = GenerationStream()
+        with self._cv:
+            if self._closed or len(self._queue) >= self.queue_size:
+                raise EngineBusyError(f"{self._running} running and {len(self._queue)} waiting")
+            self._queue.append((request, ids, stream))
+            self._cv.notify()
+        return stream
+
+    def stats(self) -> dict[str, int]:
+        return {"running": self._running, "waiting": len(self._queue)}
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+
+    # -- worker thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and not self._queue:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                request, ids, stream = self._queue.popleft()
+                self._running = 1
+            try:
+                self._generate(request, ids, stream)
+            except Exception as e:
+                stream.put(Finished("error", len(ids), 0, error=f"{type(e).__name__}: {e}"))
+            finally:
+                self._running = 0
+
+    def _piece(self, token: int) -> bytes:
+        return str(self.tokenizer.decode([token], skip_special_tokens=True)).encode("utf-8")
+
+    def _generate(self, request: EngineRequest, ids: list[int], stream: GenerationStream) -> None:
         import torch
-        from transformers import TextIteratorStreamer
 
-        kwargs = self._prepare(messages, params)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        params = request.params
+        device = self.model.device
+        max_new = min(params.max_tokens, self.context_length - len(ids))
+        procs = _processors(params, len(ids))
+        gen = None
+        if params.seed is not None:
+            gen = torch.Generator(device=device).manual_seed(params.seed)
+        assembler = TextAssembler(list(params.stop))
+        all_ids = torch.tensor([ids], device=device)
+        prompt_lps: list[TokenLogprob | None] | None = None
+        generated, reason = 0, "length"
+        with torch.inference_mode():
+            out = self.model(input_ids=all_ids, use_cache=True)
+            if request.prompt_logprobs:
+                logits = out.logits[0].float().cpu().numpy()
+                prompt_lps = [None] + [
+                    token_logprob(logits[i], ids[i + 1], params.top_logprobs, self._piece)
+                    for i in range(len(ids) - 1)
+                ]
+            past, logits = out.past_key_values, out.logits[0, -1]
+            while generated < max_new:
+                if stream.cancelled:
+                    reason = "cancelled"
+                    break
+                raw = logits.float()
+                scores = procs(all_ids, raw[None])[0]
+                if params.temperature > 0:
+                    probs = torch.softmax(scores, dim=-1)
+                    token = int(torch.multinomial(probs, 1, generator=gen))
+                else:
+                    token = int(scores.argmax())
+                if token in self._eos:
+                    reason = "stop"
+                    break
+                generated += 1
+                lp = (
+                    token_logprob(raw.cpu().numpy(), token, params.top_logprobs, self._piece)
+                    if params.logprobs
+                    else None
+                )
+                text, lps = assembler.feed(self._piece(token), lp)
+                if text or lps:
+                    stream.put(Delta(text, lps))
+                if assembler.stopped:
+                    reason = "stop"
+                    break
+                step = torch.tensor([[token]], device=device)
+                all_ids = torch.cat([all_ids, step], dim=1)
+                out = self.model(input_ids=step, past_key_values=past, use_cache=True)
+                past, logits = out.past_key_values, out.logits[0, -1]
+        final: FinishReason = reason  # type: ignore[assignment]
+        if final != "cancelled":
+            text, lps = assembler.flush()
+            if text or lps:
+                stream.put(Delta(text, lps))
+        stream.put(
+            Finished(final, len(ids), generated, prompt_token_ids=ids, prompt_logprobs=prompt_lps)
+        )
 
-        def run() -> None:
-            with torch.inference_mode():
-                self.model.generate(**kwargs, streamer=streamer)
 
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        emitted = ""
-        for piece in streamer:
-            candidate, stopped = self._cut_at_stop(emitted + piece, params.stop)
-            if candidate[len(emitted) :]:
-                yield candidate[len(emitted) :]
-            emitted = candidate
-            if stopped:
-                break
-        worker.join()
+def _best_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids = model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    found = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
+        found.add(tokenizer.eos_token_id)
+    return found

@@ -1,26 +1,62 @@
-"""llama.cpp engine (llama-cpp-python): the fast path for GGUF files on CPU and GPU."""
+"""llama.cpp engine with continuous batching, on llama-cpp-python's low-level API.
+
+One thread owns the llama.cpp context. Each step it builds a single batch from the next token
+of every running sequence plus prompt chunks of newly admitted ones, decodes it once, and
+samples every sequence with its own sampler chain (penalties, grammar, top-k/p, min-p,
+temperature). Decoding 16 sequences together costs little more than decoding one on a CPU,
+so concurrent clients raise total throughput instead of queueing behind each other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lmfast.hardware import cpu_cores
 from lmfast.inference.base import (
     ChatMessage,
-    GenerationResult,
-    SamplingParams,
-    with_default_system,
+    Delta,
+    EngineBusyError,
+    EngineRequest,
+    Finished,
+    FinishReason,
+    GenerationStream,
+    PromptTooLongError,
+    TokenLogprob,
+    ToolSpec,
 )
+from lmfast.inference.chat_format import openai_tools, prepare_messages, template_supports_tools
+from lmfast.inference.decoding import TextAssembler, token_logprob
 
-# llama.cpp allocates the whole KV cache up front; cap the default so a model with a 128k
-# context does not reserve gigabytes for a short chat.
+# The KV cache is allocated up front; cap the default per-sequence window so a model trained
+# on 128k positions does not reserve gigabytes for short chats.
 DEFAULT_MAX_CONTEXT = 8192
+BATCH_TOKENS = 512
+
+
+@dataclass
+class _Seq:
+    request: EngineRequest
+    prompt: list[int]
+    max_new: int
+    stream: GenerationStream
+    seq_id: int = -1
+    sampler: Any = None
+    fed: int = 0  # prompt tokens already in the KV cache
+    n_past: int = 0  # all tokens in the KV cache
+    last_token: int = -1
+    generated: int = 0
+    assembler: TextAssembler = field(default_factory=lambda: TextAssembler([]))
+    prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)
 
 
 class LlamaCppEngine:
-    """One GGUF model loaded in llama.cpp. The GGUF's own chat template renders prompts."""
+    """A GGUF model served by llama.cpp, `parallel` sequences decoded per step."""
 
     name = "llama.cpp"
 
@@ -29,57 +65,290 @@ class LlamaCppEngine:
         path: str | Path,
         *,
         n_ctx: int | None = None,
+        parallel: int = 1,
+        queue_size: int = 64,
         n_threads: int | None = None,
         n_gpu_layers: int = -1,
         default_system: str | None = None,
     ) -> None:
-        from llama_cpp import Llama
+        import llama_cpp
+        from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         from lmfast.gguf_meta import read_gguf
 
+        self._llama = llama_cpp
         self.path = Path(path)
+        meta = read_gguf(self.path)
+        self.context_length = n_ctx or min(meta.spec.context_length, DEFAULT_MAX_CONTEXT)
         self.default_system = default_system
-        if n_ctx is None:
-            n_ctx = min(read_gguf(self.path).spec.context_length, DEFAULT_MAX_CONTEXT)
-        self.llm = Llama(
-            model_path=str(self.path),
-            n_ctx=n_ctx,
-            n_threads=n_threads or cpu_cores(),
-            n_gpu_layers=n_gpu_layers,
-            verbose=False,
+        self.parallel, self.queue_size = parallel, queue_size
+
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = n_gpu_layers
+        self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = self.context_length * parallel
+        cparams.n_seq_max = parallel
+        cparams.n_batch = cparams.n_ubatch = BATCH_TOKENS
+        cparams.n_threads = cparams.n_threads_batch = n_threads or cpu_cores()
+        cparams.kv_unified = True
+        self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
+        self._batch = LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=parallel, verbose=False)
+        self._n_vocab = self._model.n_vocab()
+        self._vocab = self._model.vocab
+
+        template = meta.chat_template
+        self._native_tools = template_supports_tools(template)
+        bos, eos = self._model.token_bos(), self._model.token_eos()
+        self._bos_text = self._model.token_get_text(bos) if bos >= 0 else ""
+        self._formatter = (
+            Jinja2ChatFormatter(
+                template=template,
+                eos_token=self._model.token_get_text(eos) if eos >= 0 else "",
+                bos_token=self._bos_text,
+            )
+            if template
+            else None
         )
 
-    @property
-    def context_length(self) -> int:
-        return int(self.llm.n_ctx())
+        self._waiting: deque[_Seq] = deque()
+        self._active: dict[int, _Seq] = {}
+        self._free = list(range(parallel))
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="lmfast-llama.cpp", daemon=True)
+        self._thread.start()
 
-    def _kwargs(self, messages: list[ChatMessage], params: SamplingParams) -> dict[str, Any]:
-        return {
-            "messages": with_default_system(messages, self.default_system),
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": params.top_k,
-            "min_p": params.min_p,
-            "repeat_penalty": params.repetition_penalty,
-            "frequency_penalty": params.frequency_penalty,
-            "presence_penalty": params.presence_penalty,
-            "seed": params.seed,
-            "stop": params.stop or None,
-        }
-
-    def chat(self, messages: list[ChatMessage], params: SamplingParams) -> GenerationResult:
-        out: Any = self.llm.create_chat_completion(**self._kwargs(messages, params))
-        choice, usage = out["choices"][0], out["usage"]
-        return GenerationResult(
-            text=choice["message"]["content"] or "",
-            finish_reason="length" if choice["finish_reason"] == "length" else "stop",
-            prompt_tokens=usage["prompt_tokens"],
-            completion_tokens=usage["completion_tokens"],
+    # -- public API ------------------------------------------------------------------------
+    def render_chat(self, messages: list[ChatMessage], tools: list[ToolSpec] | None = None) -> str:
+        msgs = prepare_messages(
+            messages,
+            tools=tools,
+            default_system=self.default_system,
+            native_tools=self._native_tools,
         )
+        if self._formatter is None:  # no template in the file: a plain transcript
+            body = "".join(f"{m['role']}: {m['content']}\n" for m in msgs)
+            return body + "assistant:"
+        native = openai_tools(tools) if tools and self._native_tools else None
+        return self._formatter(messages=msgs, tools=native).prompt
 
-    def stream_chat(self, messages: list[ChatMessage], params: SamplingParams) -> Iterator[str]:
-        for chunk in self.llm.create_chat_completion(**self._kwargs(messages, params), stream=True):
-            piece = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
-            if piece:
-                yield piece
+    def tokenize(self, text: str) -> list[int]:
+        add_bos = self._model.add_bos_token() and not (
+            self._bos_text and text.startswith(self._bos_text)
+        )
+        return list(self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self._model.detokenize(tokens).decode("utf-8", "replace")
+
+    def submit(self, request: EngineRequest) -> GenerationStream:
+        prompt = (
+            request.prompt if isinstance(request.prompt, list) else self.tokenize(request.prompt)
+        )
+        if not prompt:
+            bos = self._model.token_bos()
+            prompt = [bos if bos >= 0 else self._model.token_eos()]
+        if any(t < 0 or t >= self._n_vocab for t in prompt):
+            raise ValueError(f"prompt token ids must be in [0, {self._n_vocab})")
+        if len(prompt) >= self.context_length:
+            raise PromptTooLongError(len(prompt), self.context_length)
+        if request.grammar is not None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            LlamaGrammar.from_string(request.grammar, verbose=False)  # raises if invalid
+        seq = _Seq(
+            request=request,
+            prompt=prompt,
+            max_new=min(request.params.max_tokens, self.context_length - len(prompt)),
+            stream=GenerationStream(),
+            assembler=TextAssembler(list(request.params.stop)),
+        )
+        with self._cv:
+            if self._closed:
+                raise EngineBusyError("the engine is shutting down")
+            if len(self._waiting) >= self.queue_size and len(self._free) == 0:
+                raise EngineBusyError(
+                    f"{len(self._active)} requests running and {len(self._waiting)} waiting"
+                )
+            self._waiting.append(seq)
+            self._cv.notify()
+        return seq.stream
+
+    def stats(self) -> dict[str, int]:
+        return {"running": len(self._active), "waiting": len(self._waiting)}
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+        for seq in list(self._active.values()) + list(self._waiting):
+            seq.stream.put(Finished("cancelled", len(seq.prompt), seq.generated))
+        self._batch.close()
+        self._ctx.close()
+        self._model.close()
+
+    # -- engine thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and not self._waiting and not self._active:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                while self._waiting and self._free:
+                    seq = self._waiting.popleft()
+                    if seq.stream.cancelled:
+                        seq.stream.put(Finished("cancelled", len(seq.prompt), 0))
+                        continue
+                    seq.seq_id = self._free.pop()
+                    seq.sampler = self._make_sampler(seq.request)
+                    self._active[seq.seq_id] = seq
+            try:
+                self._step()
+            except Exception as e:  # never let one bad step kill the server
+                for seq in list(self._active.values()):
+                    self._finish(seq, "error", error=f"{type(e).__name__}: {e}")
+
+    def _make_sampler(self, request: EngineRequest) -> Any:
+        from llama_cpp._internals import LlamaSampler
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        p = request.params
+        sampler = LlamaSampler()
+        sampler.add_penalties(
+            n_vocab=self._n_vocab,
+            penalty_last_n=64,
+            penalty_repeat=p.repetition_penalty,
+            penalty_freq=p.frequency_penalty,
+            penalty_present=p.presence_penalty,
+        )
+        if request.grammar is not None:
+            grammar = LlamaGrammar.from_string(request.grammar, verbose=False)
+            if request.grammar_trigger:
+                sampler.add_grammar_lazy_patterns(
+                    self._model, grammar, [_regex_escape(request.grammar_trigger)], []
+                )
+            else:
+                sampler.add_grammar(self._model, grammar)
+        if p.temperature == 0:
+            sampler.add_greedy()
+        else:
+            if p.top_k:
+                sampler.add_top_k(p.top_k)
+            sampler.add_top_p(p.top_p, 1)
+            if p.min_p:
+                sampler.add_min_p(p.min_p, 1)
+            sampler.add_temp(p.temperature)
+            sampler.add_dist(p.seed if p.seed is not None else self._llama.LLAMA_DEFAULT_SEED)
+        return sampler
+
+    def _step(self) -> None:
+        llama = self._llama
+        for seq in [s for s in self._active.values() if s.stream.cancelled]:
+            self._finish(seq, "cancelled")
+        if not self._active:
+            return
+        self._batch.reset()
+        b = self._batch.batch
+        n = 0
+        sample_at: list[tuple[_Seq, int]] = []
+        scored: list[tuple[_Seq, int, int]] = []  # (seq, batch index, prompt position)
+
+        def add(token: int, pos: int, seq_id: int, logits: bool) -> None:
+            nonlocal n
+            b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = token, pos, 1, logits
+            b.seq_id[n][0] = seq_id
+            n += 1
+
+        for seq in self._active.values():
+            if seq.fed == len(seq.prompt):
+                add(seq.last_token, seq.n_past, seq.seq_id, True)
+                seq.n_past += 1
+                sample_at.append((seq, n - 1))
+        for seq in self._active.values():
+            if seq.fed == len(seq.prompt) or n >= BATCH_TOKENS:
+                continue
+            chunk = seq.prompt[seq.fed : seq.fed + BATCH_TOKENS - n]
+            for j, tok in enumerate(chunk):
+                pos = seq.fed + j
+                last = pos == len(seq.prompt) - 1
+                add(tok, pos, seq.seq_id, last or seq.request.prompt_logprobs)
+                if seq.request.prompt_logprobs and not last:
+                    scored.append((seq, n - 1, pos))
+                if last:
+                    sample_at.append((seq, n - 1))
+            seq.fed += len(chunk)
+            seq.n_past = seq.fed
+        b.n_tokens = n
+        rc = llama.llama_decode(self._ctx.ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+
+        for seq, idx, pos in scored:
+            seq.prompt_logprobs.append(
+                self._logprob(idx, seq.prompt[pos + 1], seq.request.params.top_logprobs)
+            )
+        for seq, idx in sample_at:
+            self._sample(seq, idx)
+
+    def _logits(self, idx: int) -> np.ndarray:
+        ptr = self._llama.llama_get_logits_ith(self._ctx.ctx, idx)
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+    def _piece(self, token: int) -> bytes:
+        return self._model.token_to_piece(token, special=False)
+
+    def _logprob(self, idx: int, token: int, top_n: int) -> TokenLogprob:
+        return token_logprob(self._logits(idx), token, top_n, self._piece)
+
+    def _sample(self, seq: _Seq, idx: int) -> None:
+        params = seq.request.params
+        if seq.max_new <= 0:
+            self._finish(seq, "length")
+            return
+        token = self._llama.llama_sampler_sample(seq.sampler.sampler, self._ctx.ctx, idx)
+        if self._llama.llama_vocab_is_eog(self._vocab, token):
+            self._finish(seq, "stop")
+            return
+        lp = self._logprob(idx, token, params.top_logprobs) if params.logprobs else None
+        seq.generated += 1
+        seq.last_token = token
+        text, lps = seq.assembler.feed(self._piece(token), lp)
+        if text or lps:
+            seq.stream.put(Delta(text, lps))
+        if seq.assembler.stopped:
+            self._finish(seq, "stop")
+        elif seq.generated >= seq.max_new:
+            self._finish(seq, "length")
+
+    def _finish(self, seq: _Seq, reason: FinishReason, error: str | None = None) -> None:
+        if reason in ("stop", "length"):
+            text, lps = seq.assembler.flush()
+            if text or lps:
+                seq.stream.put(Delta(text, lps))
+        seq.stream.put(
+            Finished(
+                reason,
+                prompt_tokens=len(seq.prompt),
+                completion_tokens=seq.generated,
+                prompt_token_ids=seq.prompt,
+                prompt_logprobs=[None, *seq.prompt_logprobs]
+                if seq.request.prompt_logprobs
+                else None,
+                error=error,
+            )
+        )
+        self._llama.llama_memory_seq_rm(self._ctx.memory, seq.seq_id, -1, -1)
+        if seq.sampler is not None:
+            seq.sampler.close()
+        self._active.pop(seq.seq_id, None)
+        self._free.append(seq.seq_id)
+
+
+def _regex_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)

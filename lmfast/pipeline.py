@@ -1,0 +1,242 @@
+"""Generation as a pipeline: before-hooks -> prompt rendering -> engine -> after-hooks.
+
+Everything that generates text (the HTTP server, `lmfast chat`, `lmfast generate`, MCP and
+agents) goes through `Pipeline`, so guardrails and tracing wrap all of them by adding a hook,
+without touching any engine.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from lmfast.inference.base import (
+    ChatMessage,
+    Delta,
+    Engine,
+    EngineRequest,
+    Finished,
+    GenerationStream,
+    SamplingParams,
+    TokenLogprob,
+    ToolCall,
+    ToolSpec,
+    UnsupportedFeatureError,
+)
+from lmfast.inference.tools import ToolCallStreamParser, ToolDelta, parse_tool_calls
+
+ToolChoice = Literal["auto", "none", "required"] | str  # or the name of one function
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's response_format: text, json_object, or json_schema (a schema to satisfy)."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: dict[str, Any] | None = Field(
+        None, description="For type=json_schema: the JSON schema the reply must validate against."
+    )
+
+
+@dataclass
+class GenerationContext:
+    """What hooks see and may change."""
+
+    messages: list[ChatMessage]
+    params: SamplingParams
+    tools: list[ToolSpec] | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class ChatResult(BaseModel):
+    text: str | None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class ChatChunk:
+    """A streamed piece: content text and/or tool-call deltas."""
+
+    content: str = ""
+    tool_deltas: list[ToolDelta] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+class Hook(Protocol):
+    """Runs around every generation. Raise to refuse; mutate the context or result to edit."""
+
+    def before(self, ctx: GenerationContext) -> None: ...
+
+    def after(self, ctx: GenerationContext, result: ChatResult) -> None: ...
+
+
+class Pipeline:
+    """An engine plus the hooks wrapped around it."""
+
+    def __init__(self, engine: Engine, hooks: list[Hook] | None = None) -> None:
+        self.engine = engine
+        self.hooks = list(hooks or [])
+
+    # -- request building ------------------------------------------------------------------
+    def _request(
+        self,
+        ctx: GenerationContext,
+        tool_choice: ToolChoice,
+        response_format: ResponseFormat | None,
+    ) -> tuple[EngineRequest, bool]:
+        for hook in self.hooks:
+            hook.before(ctx)
+        tools = ctx.tools if ctx.tools and tool_choice != "none" else None
+        grammar = trigger = None
+        if tools:
+            from lmfast.inference.tools import tool_call_grammar
+
+            if tool_choice not in ("auto", "required"):
+                chosen = [t for t in tools if t.name == tool_choice]
+                if not chosen:
+                    names = ", ".join(t.name for t in tools)
+                    raise ValueError(f"tool_choice names {tool_choice!r}, not one of: {names}")
+                grammar = tool_call_grammar(chosen, parallel=False)
+            else:
+                grammar = tool_call_grammar(tools)
+                trigger = "<tool_call>" if tool_choice == "auto" else None
+        elif response_format is not None and response_format.type != "text":
+            grammar = json_grammar(response_format)
+        if grammar is not None and not getattr(self.engine, "supports_grammar", True):
+            raise UnsupportedFeatureError(
+                f"the {self.engine.name} engine cannot constrain output (tools / response_format);"
+                " serve a GGUF model with llama.cpp for these"
+            )
+        prompt = self.engine.render_chat(ctx.messages, tools)
+        req = EngineRequest(
+            prompt=prompt, params=ctx.params, grammar=grammar, grammar_trigger=trigger
+        )
+        return req, tools is not None
+
+    def submit(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        *,
+        tools: list[ToolSpec] | None = None,
+        tool_choice: ToolChoice = "auto",
+        response_format: ResponseFormat | None = None,
+    ) -> tuple[GenerationContext, GenerationStream, bool]:
+        """Start a generation (call inside the event loop for async consumption)."""
+        ctx = GenerationContext(messages=list(messages), params=params, tools=tools)
+        request, tools_on = self._request(ctx, tool_choice, response_format)
+        return ctx, self.engine.submit(request), tools_on
+
+    def finish(self, ctx: GenerationContext, result: ChatResult) -> ChatResult:
+        for hook in self.hooks:
+            hook.after(ctx, result)
+        return result
+
+    # -- consumption -----------------------------------------------------------------------
+    def chat(self, messages: list[ChatMessage], params: SamplingParams, **kw: Any) -> ChatResult:
+        """Blocking: generate to the end (CLI, MCP, agents)."""
+        ctx, stream, tools_on = self.submit(messages, params, **kw)
+        acc = _Accumulator(tools_on)
+        for event in stream:
+            acc.add(event)
+        return self.finish(ctx, acc.result())
+
+    def stream(
+        self, messages: list[ChatMessage], params: SamplingParams, **kw: Any
+    ) -> Iterator[str]:
+        """Blocking stream of text pieces (terminal chat). After-hooks run at the end."""
+        ctx, stream, tools_on = self.submit(messages, params, **kw)
+        acc = _Accumulator(tools_on)
+        try:
+            for event in stream:
+                acc.add(event)
+                if isinstance(event, Delta) and event.text:
+                    yield event.text
+        finally:
+            stream.cancel()
+        self.finish(ctx, acc.result())
+
+    async def astream(
+        self, messages: list[ChatMessage], params: SamplingParams, **kw: Any
+    ) -> AsyncIterator[ChatChunk | ChatResult]:
+        """Async stream of ChatChunks, then the final ChatResult. Cancels on early exit."""
+        ctx, stream, tools_on = self.submit(messages, params, **kw)
+        parser = ToolCallStreamParser() if tools_on else None
+        acc = _Accumulator(tools_on)
+        try:
+            async for event in stream:
+                acc.add(event)
+                if isinstance(event, Delta):
+                    if parser is None:
+                        yield ChatChunk(content=event.text, logprobs=event.logprobs)
+                        continue
+                    content, deltas = parser.feed(event.text)
+                    if parser.calls and not content.strip():
+                        content = ""
+                    if content or deltas or event.logprobs:
+                        yield ChatChunk(
+                            content=content, tool_deltas=deltas, logprobs=event.logprobs
+                        )
+                elif parser is not None and not parser.calls and (rest := parser.finish()):
+                    yield ChatChunk(content=rest)
+        finally:
+            stream.cancel()  # no-op when finished; stops generation when the client left
+        result = acc.result()
+        if parser is not None and parser.calls:
+            result.tool_calls = parser.calls  # keep the ids the client already saw
+        yield self.finish(ctx, result)
+
+
+class _Accumulator:
+    def __init__(self, tools_on: bool) -> None:
+        self.tools_on = tools_on
+        self.text: list[str] = []
+        self.logprobs: list[TokenLogprob] = []
+        self.finished: Finished | None = None
+
+    def add(self, event: Delta | Finished) -> None:
+        if isinstance(event, Delta):
+            self.text.append(event.text)
+            self.logprobs.extend(event.logprobs)
+        else:
+            self.finished = event
+
+    def result(self) -> ChatResult:
+        f = self.finished or Finished("cancelled", 0, 0)
+        if f.finish_reason == "error":
+            raise RuntimeError(f.error or "generation failed")
+        text: str | None = "".join(self.text)
+        calls: list[ToolCall] = []
+        reason: str = f.finish_reason
+        if self.tools_on and text:
+            text, calls = parse_tool_calls(text)
+            if calls:
+                reason = "tool_calls"
+        return ChatResult(
+            text=text,
+            tool_calls=calls,
+            finish_reason=reason,
+            prompt_tokens=f.prompt_tokens,
+            completion_tokens=f.completion_tokens,
+            logprobs=self.logprobs or None,
+        )
+
+
+def json_grammar(fmt: ResponseFormat) -> str:
+    """GBNF for response_format json_object (any object) or json_schema (that schema)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    if fmt.type == "json_schema":
+        if not fmt.json_schema:
+            raise ValueError("response_format.json_schema.schema is required for json_schema")
+        return json_schema_to_gbnf(json.dumps(fmt.json_schema))
+    return json_schema_to_gbnf(json.dumps({"type": "object"}))
