@@ -92,6 +92,7 @@ class Pipeline:
         ctx: GenerationContext,
         tool_choice: ToolChoice,
         response_format: ResponseFormat | None,
+        parallel_tool_calls: bool,
     ) -> tuple[EngineRequest, bool]:
         for hook in self.hooks:
             hook.before(ctx)
@@ -107,7 +108,7 @@ class Pipeline:
                     raise ValueError(f"tool_choice names {tool_choice!r}, not one of: {names}")
                 grammar = tool_call_grammar(chosen, parallel=False)
             else:
-                grammar = tool_call_grammar(tools)
+                grammar = tool_call_grammar(tools, parallel=parallel_tool_calls)
                 trigger = "<tool_call>" if tool_choice == "auto" else None
         elif response_format is not None and response_format.type != "text":
             grammar = json_grammar(response_format)
@@ -130,10 +131,14 @@ class Pipeline:
         tools: list[ToolSpec] | None = None,
         tool_choice: ToolChoice = "auto",
         response_format: ResponseFormat | None = None,
+        parallel_tool_calls: bool = False,
     ) -> tuple[GenerationContext, GenerationStream, bool]:
-        """Start a generation (call inside the event loop for async consumption)."""
+        """Start a generation (call inside the event loop for async consumption).
+
+        Several calls in one turn only with `parallel_tool_calls` (off by default, as in
+        llama.cpp's server: small models otherwise repeat the same call)."""
         ctx = GenerationContext(messages=list(messages), params=params, tools=tools)
-        request, tools_on = self._request(ctx, tool_choice, response_format)
+        request, tools_on = self._request(ctx, tool_choice, response_format, parallel_tool_calls)
         return ctx, self.engine.submit(request), tools_on
 
     def finish(self, ctx: GenerationContext, result: ChatResult) -> ChatResult:
@@ -165,11 +170,29 @@ class Pipeline:
             stream.cancel()
         self.finish(ctx, acc.result())
 
+    def submit_text(self, request: EngineRequest) -> tuple[GenerationContext, GenerationStream]:
+        """Raw-prompt generation (/v1/completions): hooks see the prompt as one user turn."""
+        text = request.prompt if isinstance(request.prompt, str) else ""
+        ctx = GenerationContext(
+            messages=[ChatMessage(role="user", content=text)], params=request.params
+        )
+        for hook in self.hooks:
+            hook.before(ctx)
+        return ctx, self.engine.submit(request)
+
     async def astream(
         self, messages: list[ChatMessage], params: SamplingParams, **kw: Any
     ) -> AsyncIterator[ChatChunk | ChatResult]:
         """Async stream of ChatChunks, then the final ChatResult. Cancels on early exit."""
         ctx, stream, tools_on = self.submit(messages, params, **kw)
+        async for item in self.events(ctx, stream, tools_on):
+            yield item
+
+    async def events(
+        self, ctx: GenerationContext, stream: GenerationStream, tools_on: bool
+    ) -> AsyncIterator[ChatChunk | ChatResult]:
+        """Consume a submitted stream: ChatChunks, then the ChatResult (after-hooks applied).
+        Leaving early (client gone) cancels the generation."""
         parser = ToolCallStreamParser() if tools_on else None
         acc = _Accumulator(tools_on)
         try:

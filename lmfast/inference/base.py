@@ -220,6 +220,10 @@ class Engine(Protocol):
         """Token ids of `text` (special tokens parsed)."""
         ...
 
+    def piece(self, token: int) -> bytes:
+        """The bytes one token stands for."""
+        ...
+
     def submit(self, request: EngineRequest) -> GenerationStream:
         """Start generating; raises EngineBusyError or PromptTooLongError at once."""
         ...

@@ -182,7 +182,7 @@ class TransformersEngine:
             finally:
                 self._running = 0
 
-    def _piece(self, token: int) -> bytes:
+    def piece(self, token: int) -> bytes:
         return str(self.tokenizer.decode([token], skip_special_tokens=True)).encode("utf-8")
 
     def _generate(self, request: EngineRequest, ids: list[int], stream: GenerationStream) -> None:
@@ -204,7 +204,7 @@ class TransformersEngine:
             if request.prompt_logprobs:
                 logits = out.logits[0].float().cpu().numpy()
                 prompt_lps = [None] + [
-                    token_logprob(logits[i], ids[i + 1], params.top_logprobs, self._piece)
+                    token_logprob(logits[i], ids[i + 1], params.top_logprobs, self.piece)
                     for i in range(len(ids) - 1)
                 ]
             past, logits = out.past_key_values, out.logits[0, -1]
@@ -224,11 +224,11 @@ class TransformersEngine:
                     break
                 generated += 1
                 lp = (
-                    token_logprob(raw.cpu().numpy(), token, params.top_logprobs, self._piece)
+                    token_logprob(raw.cpu().numpy(), token, params.top_logprobs, self.piece)
                     if params.logprobs
                     else None
                 )
-                text, lps = assembler.feed(self._piece(token), lp)
+                text, lps = assembler.feed(self.piece(token), lp)
                 if text or lps:
                     stream.put(Delta(text, lps))
                 if assembler.stopped:

@@ -9,6 +9,7 @@ so concurrent clients raise total throughput instead of queueing behind each oth
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class LlamaCppEngine:
         self._batch = LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=parallel, verbose=False)
         self._n_vocab = self._model.n_vocab()
         self._vocab = self._model.vocab
+        self._pieces: dict[int, bytes] = {}
 
         template = meta.chat_template
         self._native_tools = template_supports_tools(template)
@@ -298,11 +300,20 @@ class LlamaCppEngine:
         ptr = self._llama.llama_get_logits_ith(self._ctx.ctx, idx)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
-    def _piece(self, token: int) -> bytes:
-        return self._model.token_to_piece(token, special=False)
+    def piece(self, token: int) -> bytes:
+        """Bytes of one token (cached: the vocabulary is fixed)."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            buf = ctypes.create_string_buffer(64)
+            n = self._llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n < 0:  # longer than the buffer: llama.cpp says how long
+                buf = ctypes.create_string_buffer(-n)
+                n = self._llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            cached = self._pieces[token] = buf.raw[:n]
+        return cached
 
     def _logprob(self, idx: int, token: int, top_n: int) -> TokenLogprob:
-        return token_logprob(self._logits(idx), token, top_n, self._piece)
+        return token_logprob(self._logits(idx), token, top_n, self.piece)
 
     def _sample(self, seq: _Seq, idx: int) -> None:
         params = seq.request.params
@@ -316,7 +327,7 @@ class LlamaCppEngine:
         lp = self._logprob(idx, token, params.top_logprobs) if params.logprobs else None
         seq.generated += 1
         seq.last_token = token
-        text, lps = seq.assembler.feed(self._piece(token), lp)
+        text, lps = seq.assembler.feed(self.piece(token), lp)
         if text or lps:
             seq.stream.put(Delta(text, lps))
         if seq.assembler.stopped:

@@ -161,7 +161,9 @@ class ToolCallStreamParser:
             if self._state == "args":
                 end, done = self._scan_args()
                 piece = self._buf[:end]
-                if piece.strip() or (piece and self.calls[-1].function.arguments):
+                if not self.calls[-1].function.arguments:
+                    piece = piece.lstrip()
+                if piece:
                     self.calls[-1].function.arguments += piece
                     deltas.append(ToolDelta(index=len(self.calls) - 1, arguments=piece))
                 self._buf = self._buf[end:]

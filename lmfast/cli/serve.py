@@ -1,0 +1,59 @@
+"""`lmfast serve`: the OpenAI-compatible HTTP server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmfast.config import DEFAULT_MODEL
+
+
+def serve_command(
+    model: Annotated[str, typer.Argument(help="Model to serve.")] = DEFAULT_MODEL,
+    host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token clients must send (or env LMFAST_API_KEY); required off loopback."
+        ),
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, llamacpp, transformers, vllm.")] = None,
+    parallel: Annotated[
+        int | None, typer.Option(help="Requests decoded together (continuous batching).")
+    ] = None,
+    queue_size: Annotated[
+        int | None, typer.Option(help="Requests allowed to wait; more get HTTP 429.")
+    ] = None,
+    ctx_size: Annotated[int | None, typer.Option(help="Context window per request.")] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="Allow this CORS origin (repeatable).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML recipe.")] = None,
+) -> None:
+    """Serve MODEL over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
+    from lmfast.config import load_config
+    from lmfast.serving import run_server
+
+    flags = {
+        "host": host,
+        "port": port,
+        "backend": backend,
+        "max_concurrency": parallel,
+        "queue_size": queue_size,
+        "context_length": ctx_size,
+        "cors_origins": cors_origin,
+        "api_key": api_key or os.environ.get("LMFAST_API_KEY"),
+    }
+    overrides = [f"serve.{k}={_yaml(v)}" for k, v in flags.items() if v is not None]
+    cfg = load_config(config, overrides)
+    run_server(model, cfg.serve)
+
+
+def _yaml(value: object) -> str:
+    import json
+
+    return json.dumps(value)  # JSON is YAML: lists and quoted strings survive the override

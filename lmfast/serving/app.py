@@ -1,0 +1,275 @@
+"""The OpenAI-compatible HTTP server: app factory, model loading, auth, errors, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lmfast.config import ServeConfig
+from lmfast.inference.base import Engine
+from lmfast.pipeline import Pipeline
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's JSON shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = (
+            status,
+            message,
+            type_,
+            param,
+            code,
+        )
+
+    def response(self) -> JSONResponse:
+        body = {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+        return JSONResponse(body, status_code=self.status)
+
+
+class Metrics:
+    """Prometheus metrics, one registry per app (tests create many apps)."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter(
+            "lmfast_requests", "HTTP requests", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "lmfast_request_duration_seconds", "Request latency", ["endpoint"], registry=r
+        )
+        self.ttft = Histogram(
+            "lmfast_time_to_first_token_seconds", "Time to first token", registry=r
+        )
+        self.prompt_tokens = Counter("lmfast_prompt_tokens", "Prompt tokens processed", registry=r)
+        self.completion_tokens = Counter("lmfast_completion_tokens", "Tokens generated", registry=r)
+        self.cancelled = Counter(
+            "lmfast_requests_cancelled",
+            "Generations stopped because the client went away",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "lmfast_requests_rejected", "Requests refused: queue full", registry=r
+        )
+        queue = Gauge("lmfast_queue_depth", "Requests waiting for a slot", registry=r)
+        queue.set_function(lambda: state.engine.stats()["waiting"] if state.engine else 0)
+        running = Gauge("lmfast_requests_running", "Requests being generated", registry=r)
+        running.set_function(lambda: state.engine.stats()["running"] if state.engine else 0)
+
+
+@dataclass
+class ServerState:
+    model_id: str
+    config: ServeConfig
+    aliases: set[str] = field(default_factory=set)
+    engine: Engine | None = None
+    pipeline: Pipeline | None = None
+    load_error: str | None = None
+    closing: bool = False
+    created: int = field(default_factory=lambda: int(time.time()))
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self)
+
+    def require_pipeline(self, requested_model: str) -> Pipeline:
+        if requested_model not in self.aliases | {self.model_id}:
+            raise APIError(
+                404,
+                f"The model '{requested_model}' does not exist; this server "
+                f"serves '{self.model_id}'",
+                param="model",
+                code="model_not_found",
+            )
+        if self.pipeline is None:
+            if self.load_error:
+                raise APIError(
+                    503,
+                    f"the model failed to load: {self.load_error}",
+                    type_="service_unavailable",
+                    code="model_load_failed",
+                )
+            raise APIError(
+                503,
+                "the model is still loading; retry shortly",
+                type_="service_unavailable",
+                code="model_loading",
+            )
+        return self.pipeline
+
+
+class _AuthAndMetrics:
+    """Pure ASGI middleware (BaseHTTPMiddleware would hide client disconnects): checks the
+    bearer token on /v1/ routes and records request counts and latency."""
+
+    def __init__(self, app: Any, state: ServerState, api_key: str | None) -> None:
+        self.app, self.state, self.api_key = app, state, api_key
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        metrics = self.state.metrics
+        path, start = scope["path"], time.perf_counter()
+        if self.api_key and path.startswith("/v1/") and scope["method"] != "OPTIONS":
+            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            token = header[7:] if header.lower().startswith("bearer ") else ""
+            if not secrets.compare_digest(token.encode(), self.api_key.encode()):
+                msg = "missing API key" if not token else "incorrect API key"
+                error = APIError(
+                    401,
+                    f"{msg}: send 'Authorization: Bearer <key>'",
+                    type_="authentication_error",
+                    code="invalid_api_key",
+                )
+                await error.response()(scope, receive, send)
+                metrics.requests.labels(path, "401").inc()
+                return
+        status = 500
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "other")
+            metrics.requests.labels(endpoint, str(status)).inc()
+            metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+def create_app(
+    config: ServeConfig,
+    *,
+    model_id: str,
+    load: Callable[[], Engine],
+    aliases: set[str] | None = None,
+) -> FastAPI:
+    """An app serving the engine `load()` returns; loading runs in the background so the
+    server answers /health (503 'loading') at once."""
+    state = ServerState(model_id=model_id, config=config, aliases=aliases or set())
+
+    def _load() -> None:
+        try:
+            engine = load()
+        except Exception as e:
+            state.load_error = f"{type(e).__name__}: {e}"
+            return
+        if state.closing:  # the server stopped while we loaded
+            engine.close()
+            return
+        state.engine, state.pipeline = engine, Pipeline(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader = threading.Thread(target=_load, name="lmfast-load", daemon=True)
+        loader.start()
+        yield
+        state.closing = True  # a load still running closes its engine when it ends
+        if state.engine is not None:
+            await asyncio.to_thread(state.engine.close)
+
+    app = FastAPI(title="LMFast", version="1", lifespan=lifespan)
+    app.state.lmfast = state
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+
+    api_key = config.api_key.get_secret_value() if config.api_key else None
+
+    app.add_middleware(_AuthAndMetrics, state=state, api_key=api_key)
+
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or None
+        msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        if "input" in first and first.get("type") not in ("missing", "json_invalid"):
+            msg += f" (got {first['input']!r})"[:300]
+        message = f"{param}: {msg}" if param else msg
+        return APIError(400, message, param=param).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return APIError(exc.status_code, str(exc.detail), type_=type_).response()
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return APIError(
+            500, f"internal error: {type(exc).__name__}", type_="server_error"
+        ).response()
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if state.pipeline is not None:
+            return JSONResponse({"status": "ok", "model": state.model_id})
+        status = "error" if state.load_error else "loading"
+        return JSONResponse({"status": status, "detail": state.load_error}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(
+            generate_latest(state.metrics.registry).decode(), media_type="text/plain; version=0.0.4"
+        )
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": state.model_id,
+                    "object": "model",
+                    "created": state.created,
+                    "owned_by": "lmfast",
+                }
+            ],
+        }
+
+    from lmfast.serving.routes import register_routes
+
+    register_routes(app, state)
+    return app
