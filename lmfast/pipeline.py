@@ -59,6 +59,7 @@ class ChatResult(BaseModel):
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
     logprobs: list[TokenLogprob] | None = None
 
 
@@ -250,6 +251,7 @@ class _Accumulator:
             finish_reason=reason,
             prompt_tokens=f.prompt_tokens,
             completion_tokens=f.completion_tokens,
+            cached_tokens=f.cached_tokens,
             logprobs=self.logprobs or None,
         )
 

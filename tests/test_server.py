@@ -390,3 +390,16 @@ def test_metrics_are_prometheus(base: str, client: openai.OpenAI) -> None:
     ):
         assert name in text
     assert 'endpoint="/v1/chat/completions",status="200"' in text
+
+
+def test_prefix_cache_reuses_the_prompt(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "Name three colours of the rainbow."}]
+    first = client.chat.completions.create(
+        model=MODEL, messages=messages, temperature=0, max_tokens=20
+    )
+    again = client.chat.completions.create(
+        model=MODEL, messages=messages, temperature=0, max_tokens=20
+    )
+    assert again.choices[0].message.content == first.choices[0].message.content
+    details = again.usage.prompt_tokens_details  # type: ignore[union-attr]
+    assert details is not None and details.cached_tokens == again.usage.prompt_tokens - 1  # type: ignore[union-attr]

@@ -127,6 +127,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     prompt_token_ids: list[int] = field(default_factory=list)
+    cached_tokens: int = 0  # prompt tokens reused from the prefix cache
     prompt_logprobs: list[TokenLogprob | None] | None = None
     error: str | None = None
 

@@ -52,6 +52,7 @@ class _Seq:
     n_past: int = 0  # all tokens in the KV cache
     last_token: int = -1
     generated: int = 0
+    cached_tokens: int = 0  # prompt tokens found in the prefix cache
     assembler: TextAssembler = field(default_factory=lambda: TextAssembler([]))
     prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)
 
@@ -93,7 +94,7 @@ class LlamaCppEngine:
         cparams.n_seq_max = parallel
         cparams.n_batch = cparams.n_ubatch = BATCH_TOKENS
         cparams.n_threads = cparams.n_threads_batch = n_threads or cpu_cores()
-        cparams.kv_unified = True
+        cparams.kv_unified = False  # one KV stream per slot: attention never scans other slots
         self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
         self._batch = LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=parallel, verbose=False)
         self._n_vocab = self._model.n_vocab()
@@ -117,6 +118,10 @@ class LlamaCppEngine:
         self._waiting: deque[_Seq] = deque()
         self._active: dict[int, _Seq] = {}
         self._free = list(range(parallel))
+        # Tokens each slot holds in the KV cache. A finished sequence leaves its tokens there,
+        # so the next prompt sharing a prefix (the same chat one turn later, the same system
+        # prompt) skips recomputing it: prefix caching, as in llama.cpp's own server.
+        self._slot_tokens: list[list[int]] = [[] for _ in range(parallel)]
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="lmfast-llama.cpp", daemon=True)
@@ -205,7 +210,7 @@ class LlamaCppEngine:
                     if seq.stream.cancelled:
                         seq.stream.put(Finished("cancelled", len(seq.prompt), 0))
                         continue
-                    seq.seq_id = self._free.pop()
+                    self._assign_slot(seq)
                     seq.sampler = self._make_sampler(seq.request)
                     self._active[seq.seq_id] = seq
             try:
@@ -213,6 +218,29 @@ class LlamaCppEngine:
             except Exception as e:  # never let one bad step kill the server
                 for seq in list(self._active.values()):
                     self._finish(seq, "error", error=f"{type(e).__name__}: {e}")
+
+    def _assign_slot(self, seq: _Seq) -> None:
+        """Take the free slot whose cached tokens share the longest prefix with the prompt."""
+
+        def shared(slot: int) -> int:
+            cached, n = self._slot_tokens[slot], 0
+            for a, b in zip(cached, seq.prompt, strict=False):
+                if a != b:
+                    break
+                n += 1
+            return n
+
+        slot = max(self._free, key=shared)
+        self._free.remove(slot)
+        # Keep at least one prompt token to decode (its logits start generation); scoring
+        # requests need logits for every prompt position, so they start from scratch.
+        keep = 0 if seq.request.prompt_logprobs else min(shared(slot), len(seq.prompt) - 1)
+        if not self._llama.llama_memory_seq_rm(self._ctx.memory, slot, keep, -1):
+            self._llama.llama_memory_seq_rm(self._ctx.memory, slot, -1, -1)
+            keep = 0
+        self._slot_tokens[slot] = seq.prompt[:keep]
+        seq.seq_id, seq.fed, seq.n_past = slot, keep, keep
+        seq.cached_tokens = keep
 
     def _make_sampler(self, request: EngineRequest) -> Any:
         from llama_cpp._internals import LlamaSampler
@@ -268,6 +296,7 @@ class LlamaCppEngine:
         for seq in self._active.values():
             if seq.fed == len(seq.prompt):
                 add(seq.last_token, seq.n_past, seq.seq_id, True)
+                self._slot_tokens[seq.seq_id].append(seq.last_token)
                 seq.n_past += 1
                 sample_at.append((seq, n - 1))
         for seq in self._active.values():
@@ -284,6 +313,7 @@ class LlamaCppEngine:
                     sample_at.append((seq, n - 1))
             seq.fed += len(chunk)
             seq.n_past = seq.fed
+            self._slot_tokens[seq.seq_id].extend(chunk)
         b.n_tokens = n
         rc = llama.llama_decode(self._ctx.ctx, b)
         if rc != 0:
@@ -346,13 +376,16 @@ class LlamaCppEngine:
                 prompt_tokens=len(seq.prompt),
                 completion_tokens=seq.generated,
                 prompt_token_ids=seq.prompt,
+                cached_tokens=seq.cached_tokens,
                 prompt_logprobs=[None, *seq.prompt_logprobs]
                 if seq.request.prompt_logprobs
                 else None,
                 error=error,
             )
         )
-        self._llama.llama_memory_seq_rm(self._ctx.memory, seq.seq_id, -1, -1)
+        if reason == "error":  # the cache may be inconsistent: drop it
+            self._llama.llama_memory_seq_rm(self._ctx.memory, seq.seq_id, -1, -1)
+            self._slot_tokens[seq.seq_id] = []
         if seq.sampler is not None:
             seq.sampler.close()
         self._active.pop(seq.seq_id, None)

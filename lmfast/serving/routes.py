@@ -66,11 +66,12 @@ class _ClientGone(Exception):
     pass
 
 
-def _usage(prompt: int, completion: int) -> dict[str, int]:
+def _usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
     }
 
 
@@ -141,7 +142,9 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                             "finish_reason": _finish_reason(result.finish_reason),
                         }
                     ],
-                    "usage": _usage(result.prompt_tokens, result.completion_tokens),
+                    "usage": _usage(
+                        result.prompt_tokens, result.completion_tokens, result.cached_tokens
+                    ),
                 }
             )
 
@@ -194,7 +197,9 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                                 "created": created,
                                 "model": state.model_id,
                                 "choices": [],
-                                "usage": _usage(item.prompt_tokens, item.completion_tokens),
+                                "usage": _usage(
+                                    item.prompt_tokens, item.completion_tokens, item.cached_tokens
+                                ),
                             }
                         )
                 yield "[DONE]"
