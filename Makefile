@@ -6,6 +6,7 @@ UV := python3 -m uv
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.8"
 	$(UV) sync --locked
+	npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
 
 test:
 	cargo test --manifest-path native/Cargo.toml --quiet

@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 
 from lmfast.artifacts import ArtifactStore
 from lmfast.loading import Dtype, load_transformers, save_transformers
+from lmfast.progress import ProgressFn, no_progress
 from lmfast.registry import resolve_model
 
 
@@ -23,11 +24,18 @@ class ConvertResult(BaseModel):
     parameters: int
 
 
-def convert_to_hf(request: ConvertRequest, store: ArtifactStore | None = None) -> ConvertResult:
+def convert_to_hf(
+    request: ConvertRequest,
+    store: ArtifactStore | None = None,
+    progress: ProgressFn = no_progress,
+) -> ConvertResult:
     """Load with transformers (GGUF is dequantized) and save as a model artifact."""
     store = store or ArtifactStore()
+    progress(0, 4, f"resolving {request.model}")
     resolved = resolve_model(request.model, store=store)
+    progress(1, 4, f"loading {resolved.name} ({resolved.format}) into transformers")
     model, tokenizer = load_transformers(resolved, dtype=request.dtype)
+    progress(2, 4, "writing safetensors")
     parent = resolved.artifact_id or resolved.hub_id or str(resolved.path)
     with store.create(
         "model",
@@ -42,7 +50,9 @@ def convert_to_hf(request: ConvertRequest, store: ArtifactStore | None = None) -
             "parameters": params,
             "default_system": resolved.default_system,
         }
+        progress(3, 4, "recording the artifact")
     assert draft.artifact is not None
+    progress(4, 4, f"saved {draft.artifact.id}")
     return ConvertResult(
         artifact_id=draft.artifact.id, path=str(draft.artifact.path), parameters=params
     )

@@ -78,6 +78,9 @@ def test_plan_for_a_t4() -> None:
         (["plan", "--profile", "cpu", "model.quantization=nf4"], "model.quantization"),
         (["models", "info", "nobody/nothing"], "nobody/nothing"),
         (["generate", "hi", "--temperature", "9"], "temperature"),
+        (["jobs", "status", "job-nope"], "no job with id"),
+        (["jobs", "result", "job-nope"], "no job with id"),
+        (["serve", "--host", "0.0.0.0"], "api_key"),
     ],
 )
 def test_errors_are_one_clear_message(args: list[str], expected: str) -> None:

@@ -8,7 +8,7 @@ import typer
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
-from lmfast.cli import chat, generate, models, serve, system
+from lmfast.cli import chat, generate, jobs, mcp, models, serve, system
 from lmfast.errors import LMFastError
 
 # Every command `lmfast` registers; a test asserts the app matches this table exactly.
@@ -18,9 +18,15 @@ COMMANDS: dict[str, str] = {
     "generate": "generate a reply from a model",
     "chat": "chat with a model in the terminal (or through a pipe)",
     "serve": "serve a model over an OpenAI-compatible HTTP API",
+    "mcp": "serve LMFast's tools over MCP (stdio or streamable HTTP)",
     "models list": "list model aliases and model artifacts",
     "models info": "describe a model without loading it",
     "models convert": "turn a model (e.g. a GGUF) into a trainable Hugging Face artifact",
+    "jobs list": "recent jobs",
+    "jobs status": "a job's state and progress",
+    "jobs result": "a finished job's result",
+    "jobs wait": "follow a job with a progress bar",
+    "jobs cancel": "stop a job",
 }
 
 
@@ -56,7 +62,9 @@ app.command("plan")(system.plan_command)
 app.command("generate")(generate.generate_command)
 app.command("chat")(chat.chat_command)
 app.command("serve")(serve.serve_command)
+app.command("mcp")(mcp.mcp_command)
 app.add_typer(models.app, name="models")
+app.add_typer(jobs.app, name="jobs")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -75,18 +76,27 @@ def convert_command(
         str, typer.Option(help="Weight dtype: bfloat16, float16, float32 or auto.")
     ] = "bfloat16",
     label: Annotated[str | None, typer.Option("--name", help="Name for the artifact.")] = None,
+    background: Annotated[
+        bool, typer.Option("--background", help="Start the job and print its id.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Dequantize a GGUF (or copy any model) into a trainable Hugging Face artifact."""
-    from lmfast.convert import ConvertRequest, convert_to_hf
+    """Dequantize a GGUF (or copy any model) into a trainable Hugging Face artifact (a job)."""
+    from lmfast.cli.jobs import follow
+    from lmfast.convert import ConvertRequest
+    from lmfast.jobs import JobStore, submit
 
     request = ConvertRequest(model=name, dtype=dtype, name=label)  # type: ignore[arg-type]
-    with console.status(f"converting {name} ..."):
-        result = convert_to_hf(request)
+    job_id = submit("convert_model", request)
+    if background:
+        console.print(job_id)
+        return
+    follow(job_id)
+    result = JobStore().result(job_id) or {}
     if json_out:
-        print_json(result)
+        console.print_json(json.dumps(result))
     else:
         console.print(
-            f"[green]saved[/] {result.artifact_id} ({result.parameters / 1e6:.1f} M parameters) "
-            f"at {result.path}"
+            f"[green]saved[/] {result['artifact_id']} "
+            f"({result['parameters'] / 1e6:.1f} M parameters) at {result['path']}"
         )

@@ -1,0 +1,29 @@
+"""Each capability and its faces: the CLI command and the MCP tool over the same function.
+
+A test checks this table against the registered CLI commands and MCP tools, so a capability
+can't gain one face and silently lack the other.
+"""
+
+from __future__ import annotations
+
+# capability -> (CLI command, MCP tool)
+CAPABILITIES: dict[str, tuple[str, str]] = {
+    "generate": ("generate", "generate"),
+    "list_models": ("models list", "list_models"),
+    "model_info": ("models info", "model_info"),
+    "convert_model": ("models convert", "convert_model"),
+    "job_status": ("jobs status", "job_status"),
+    "job_result": ("jobs result", "job_result"),
+    "cancel_job": ("jobs cancel", "cancel_job"),
+    "list_jobs": ("jobs list", "list_jobs"),
+}
+
+# CLI commands that are front-ends or local tooling rather than capabilities.
+CLI_ONLY: dict[str, str] = {
+    "doctor": "inspects the local environment",
+    "plan": "previews settings for this machine",
+    "chat": "interactive terminal front-end over generate",
+    "serve": "starts the HTTP server",
+    "mcp": "starts the MCP server",
+    "jobs wait": "terminal progress bar over job_status",
+}

@@ -1,0 +1,116 @@
+"""`lmfast jobs ...`: the same jobs the MCP server and Python API see."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lmfast.cli.output import console, print_json
+
+app = typer.Typer(help="Follow, wait for and cancel long-running jobs.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JobId = Annotated[str, typer.Argument(help="Job id (lmfast jobs list shows them).")]
+
+
+def follow(job_id: str) -> None:
+    """Show a progress bar until the job ends; Ctrl-C cancels the job."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lmfast.jobs import cancel, wait
+    from lmfast.jobs.store import JobInfo
+
+    with Progress(
+        TextColumn("[bold]{task.fields[kind]}"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("queued", total=None, kind=job_id)
+
+        def show(info: JobInfo) -> None:
+            bar.update(
+                task,
+                completed=info.step,
+                total=info.total,
+                description=info.message,
+                kind=info.kind,
+            )
+
+        try:
+            info = wait(job_id, on_progress=show)
+        except KeyboardInterrupt:
+            bar.update(task, description="cancelling ...")
+            info = cancel(job_id)
+    if info.status != "succeeded":
+        from lmfast.errors import LMFastError
+
+        raise LMFastError(f"job {job_id} {info.status}: {info.error or ''}".strip())
+
+
+@app.command("list")
+def list_command(
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="Most jobs to show.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recent jobs, newest first."""
+    from lmfast.jobs import JobStore
+
+    jobs = JobStore().list(status=status, limit=limit)
+    if json_out:
+        print_json(jobs)
+        return
+    table = Table(title="Jobs")
+    for col in ("id", "kind", "status", "progress", "message", "age"):
+        table.add_column(col)
+    for j in jobs:
+        prog = f"{j.step:g}/{j.total:g}" if j.total else f"{j.step:g}"
+        table.add_row(
+            j.id, j.kind, j.status, prog, j.error or j.message, f"{time.time() - j.created_at:.0f}s"
+        )
+    console.print(table)
+
+
+@app.command("status")
+def status_command(job_id: JobId) -> None:
+    """A job's state and progress (JSON)."""
+    from lmfast.jobs import JobStore
+
+    print_json(JobStore().get(job_id))
+
+
+@app.command("result")
+def result_command(job_id: JobId) -> None:
+    """A finished job's result (JSON)."""
+    from lmfast.errors import LMFastError
+    from lmfast.jobs import JobStore
+
+    store = JobStore()
+    info = store.get(job_id)
+    if info.status != "succeeded":
+        raise LMFastError(
+            f"job {job_id} is {info.status}" + (f": {info.error}" if info.error else "")
+        )
+    console.print_json(json.dumps(store.result(job_id)))
+
+
+@app.command("wait")
+def wait_command(job_id: JobId) -> None:
+    """Follow a job with a progress bar until it ends (Ctrl-C cancels it)."""
+    follow(job_id)
+    result_command(job_id)
+
+
+@app.command("cancel")
+def cancel_command(job_id: JobId) -> None:
+    """Stop a job; its worker cleans up and nothing half-written is kept."""
+    from lmfast.jobs import cancel
+
+    info = cancel(job_id)
+    console.print(f"{job_id}: {info.status}")

@@ -1,0 +1,39 @@
+"""`lmfast mcp`: the MCP server for Claude Desktop, Claude Code, Cursor and agent scripts."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+
+def mcp_command(
+    transport: Annotated[str, typer.Option(help="stdio (default) or http.")] = "stdio",
+    host: Annotated[str, typer.Option(help="HTTP interface.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token HTTP clients must send (or env LMFAST_MCP_TOKEN); "
+            "required off loopback."
+        ),
+    ] = None,
+    allow_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another folder tools may read or write (repeatable). The current "
+            "folder and LMFAST_HOME are always allowed."
+        ),
+    ] = None,
+) -> None:
+    """Serve LMFast's tools over MCP (stdio, or streamable HTTP at /mcp)."""
+    from lmfast.mcp_server import run
+
+    run(
+        transport,
+        host=host,
+        port=port,
+        token=token or os.environ.get("LMFAST_MCP_TOKEN"),
+        allow_roots=allow_root,
+    )

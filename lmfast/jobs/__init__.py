@@ -1,0 +1,7 @@
+"""Long work as jobs: a SQLite store under LMFAST_HOME, detached worker processes, progress,
+cancel, and results recorded for any client (CLI, MCP, Python) to read."""
+
+from lmfast.jobs.runner import cancel, submit, wait
+from lmfast.jobs.store import JobInfo, JobNotFoundError, JobStore
+
+__all__ = ["JobInfo", "JobNotFoundError", "JobStore", "cancel", "submit", "wait"]

@@ -1,0 +1,45 @@
+"""Which capabilities run as jobs: name -> (request model, function). Imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from lmfast.errors import LMFastError
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    request: str  # "module:Class" of the pydantic request
+    function: str  # "module:function" taking (request, progress=...) -> pydantic result
+    description: str
+
+
+KINDS: dict[str, JobKind] = {
+    k.name: k
+    for k in [
+        JobKind(
+            name="convert_model",
+            request="lmfast.convert:ConvertRequest",
+            function="lmfast.convert:convert_to_hf",
+            description="Dequantize a GGUF (or copy any model) into a trainable HF artifact",
+        ),
+    ]
+}
+
+
+def _load(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def resolve_kind(name: str) -> tuple[type[BaseModel], Callable[..., BaseModel]]:
+    kind = KINDS.get(name)
+    if kind is None:
+        raise LMFastError(f"unknown job kind {name!r}; kinds: {', '.join(KINDS)}")
+    return _load(kind.request), _load(kind.function)

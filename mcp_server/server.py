@@ -1,0 +1,323 @@
+"""LMFast's capabilities as MCP tools, resources and prompts (MCP Python SDK v2, MCPServer).
+
+Every tool is a thin adapter over the same function the CLI and Python API call; long work
+runs as a job (a detached worker process) and a tool either returns its id at once or, with
+`wait: true`, follows it to the end while sending progress notifications.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+
+import anyio
+from lmfast.mcp_server.paths import confine_model_reference
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from pydantic import BaseModel, Field, ValidationError
+
+from lmfast import __version__
+from lmfast.config import DEFAULT_MODEL
+from lmfast.errors import LMFastError
+from lmfast.inference.base import ChatMessage
+from lmfast.jobs.store import JobInfo, JobStatus
+from lmfast.registry import ModelInfo, ModelListing
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+INSTRUCTIONS = """LMFast runs small language models locally: generate text, list and inspect
+models, and convert models. Long work (convert_model) runs as a job: pass wait=true to follow
+it with progress, or poll job_status / job_result with the returned job_id."""
+
+
+def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Anticipated failures become tool errors (isError) with a message naming the field."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except ValidationError as e:
+            lines = []
+            for err in e.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "arguments"
+                lines.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+            raise ToolError("invalid arguments: " + "; ".join(lines)) from None
+        except (LMFastError, ValueError, PermissionError) as e:
+            raise ToolError(str(e)) from None
+
+    return wrapper
+
+
+class JobOutcome(BaseModel):
+    """A job handle, and its result once it has one."""
+
+    job_id: str = Field(description="Poll with job_status / job_result, stop with cancel_job.")
+    status: JobStatus = Field(description="queued, running, succeeded, failed or cancelled.")
+    result: dict[str, Any] | None = Field(None, description="The capability's result.")
+    error: str | None = Field(None, description="Why it failed or stopped.")
+
+
+class GenerateOutput(BaseModel):
+    """A model's reply."""
+
+    model: str
+    backend: str
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+async def _follow(job_id: str, ctx: Context | None) -> JobOutcome:
+    """Wait for a job, relaying its progress to the client as notifications."""
+    from lmfast.jobs import JobStore
+
+    store = JobStore()
+    last: tuple[float, str] | None = None
+    while True:
+        info = await anyio.to_thread.run_sync(store.get, job_id)
+        if ctx is not None and (info.step, info.message) != last:
+            last = (info.step, info.message)
+            await ctx.report_progress(info.step, info.total, info.message or info.status)
+        if info.done:
+            result = await anyio.to_thread.run_sync(store.result, job_id)
+            return JobOutcome(job_id=job_id, status=info.status, result=result, error=info.error)
+        await anyio.sleep(0.2)
+
+
+async def _start_job(kind: str, request: BaseModel, wait: bool, ctx: Context | None) -> JobOutcome:
+    from lmfast.jobs import submit
+
+    job_id = await anyio.to_thread.run_sync(submit, kind, request)
+    if not wait:
+        return JobOutcome(job_id=job_id, status="queued")
+    return await _follow(job_id, ctx)
+
+
+def build_server() -> MCPServer:
+    mcp = MCPServer("lmfast", instructions=INSTRUCTIONS, version=__version__)
+
+    # -- generation --------------------------------------------------------------------
+    @mcp.tool(
+        description="Generate a reply from a local model (default: the embedded "
+        "SmolLM2-135M-Instruct). Give `prompt` or a full `messages` history."
+    )
+    @_errors
+    async def generate(
+        prompt: Annotated[str | None, Field(description="A single user message.")] = None,
+        messages: Annotated[
+            list[ChatMessage] | None, Field(description="A chat history instead of prompt.")
+        ] = None,
+        model: Annotated[str, Field(description="Alias, artifact id, local path or hub id.")] = (
+            DEFAULT_MODEL
+        ),
+        system: Annotated[str | None, Field(description="System message.")] = None,
+        max_tokens: Annotated[int, Field(ge=1, le=4096, description="Most tokens.")] = 256,
+        temperature: Annotated[float, Field(ge=0, le=2, description="0 is greedy.")] = 0.7,
+        top_p: Annotated[float, Field(gt=0, le=1, description="Nucleus mass.")] = 1.0,
+        seed: Annotated[int | None, Field(ge=0, le=2**32 - 1, description="Seed.")] = None,
+        stop: Annotated[list[str] | None, Field(max_length=16, description="Stops.")] = None,
+        json_schema: Annotated[
+            dict[str, Any] | None, Field(description="Constrain the reply to this JSON schema.")
+        ] = None,
+    ) -> GenerateOutput:
+        from lmfast.generate import GenerateRequest
+        from lmfast.generate import generate as run
+        from lmfast.inference.base import SamplingParams
+        from lmfast.pipeline import ResponseFormat
+
+        request = GenerateRequest(
+            model=confine_model_reference(model),
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            params=SamplingParams(
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+                stop=stop or [],
+            ),
+            response_format=ResponseFormat(type="json_schema", json_schema=json_schema)
+            if json_schema
+            else None,
+        )
+        out = await anyio.to_thread.run_sync(run, request)
+        return GenerateOutput(**out.model_dump())
+
+    # -- models ------------------------------------------------------------------------
+    @mcp.tool(
+        description="List model aliases (and whether each works offline) and the "
+        "model artifacts LMFast has produced."
+    )
+    @_errors
+    async def list_models() -> list[ModelListing]:
+        from lmfast.registry import list_models as run
+
+        return await anyio.to_thread.run_sync(run)
+
+    @mcp.tool(
+        description="Describe a model without loading it: architecture, parameters, "
+        "context length, quantization, chat template, lineage."
+    )
+    @_errors
+    async def model_info(
+        model: Annotated[str, Field(description="Alias, artifact id, local path or hub id.")] = (
+            DEFAULT_MODEL
+        ),
+    ) -> ModelInfo:
+        from lmfast.registry import model_info as run
+
+        return await anyio.to_thread.run_sync(run, confine_model_reference(model))
+
+    @mcp.tool(
+        description="Convert a model (e.g. the embedded GGUF) into a trainable Hugging "
+        "Face artifact. A job: returns a job_id, or with wait=true runs to the end and "
+        "reports progress."
+    )
+    @_errors
+    async def convert_model(
+        ctx: Context,
+        model: Annotated[str, Field(description="Model to convert.")] = DEFAULT_MODEL,
+        dtype: Annotated[
+            Literal["auto", "float32", "float16", "bfloat16"], Field(description="Weight dtype.")
+        ] = "bfloat16",
+        name: Annotated[str | None, Field(max_length=200, description="Artifact name.")] = None,
+        wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
+    ) -> JobOutcome:
+        from lmfast.convert import ConvertRequest
+
+        request = ConvertRequest(model=confine_model_reference(model), dtype=dtype, name=name)
+        return await _start_job("convert_model", request, wait, ctx)
+
+    # -- jobs --------------------------------------------------------------------------
+    @mcp.tool(description="A job's status and progress (step, total, message, metrics).")
+    @_errors
+    async def job_status(job_id: Annotated[str, Field(description="Job id.")]) -> JobInfo:
+        from lmfast.jobs import JobStore
+
+        return await anyio.to_thread.run_sync(JobStore().get, job_id)
+
+    @mcp.tool(description="A job's result; an error while it is still running.")
+    @_errors
+    async def job_result(job_id: Annotated[str, Field(description="Job id.")]) -> JobOutcome:
+        from lmfast.jobs import JobStore
+
+        store = JobStore()
+        info = await anyio.to_thread.run_sync(store.get, job_id)
+        if not info.done:
+            progress = info.message or "no progress yet"
+            raise ToolError(
+                f"job {job_id} is still {info.status} ({progress}); poll job_status or call "
+                "again later"
+            )
+        return JobOutcome(
+            job_id=job_id, status=info.status, result=store.result(job_id), error=info.error
+        )
+
+    @mcp.tool(description="Stop a running job. Its worker cleans up; nothing half-written is kept.")
+    @_errors
+    async def cancel_job(job_id: Annotated[str, Field(description="Job id.")]) -> JobInfo:
+        from lmfast.jobs import cancel
+
+        return await anyio.to_thread.run_sync(cancel, job_id)
+
+    @mcp.tool(description="Recent jobs, newest first.")
+    @_errors
+    async def list_jobs(
+        status: Annotated[JobStatus | None, Field(description="Only this status.")] = None,
+        limit: Annotated[int, Field(ge=1, le=500, description="Most jobs.")] = 50,
+    ) -> list[JobInfo]:
+        from lmfast.jobs import JobStore
+
+        return await anyio.to_thread.run_sync(lambda: JobStore().list(status, limit))
+
+    _resources(mcp)
+    _prompts(mcp)
+    return mcp
+
+
+def _resources(mcp: MCPServer) -> None:
+    def read(fn: Callable[[], Any]) -> str:
+        try:
+            value = fn()
+        except LMFastError as e:
+            raise ResourceError(str(e)) from None
+        if isinstance(value, BaseModel):
+            return value.model_dump_json(indent=2)
+        return json.dumps(value, indent=2, default=str)
+
+    @mcp.resource(
+        "jobs://{job_id}",
+        name="job",
+        mime_type="application/json",
+        description="A job's state, progress and (when done) result.",
+    )
+    def job_resource(job_id: str) -> str:
+        from lmfast.jobs import JobStore
+
+        store = JobStore()
+        return read(lambda: {**store.get(job_id).model_dump(), "result": store.result(job_id)})
+
+    @mcp.resource(
+        "model://{model}/info",
+        name="model info",
+        mime_type="application/json",
+        description="Architecture, parameters, context length, quantization and "
+        "lineage of a model (alias or artifact id).",
+    )
+    def model_resource(model: str) -> str:
+        from lmfast.registry import model_info
+
+        return read(lambda: model_info(confine_model_reference(model)))
+
+    @mcp.resource(
+        "artifacts://index",
+        name="artifacts",
+        mime_type="application/json",
+        description="Every artifact's manifest, newest first.",
+    )
+    def artifacts_index() -> str:
+        from lmfast.artifacts import ArtifactStore
+
+        return read(lambda: [a.manifest.model_dump(mode="json") for a in ArtifactStore().list()])
+
+    @mcp.resource(
+        "artifact://{artifact_id}/manifest",
+        name="artifact manifest",
+        mime_type="application/json",
+        description="One artifact's manifest: kind, parents, config hash, metrics.",
+    )
+    def artifact_resource(artifact_id: str) -> str:
+        from lmfast.artifacts import ArtifactStore
+
+        return read(lambda: ArtifactStore().get(artifact_id).manifest)
+
+
+def _prompts(mcp: MCPServer) -> None:
+    @mcp.prompt(
+        description="Make the embedded model trainable: convert it, inspect the result and try it."
+    )
+    def convert_and_try(model: str = DEFAULT_MODEL) -> str:
+        return (
+            f"1. Call convert_model with model={model!r} and wait=true; report its progress.\n"
+            "2. Read model://<artifact_id>/info for the new artifact and summarise its "
+            "architecture, size and lineage.\n"
+            "3. Call generate with model=<artifact_id> and the prompt 'What is the capital of "
+            "France?', and show the answer."
+        )
+
+    @mcp.prompt(description="Compare two models on the same questions with greedy decoding.")
+    def compare_models(model_a: str, model_b: str, questions: str = "") -> str:
+        qs = questions or "What is the capital of France?; Name three primary colours."
+        return (
+            f"For each question in [{qs}] (separated by ';'), call generate twice with "
+            f"temperature=0: once with model={model_a!r}, once with model={model_b!r}. "
+            "Put the answers side by side in a table, note where they differ, and say which "
+            "model answered better and why. Use model_info on each model to explain size or "
+            "quantization differences."
+        )
