@@ -49,3 +49,25 @@ def test_content_version(tmp_path: Path) -> None:
     assert content_version([moved], config={"dedup": False}) != v1
     (moved / "sub" / "y.jsonl").write_text('{"text": "two!"}\n')
     assert content_version([moved], config={"dedup": True}) != v1
+
+
+def test_stub_matches_the_extension() -> None:
+    """The .pyi beside the extension names exactly what the compiled module exports."""
+    import ast
+    from pathlib import Path
+
+    from lmfast_native import _lmfast_native
+
+    stub = Path(_lmfast_native.__file__).with_name("_lmfast_native.pyi")
+    if not stub.exists():  # editable installs keep the stub in the source tree
+        stub = (
+            Path(__file__).resolve().parents[1] / "native/python/lmfast_native/_lmfast_native.pyi"
+        )
+    tree = ast.parse(stub.read_text())
+    stubbed = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    runtime = {
+        n
+        for n in dir(_lmfast_native)
+        if not n.startswith("_") and callable(getattr(_lmfast_native, n))
+    }
+    assert stubbed == runtime
