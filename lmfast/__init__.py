@@ -29,6 +29,8 @@ _EXPORTS = {
     "GenerateRequest": "lmfast.generate",
     "generate": "lmfast.generate",
     "convert_to_hf": "lmfast.convert",
+    "prep_dataset": "lmfast.data",
+    "PrepRequest": "lmfast.data",
 }
 
 __all__ = ["__version__", *_EXPORTS]

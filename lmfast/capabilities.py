@@ -9,6 +9,7 @@ from __future__ import annotations
 # capability -> (CLI command, MCP tool)
 CAPABILITIES: dict[str, tuple[str, str]] = {
     "generate": ("generate", "generate"),
+    "prep_dataset": ("prep", "prep_dataset"),
     "list_models": ("models list", "list_models"),
     "model_info": ("models info", "model_info"),
     "convert_model": ("models convert", "convert_model"),

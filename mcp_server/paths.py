@@ -56,3 +56,17 @@ def confine_model_reference(reference: str, field: str = "model") -> str:
     if looks_like_path(reference):
         return str(confine(reference, field))
     return reference
+
+
+def confine_input(pattern: str, field: str) -> str:
+    """A file, folder or glob: its fixed part (before any wildcard) must be inside the roots."""
+    head = pattern
+    for i, ch in enumerate(pattern):
+        if ch in "*?[":
+            head = pattern[:i]
+            break
+    base = Path(head) if head == pattern else Path(head).parent if head else Path(".")
+    confine(base, field)
+    if ".." in Path(pattern).parts[len(base.parts) :]:
+        raise PathNotAllowedError(f"{field}: '..' after a wildcard is not allowed ({pattern!r})")
+    return str(Path(pattern).expanduser())

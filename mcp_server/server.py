@@ -194,6 +194,63 @@ def build_server() -> MCPServer:
         request = ConvertRequest(model=confine_model_reference(model), dtype=dtype, name=name)
         return await _start_job("convert_model", request, wait, ctx)
 
+    @mcp.tool(
+        description="Prepare a dataset from files: normalize, quality-filter (Gopher, "
+        "C4, FineWeb), deduplicate (exact + MinHash), format chat data with the model's "
+        "template and tokenize/pack. A job: returns a job_id, or with wait=true runs "
+        "to the end and reports progress."
+    )
+    @_errors
+    async def prep_dataset(
+        ctx: Context,
+        inputs: Annotated[
+            list[str], Field(min_length=1, max_length=1000, description="Files, folders, globs.")
+        ],
+        format: Annotated[
+            Literal["auto", "text", "messages", "alpaca", "sharegpt", "prompt_response"],
+            Field(description="Record layout."),
+        ] = "auto",
+        text_field: Annotated[str | None, Field(description="Field with raw text.")] = None,
+        tokenizer: Annotated[
+            str | None, Field(description="Tokenize and pack with this model's tokenizer.")
+        ] = None,
+        seq_len: Annotated[int, Field(ge=8, le=32768, description="Tokens per sequence.")] = 2048,
+        filters: Annotated[
+            Literal["auto", "web", "minimal", "off"], Field(description="Quality filter preset.")
+        ] = "auto",
+        exact_dedup: Annotated[bool, Field(description="Drop exact duplicates.")] = True,
+        near_dedup: Annotated[bool, Field(description="Drop near duplicates.")] = True,
+        name: Annotated[str | None, Field(max_length=200, description="Artifact name.")] = None,
+        wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
+    ) -> JobOutcome:
+        from lmfast.mcp_server.paths import confine_input
+
+        from lmfast.data.settings import FilterSettings, PrepRequest
+
+        presets = {
+            "web": FilterSettings(),
+            "minimal": FilterSettings.minimal(),
+            "off": FilterSettings(
+                length=None,
+                gopher_quality=None,
+                gopher_repetition=None,
+                c4=None,
+                fineweb=None,
+                bad_words=False,
+            ),
+        }
+        request = PrepRequest(
+            inputs=[confine_input(p, f"inputs.{i}") for i, p in enumerate(inputs)],
+            format=format,
+            text_field=text_field,
+            tokenizer=confine_model_reference(tokenizer, "tokenizer") if tokenizer else None,
+            seq_len=seq_len,
+            filters=presets.get(filters),
+            dedup={"exact": exact_dedup, "near": near_dedup},
+            name=name,
+        )
+        return await _start_job("prep_dataset", request, wait, ctx)
+
     # -- jobs --------------------------------------------------------------------------
     @mcp.tool(description="A job's status and progress (step, total, message, metrics).")
     @_errors

@@ -110,3 +110,18 @@ def test_generate_through_the_installed_command() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
+
+
+def test_prep_command_runs_a_job_and_prints_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "d.jsonl"
+    rows = [
+        json.dumps({"text": f"Document number {i} talks about the weather today."})
+        for i in range(5)
+    ]
+    data.write_text("\n".join([*rows, rows[0], "{oops"]) + "\n")
+    result = runner.invoke(app, ["prep", str(data), "--filters", "minimal"])
+    assert result.exit_code == 0, result.output
+    assert "dropped: exact_duplicate" in result.output and "malformed_json" in result.output
+    assert "saved dataset-" in result.output
+    bad = runner.invoke(app, ["prep", str(data), "--set", "dedup.bands=99"])
+    assert bad.exit_code == 2 and "bands x rows" in bad.stderr

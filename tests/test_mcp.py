@@ -270,3 +270,28 @@ def test_mcp_inspector_cli_lists_tools_and_calls_generate(lmfast_home: Path) -> 
     out = json.loads(called.stdout)
     assert not out.get("isError")
     assert "Paris" in json.dumps(out)
+
+
+async def test_prep_dataset_tool(lmfast_home: Path, tmp_path: Path) -> None:
+    data = lmfast_home / "raw.jsonl"
+    text = "The river runs through the city and the people walk along it in the evening. " * 8
+    data.write_text("\n".join(json.dumps({"text": text + str(i)}) for i in range(3)) + "\n")
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with Client(build_server()) as client:
+        result = await client.call_tool(
+            "prep_dataset",
+            {"inputs": [str(data)], "filters": "minimal", "wait": True},
+            progress_callback=on_progress,
+        )
+        assert not result.is_error, _text(result)
+        report = result.structured_content["result"]["report"]
+        assert report["documents_in"] == 3 and report["documents_out"] == 1  # near duplicates
+        assert progress == sorted(progress) and progress[-1] == 100
+        outside = await client.call_tool("prep_dataset", {"inputs": ["/etc/*.conf"]})
+        assert outside.is_error and "outside the allowed roots" in _text(outside)
+        escape = await client.call_tool("prep_dataset", {"inputs": [f"{lmfast_home}/*/../../x"]})
+        assert escape.is_error

@@ -8,7 +8,7 @@ import typer
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
-from lmfast.cli import chat, generate, jobs, mcp, models, serve, system
+from lmfast.cli import chat, generate, jobs, mcp, models, prep, serve, system
 from lmfast.errors import LMFastError
 
 # Every command `lmfast` registers; a test asserts the app matches this table exactly.
@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "report Python, torch, GPU, optional accelerators and the Rust core",
     "plan": "show the hardware plan (dtype, quantization, batch, memory and time estimates)",
     "generate": "generate a reply from a model",
+    "prep": "clean, filter, deduplicate, tokenize and pack a dataset",
     "chat": "chat with a model in the terminal (or through a pipe)",
     "serve": "serve a model over an OpenAI-compatible HTTP API",
     "mcp": "serve LMFast's tools over MCP (stdio or streamable HTTP)",
@@ -61,6 +62,7 @@ app.command("doctor")(system.doctor_command)
 app.command("plan")(system.plan_command)
 app.command("generate")(generate.generate_command)
 app.command("chat")(chat.chat_command)
+app.command("prep")(prep.prep_command)
 app.command("serve")(serve.serve_command)
 app.command("mcp")(mcp.mcp_command)
 app.add_typer(models.app, name="models")

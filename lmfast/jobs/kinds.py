@@ -29,6 +29,12 @@ KINDS: dict[str, JobKind] = {
             function="lmfast.convert:convert_to_hf",
             description="Dequantize a GGUF (or copy any model) into a trainable HF artifact",
         ),
+        JobKind(
+            name="prep_dataset",
+            request="lmfast.data.settings:PrepRequest",
+            function="lmfast.data.prep:prep_dataset",
+            description="Clean, filter, deduplicate, format, tokenize and pack a dataset",
+        ),
     ]
 }
 

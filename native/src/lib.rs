@@ -1,7 +1,11 @@
 //! LMFast's Rust core. Pure-Rust kernels live in their own modules and are tested with
 //! `cargo test`; `python.rs` is the thin PyO3 layer, compiled only with the `python` feature.
 
+pub mod filters;
 pub mod hashing;
+pub mod minhash;
+pub mod pipeline;
+pub mod text;
 
 #[cfg(feature = "python")]
 mod python;

@@ -1,8 +1,15 @@
 //! PyO3 bindings: batch entry points that release the GIL while they work.
 
+use crate::filters::{
+    C4Quality, FilterConfig, FineWebQuality, GopherQuality, GopherRepetition, LengthFilter, Script,
+};
+use crate::minhash::{self, MinHasher};
+use crate::pipeline::{self, PipelineConfig};
+use crate::text::Form;
 use crate::hashing;
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
 
 /// 128-bit xxh3 of `data` as 32 hex characters.
@@ -27,11 +34,143 @@ fn hash_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<(String, u64)
     }
 }
 
+fn section<'py>(cfg: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+    match cfg.get_item(key)? {
+        Some(v) if !v.is_none() => Ok(Some(v.cast_into::<PyDict>()?)),
+        _ => Ok(None),
+    }
+}
+
+fn get<'py, T>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+    for<'a> <T as FromPyObject<'a, 'py>>::Error: Into<PyErr>,
+{
+    match d.get_item(key)? {
+        Some(v) => v.extract::<T>().map_err(|e| {
+            let err: PyErr = e.into();
+            PyValueError::new_err(format!("{key}: {err}"))
+        }),
+        None => Err(PyValueError::new_err(format!("missing setting {key}"))),
+    }
+}
+
+fn parse_config(cfg: &Bound<'_, PyDict>) -> PyResult<PipelineConfig> {
+    let form = match get::<String>(cfg, "normalization")?.as_str() {
+        "nfc" => Form::Nfc,
+        "nfkc" => Form::Nfkc,
+        "none" => Form::None,
+        other => return Err(PyValueError::new_err(format!("normalization={other:?}"))),
+    };
+    let mut filters = FilterConfig::default();
+    if let Some(d) = section(cfg, "length")? {
+        filters.length = Some(LengthFilter {
+            min_chars: get(&d, "min_chars")?,
+            max_chars: get(&d, "max_chars")?,
+            min_words: get(&d, "min_words")?,
+            max_words: get(&d, "max_words")?,
+        });
+    }
+    if let Some(d) = section(cfg, "gopher_quality")? {
+        filters.gopher_quality = Some(GopherQuality {
+            min_doc_words: get(&d, "min_doc_words")?,
+            max_doc_words: get(&d, "max_doc_words")?,
+            min_avg_word_length: get(&d, "min_avg_word_length")?,
+            max_avg_word_length: get(&d, "max_avg_word_length")?,
+            max_symbol_word_ratio: get(&d, "max_symbol_word_ratio")?,
+            max_bullet_lines_ratio: get(&d, "max_bullet_lines_ratio")?,
+            max_ellipsis_lines_ratio: get(&d, "max_ellipsis_lines_ratio")?,
+            min_alpha_words_ratio: get(&d, "min_alpha_words_ratio")?,
+            min_stop_words: get(&d, "min_stop_words")?,
+        });
+    }
+    if let Some(d) = section(cfg, "gopher_repetition")? {
+        filters.gopher_repetition = Some(GopherRepetition {
+            dup_line_frac: get(&d, "dup_line_frac")?,
+            dup_para_frac: get(&d, "dup_para_frac")?,
+            dup_line_char_frac: get(&d, "dup_line_char_frac")?,
+            dup_para_char_frac: get(&d, "dup_para_char_frac")?,
+            top_n_grams: get(&d, "top_n_grams")?,
+            dup_n_grams: get(&d, "dup_n_grams")?,
+        });
+    }
+    if let Some(d) = section(cfg, "c4")? {
+        filters.c4 = Some(C4Quality {
+            min_sentences: get(&d, "min_sentences")?,
+            min_words_per_line: get(&d, "min_words_per_line")?,
+            max_word_length: get(&d, "max_word_length")?,
+        });
+    }
+    if let Some(d) = section(cfg, "fineweb")? {
+        filters.fineweb = Some(FineWebQuality {
+            line_punct_thr: get(&d, "line_punct_thr")?,
+            short_line_thr: get(&d, "short_line_thr")?,
+            short_line_length: get(&d, "short_line_length")?,
+            char_duplicates_ratio: get(&d, "char_duplicates_ratio")?,
+            new_line_ratio: get(&d, "new_line_ratio")?,
+        });
+    }
+    if let Some(words) = cfg.get_item("bad_words")? {
+        if !words.is_none() {
+            let list: Vec<String> = words.extract()?;
+            filters.bad_words = Some(list.into_iter().map(|w| w.to_lowercase()).collect());
+        }
+    }
+    if let Some(d) = section(cfg, "script")? {
+        let name: String = get(&d, "name")?;
+        let script = match name.as_str() {
+            "latin" => Script::Latin,
+            "cyrillic" => Script::Cyrillic,
+            "greek" => Script::Greek,
+            "arabic" => Script::Arabic,
+            "cjk" => Script::Cjk,
+            other => return Err(PyValueError::new_err(format!("script={other:?}"))),
+        };
+        filters.script = Some((script, get(&d, "min_fraction")?));
+    }
+    let minhash = match section(cfg, "minhash")? {
+        Some(d) => Some(MinHasher::new(get(&d, "num_perm")?, get(&d, "ngram")?, get(&d, "seed")?)),
+        None => None,
+    };
+    Ok(PipelineConfig { form, strip_markup: get(cfg, "strip_markup")?, filters, minhash })
+}
+
+/// Normalize, filter, hash and MinHash-sign a batch of documents in parallel.
+/// Returns (texts, reasons, exact hashes, signatures as little-endian u32 bytes).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn process_batch<'py>(
+    py: Python<'py>,
+    texts: Vec<String>,
+    config: &Bound<'py, PyDict>,
+) -> PyResult<(Vec<String>, Vec<Option<&'static str>>, Vec<u64>, Bound<'py, PyBytes>)> {
+    let cfg = parse_config(config)?;
+    let out = py.detach(|| pipeline::process(&texts, &cfg));
+    let sig_bytes: Vec<u8> = out.signatures.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Ok((out.texts, out.reasons, out.exact, PyBytes::new(py, &sig_bytes)))
+}
+
+/// Cluster documents by LSH over MinHash signatures (little-endian u32, row-major).
+/// Returns each document's representative index (its own index when it is kept).
+#[pyfunction]
+fn lsh_clusters(py: Python<'_>, signatures: &[u8], num_perm: usize, bands: usize, rows: usize) -> PyResult<Vec<u32>> {
+    if bands * rows > num_perm || num_perm == 0 || signatures.len() % (4 * num_perm) != 0 {
+        return Err(PyValueError::new_err(format!(
+            "need bands x rows <= num_perm and whole signatures; got {bands} x {rows}, {num_perm} permutations, {} bytes",
+            signatures.len()
+        )));
+    }
+    let sigs: Vec<u32> = signatures.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Ok(py.detach(|| minhash::lsh_clusters(&sigs, num_perm, bands, rows)))
+}
+
 #[pymodule]
 fn _lmfast_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(hash_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(hash_texts, m)?)?;
     m.add_function(wrap_pyfunction!(hash_files, m)?)?;
+    m.add_function(wrap_pyfunction!(process_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(lsh_clusters, m)?)?;
     Ok(())
 }

@@ -1,5 +1,19 @@
 """LMFast's private Rust core. Import from `lmfast`, not from here: this API may change."""
 
-from lmfast_native._lmfast_native import __version__, hash_bytes, hash_files, hash_texts
+from lmfast_native._lmfast_native import (
+    __version__,
+    hash_bytes,
+    hash_files,
+    hash_texts,
+    lsh_clusters,
+    process_batch,
+)
 
-__all__ = ["__version__", "hash_bytes", "hash_files", "hash_texts"]
+__all__ = [
+    "__version__",
+    "hash_bytes",
+    "hash_files",
+    "hash_texts",
+    "lsh_clusters",
+    "process_batch",
+]

@@ -10,3 +10,14 @@ def hash_texts(texts: list[str]) -> list[int]:
 
 def hash_files(paths: list[str | PathLike[str]]) -> list[tuple[str, int]]:
     """(hex digest, size in bytes) of each file, hashed in parallel; OSError names a bad path."""
+
+def process_batch(
+    texts: list[str], config: dict[str, object]
+) -> tuple[list[str], list[str | None], list[int], bytes]:
+    """Normalize, filter, exact-hash and MinHash-sign documents in parallel.
+
+    Returns (final texts, drop reasons (None = kept), xxh3-64 of each kept text,
+    signatures as little-endian u32, row-major by document)."""
+
+def lsh_clusters(signatures: bytes, num_perm: int, bands: int, rows: int) -> list[int]:
+    """Each document's cluster representative (lowest index sharing an LSH band bucket)."""

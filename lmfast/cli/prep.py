@@ -1,0 +1,123 @@
+"""`lmfast prep`: clean, filter, deduplicate, tokenize and pack a dataset (a job)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from lmfast.cli.output import console, human_bytes
+
+
+def show_report(report: dict[str, Any]) -> None:
+    table = Table(title="prep_dataset", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("format", f"{report['format']} (field {report['text_field']})")
+    table.add_row("documents", f"{report['documents_in']} in -> {report['documents_out']} kept")
+    table.add_row(
+        "text", f"{human_bytes(report['bytes_in'])} in -> {human_bytes(report['bytes_out'])} kept"
+    )
+    for reason, n in sorted(report["dropped"].items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  dropped: {reason}", str(n))
+    for issue, n in report["read_issues"].items():
+        table.add_row(f"  input issue: {issue}", str(n))
+    table.add_row("duplicate clusters", str(report["duplicate_clusters"]))
+    if report.get("tokens") is not None:
+        table.add_row("tokens", f"{report['tokens']:,} in {report['sequences']:,} sequences")
+    table.add_row("shards", f"{report['shards']} ({report['resumed_shards']} resumed)")
+    table.add_row("throughput", f"{report['mb_per_second']} MB/s over {report['seconds']} s")
+    console.print(table)
+    for example in report["issue_examples"][:5]:
+        console.print(f"[dim]- {example}[/]")
+
+
+def prep_command(
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs.")],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="auto, text, messages, alpaca, sharegpt or prompt_response."),
+    ] = "auto",
+    text_field: Annotated[str | None, typer.Option(help="Field holding raw text.")] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            help="Tokenize and pack with this model's tokenizer (e.g. smollm2-135m-instruct)."
+        ),
+    ] = None,
+    seq_len: Annotated[int, typer.Option(help="Tokens per packed sequence.")] = 2048,
+    no_pack: Annotated[bool, typer.Option("--no-pack", help="One sequence per document.")] = False,
+    filters: Annotated[str, typer.Option(help="auto, web, minimal or off.")] = "auto",
+    no_exact_dedup: Annotated[bool, typer.Option("--no-exact-dedup")] = False,
+    no_near_dedup: Annotated[bool, typer.Option("--no-near-dedup")] = False,
+    scrub_pii: Annotated[
+        bool, typer.Option("--scrub-pii", help="Replace e-mails, IPs and phone numbers.")
+    ] = False,
+    text_files: Annotated[str, typer.Option(help="file or blocks: documents in .txt files.")] = (
+        "file"
+    ),
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Any setting, e.g. filters.gopher_quality.min_doc_words=20 (repeatable)."
+        ),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Stop at the first malformed record.")] = False,
+    name: Annotated[str | None, typer.Option(help="Name for the dataset artifact.")] = None,
+    background: Annotated[bool, typer.Option("--background", help="Print the job id only.")] = (
+        False
+    ),
+) -> None:
+    """Prepare a dataset: readers, quality filters, exact + MinHash dedup, formatting, packing."""
+    from lmfast.cli.jobs import follow
+    from lmfast.config import merge_dicts, parse_overrides
+    from lmfast.data.settings import FilterSettings, PrepRequest
+    from lmfast.jobs import JobStore, submit
+
+    body: dict[str, Any] = {
+        "inputs": inputs,
+        "format": fmt,
+        "text_field": text_field,
+        "tokenizer": tokenizer,
+        "seq_len": seq_len,
+        "pack": not no_pack,
+        "text_files": text_files,
+        "strict": strict,
+        "name": name,
+        "dedup": {"exact": not no_exact_dedup, "near": not no_near_dedup},
+        "scrub": {"emails": scrub_pii, "ip_addresses": scrub_pii, "phone_numbers": scrub_pii},
+    }
+    presets = {
+        "web": FilterSettings(),
+        "minimal": FilterSettings.minimal(),
+        "off": FilterSettings(
+            length=None,
+            gopher_quality=None,
+            gopher_repetition=None,
+            c4=None,
+            fineweb=None,
+            bad_words=False,
+        ),
+    }
+    if filters != "auto":
+        if filters not in presets:
+            from lmfast.errors import ConfigError
+
+            raise ConfigError(
+                [("--filters", f"{filters!r} is not one of auto, " + ", ".join(presets))]
+            )
+        body["filters"] = presets[filters].model_dump()
+    body = merge_dicts(body, parse_overrides(setting or []))
+    request = PrepRequest.model_validate(body)
+    job_id = submit("prep_dataset", request)
+    if background:
+        console.print(job_id)
+        return
+    follow(job_id)
+    result = JobStore().result(job_id) or {}
+    show_report(result["report"])
+    console.print(
+        f"[green]saved[/] {result['artifact_id']} (version "
+        f"{result['dataset_version'][:12]}) at {result['path']}"
+    )

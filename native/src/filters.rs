@@ -1,0 +1,521 @@
+//! Document quality filters after Gopher (Rae et al. 2021), C4 (Raffel et al. 2020) and
+//! FineWeb (Penedo et al. 2024), with the thresholds datatrove publishes as defaults.
+//! Each rejection carries a reason name so a report can say why every document went.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use xxhash_rust::xxh3::xxh3_64;
+
+#[derive(Clone, Debug)]
+pub struct LengthFilter {
+    pub min_chars: usize,
+    pub max_chars: usize,
+    pub min_words: usize,
+    pub max_words: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct GopherQuality {
+    pub min_doc_words: usize,
+    pub max_doc_words: usize,
+    pub min_avg_word_length: f64,
+    pub max_avg_word_length: f64,
+    pub max_symbol_word_ratio: f64,
+    pub max_bullet_lines_ratio: f64,
+    pub max_ellipsis_lines_ratio: f64,
+    pub min_alpha_words_ratio: f64,
+    pub min_stop_words: usize,
+}
+
+impl Default for GopherQuality {
+    fn default() -> Self {
+        Self {
+            min_doc_words: 50,
+            max_doc_words: 100_000,
+            min_avg_word_length: 3.0,
+            max_avg_word_length: 10.0,
+            max_symbol_word_ratio: 0.1,
+            max_bullet_lines_ratio: 0.9,
+            max_ellipsis_lines_ratio: 0.3,
+            min_alpha_words_ratio: 0.8,
+            min_stop_words: 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GopherRepetition {
+    pub dup_line_frac: f64,
+    pub dup_para_frac: f64,
+    pub dup_line_char_frac: f64,
+    pub dup_para_char_frac: f64,
+    pub top_n_grams: Vec<(usize, f64)>,
+    pub dup_n_grams: Vec<(usize, f64)>,
+}
+
+impl Default for GopherRepetition {
+    fn default() -> Self {
+        Self {
+            dup_line_frac: 0.3,
+            dup_para_frac: 0.3,
+            dup_line_char_frac: 0.2,
+            dup_para_char_frac: 0.2,
+            top_n_grams: vec![(2, 0.2), (3, 0.18), (4, 0.16)],
+            dup_n_grams: vec![(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct C4Quality {
+    pub min_sentences: usize,
+    pub min_words_per_line: usize,
+    pub max_word_length: usize,
+}
+
+impl Default for C4Quality {
+    fn default() -> Self {
+        Self { min_sentences: 5, min_words_per_line: 3, max_word_length: 1000 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FineWebQuality {
+    pub line_punct_thr: f64,
+    pub short_line_thr: f64,
+    pub short_line_length: usize,
+    pub char_duplicates_ratio: f64,
+    pub new_line_ratio: f64,
+}
+
+impl Default for FineWebQuality {
+    fn default() -> Self {
+        Self {
+            line_punct_thr: 0.12,
+            short_line_thr: 0.67,
+            short_line_length: 30,
+            char_duplicates_ratio: 0.01,
+            new_line_ratio: 0.3,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Script {
+    Latin,
+    Cyrillic,
+    Greek,
+    Arabic,
+    Cjk,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FilterConfig {
+    pub length: Option<LengthFilter>,
+    pub gopher_quality: Option<GopherQuality>,
+    pub gopher_repetition: Option<GopherRepetition>,
+    pub c4: Option<C4Quality>,
+    pub fineweb: Option<FineWebQuality>,
+    pub bad_words: Option<FxHashSet<String>>,
+    /// (expected script, minimum fraction of letters in it)
+    pub script: Option<(Script, f64)>,
+}
+
+const STOP_WORDS: [&str; 8] = ["the", "be", "to", "of", "and", "that", "have", "with"];
+const TERMINAL: [char; 8] = ['.', '!', '?', '"', '\'', '\u{201d}', '\u{3002}', '\u{2026}'];
+const POLICY: [&str; 8] = [
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+    "javascript",
+    "lorem ipsum",
+];
+
+/// Apply the configured filters in datatrove's FineWeb order. Returns the (possibly
+/// line-filtered, by C4) text or the name of the first rule that rejected it.
+pub fn apply(text: &str, cfg: &FilterConfig) -> Result<Option<String>, &'static str> {
+    if let Some(f) = &cfg.length {
+        let chars = text.chars().count();
+        let words = text.split_whitespace().count();
+        if chars < f.min_chars || words < f.min_words {
+            return Err("too_short");
+        }
+        if chars > f.max_chars || words > f.max_words {
+            return Err("too_long");
+        }
+    }
+    if let Some((script, min_frac)) = cfg.script {
+        script_filter(text, script, min_frac)?;
+    }
+    if let Some(bad) = &cfg.bad_words {
+        for w in text.split_whitespace() {
+            let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+            if !w.is_empty() && bad.contains(&w.to_lowercase()) {
+                return Err("bad_words");
+            }
+        }
+    }
+    if let Some(f) = &cfg.gopher_repetition {
+        gopher_repetition(text, f)?;
+    }
+    if let Some(f) = &cfg.gopher_quality {
+        gopher_quality(text, f)?;
+    }
+    let mut modified = None;
+    if let Some(f) = &cfg.c4 {
+        modified = c4(text, f)?;
+    }
+    if let Some(f) = &cfg.fineweb {
+        fineweb(modified.as_deref().unwrap_or(text), f)?;
+    }
+    Ok(modified)
+}
+
+fn script_of(c: char) -> Option<Script> {
+    let u = c as u32;
+    Some(match u {
+        0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F | 0x1E00..=0x1EFF => Script::Latin,
+        0x370..=0x3FF | 0x1F00..=0x1FFF => Script::Greek,
+        0x400..=0x52F => Script::Cyrillic,
+        0x600..=0x6FF | 0x750..=0x77F => Script::Arabic,
+        0x3040..=0x30FF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF => Script::Cjk,
+        _ => return None,
+    })
+}
+
+fn script_filter(text: &str, want: Script, min_frac: f64) -> Result<(), &'static str> {
+    let (mut letters, mut matching) = (0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        letters += 1;
+        if script_of(c) == Some(want) {
+            matching += 1;
+        }
+    }
+    if letters > 0 && (matching as f64) < min_frac * letters as f64 {
+        return Err("script_mismatch");
+    }
+    Ok(())
+}
+
+/// Count duplicated elements (after their first occurrence) and their characters.
+fn duplicates<'a>(elements: impl Iterator<Item = &'a str>) -> (usize, usize, usize) {
+    let mut seen = FxHashSet::default();
+    let (mut n, mut dup, mut dup_chars) = (0, 0, 0);
+    for e in elements {
+        n += 1;
+        if !seen.insert(xxh3_64(e.as_bytes())) {
+            dup += 1;
+            dup_chars += e.len();
+        }
+    }
+    (n, dup, dup_chars)
+}
+
+fn paragraphs(text: &str) -> impl Iterator<Item = &str> {
+    text.split("\n\n").map(str::trim).filter(|p| !p.is_empty())
+}
+
+fn gopher_repetition(text: &str, f: &GopherRepetition) -> Result<(), &'static str> {
+    let total = text.len().max(1) as f64;
+    let (n, dup, chars) = duplicates(paragraphs(text));
+    if n > 0 && dup as f64 / n as f64 > f.dup_para_frac {
+        return Err("dup_para_frac");
+    }
+    if chars as f64 / total > f.dup_para_char_frac {
+        return Err("dup_para_char_frac");
+    }
+    let (n, dup, chars) = duplicates(text.split('\n').filter(|l| !l.trim().is_empty()));
+    if n > 0 && dup as f64 / n as f64 > f.dup_line_frac {
+        return Err("dup_line_frac");
+    }
+    if chars as f64 / total > f.dup_line_char_frac {
+        return Err("dup_line_char_frac");
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
+    for &(n, thr) in &f.top_n_grams {
+        if words.len() < n {
+            continue;
+        }
+        let mut counts: FxHashMap<u64, (u32, usize)> = FxHashMap::default();
+        for i in 0..=words.len() - n {
+            let key = combine(&hashes[i..i + n]);
+            let entry = counts.entry(key).or_insert((0, i));
+            entry.0 += 1;
+        }
+        if let Some(&(count, at)) = counts.values().max_by_key(|(c, _)| *c) {
+            if count > 1 {
+                let gram_len: usize = words[at..at + n].iter().map(|w| w.len()).sum::<usize>() + n - 1;
+                if (gram_len * count as usize) as f64 / total > thr {
+                    return Err(top_reason(n));
+                }
+            }
+        }
+    }
+    for &(n, thr) in &f.dup_n_grams {
+        if words.len() < n {
+            continue;
+        }
+        let mut seen = FxHashSet::default();
+        let (mut i, mut repeated) = (0usize, 0usize);
+        while i + n <= words.len() {
+            if !seen.insert(combine(&hashes[i..i + n])) {
+                repeated += words[i..i + n].iter().map(|w| w.len()).sum::<usize>();
+                i += n;
+            } else {
+                i += 1;
+            }
+        }
+        if repeated as f64 / total > thr {
+            return Err(dup_reason(n));
+        }
+    }
+    Ok(())
+}
+
+fn combine(hashes: &[u64]) -> u64 {
+    hashes.iter().fold(0x9E37_79B9_7F4A_7C15u64, |acc, h| {
+        (acc ^ h).wrapping_mul(0x1000_0000_01B3).rotate_left(23)
+    })
+}
+
+fn top_reason(n: usize) -> &'static str {
+    match n {
+        2 => "top_2_gram",
+        3 => "top_3_gram",
+        4 => "top_4_gram",
+        _ => "top_n_gram",
+    }
+}
+
+fn dup_reason(n: usize) -> &'static str {
+    match n {
+        5 => "duplicated_5_n_grams",
+        6 => "duplicated_6_n_grams",
+        7 => "duplicated_7_n_grams",
+        8 => "duplicated_8_n_grams",
+        9 => "duplicated_9_n_grams",
+        10 => "duplicated_10_n_grams",
+        _ => "duplicated_n_grams",
+    }
+}
+
+fn gopher_quality(text: &str, f: &GopherQuality) -> Result<(), &'static str> {
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.chars().any(|c| c.is_alphanumeric()))
+        .collect();
+    let n = words.len();
+    if n < f.min_doc_words {
+        return Err("gopher_short_doc");
+    }
+    if n > f.max_doc_words {
+        return Err("gopher_long_doc");
+    }
+    let avg = words.iter().map(|w| w.chars().count()).sum::<usize>() as f64 / n as f64;
+    if avg < f.min_avg_word_length {
+        return Err("gopher_below_avg_threshold");
+    }
+    if avg > f.max_avg_word_length {
+        return Err("gopher_above_avg_threshold");
+    }
+    let hashes = text.matches('#').count();
+    if hashes as f64 / n as f64 > f.max_symbol_word_ratio {
+        return Err("gopher_too_many_hashes");
+    }
+    let ellipsis = text.matches("...").count() + text.matches('\u{2026}').count();
+    if ellipsis as f64 / n as f64 > f.max_symbol_word_ratio {
+        return Err("gopher_too_many_ellipsis");
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    let bullets = lines
+        .iter()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with('\u{2022}') || l.starts_with('-') || l.starts_with('*')
+        })
+        .count();
+    if bullets as f64 / lines.len() as f64 > f.max_bullet_lines_ratio {
+        return Err("gopher_too_many_bullets");
+    }
+    let end_ellipsis = lines
+        .iter()
+        .filter(|l| {
+            let l = l.trim_end();
+            l.ends_with("...") || l.ends_with('\u{2026}')
+        })
+        .count();
+    if end_ellipsis as f64 / lines.len() as f64 > f.max_ellipsis_lines_ratio {
+        return Err("gopher_too_many_end_ellipsis");
+    }
+    let all_words = text.split_whitespace().count().max(1);
+    let alpha = text.split_whitespace().filter(|w| w.chars().any(char::is_alphabetic)).count();
+    if (alpha as f64 / all_words as f64) < f.min_alpha_words_ratio {
+        return Err("gopher_below_alpha_threshold");
+    }
+    let stops = words
+        .iter()
+        .filter(|w| {
+            let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+            STOP_WORDS.iter().any(|s| w.eq_ignore_ascii_case(s))
+        })
+        .count();
+    if stops < f.min_stop_words {
+        return Err("gopher_enough_stop_words");
+    }
+    Ok(())
+}
+
+/// C4's line-level cleaning: keeps lines that end in terminal punctuation, have enough words
+/// and mention no javascript or policy boilerplate; rejects the document for lorem ipsum,
+/// curly braces (code) or too few sentences left.
+fn c4(text: &str, f: &C4Quality) -> Result<Option<String>, &'static str> {
+    let mut kept: Vec<&str> = Vec::new();
+    let (mut sentences, mut dropped) = (0usize, false);
+    for raw in text.split('\n') {
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let lower = line.to_lowercase();
+        if lower.contains("lorem ipsum") {
+            return Err("lorem_ipsum");
+        }
+        if line.contains('{') {
+            return Err("curly_bracket");
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let drop = words.iter().any(|w| w.chars().count() > f.max_word_length)
+            || !line.ends_with(TERMINAL)
+            || line.ends_with("...")
+            || line.ends_with('\u{2026}')
+            || words.len() < f.min_words_per_line
+            || POLICY.iter().any(|p| lower.contains(p));
+        if drop {
+            dropped = true;
+            continue;
+        }
+        sentences += count_sentences(line);
+        kept.push(line);
+    }
+    if sentences < f.min_sentences {
+        return Err("too_few_sentences");
+    }
+    Ok(dropped.then(|| kept.join("\n")))
+}
+
+fn count_sentences(line: &str) -> usize {
+    let bytes = line.as_bytes();
+    let mut n = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()) {
+            n += 1;
+        }
+    }
+    n.max(1)
+}
+
+fn fineweb(text: &str, f: &FineWebQuality) -> Result<(), &'static str> {
+    let lines: Vec<&str> = text.split('\n').filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return Err("empty");
+    }
+    let n = lines.len() as f64;
+    let punct = lines.iter().filter(|l| l.trim_end().ends_with(TERMINAL)).count() as f64;
+    if punct / n < f.line_punct_thr {
+        return Err("line_punct_ratio");
+    }
+    let short = lines.iter().filter(|l| l.chars().count() <= f.short_line_length).count() as f64;
+    if short / n > f.short_line_thr {
+        return Err("short_line_ratio");
+    }
+    let (_, _, dup_chars) = duplicates(lines.iter().copied());
+    let chars = text.len() - text.matches('\n').count();
+    if chars > 0 && dup_chars as f64 / chars as f64 > f.char_duplicates_ratio {
+        return Err("char_dup_ratio");
+    }
+    let words = text.split_whitespace().count().max(1);
+    if text.matches('\n').count() as f64 / words as f64 > f.new_line_ratio {
+        return Err("list_ratio");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prose() -> String {
+        let s = "The quick brown fox jumps over the lazy dog and runs to the river with friends. ";
+        let t = "Scientists have found that the weather of the north is colder than expected. ";
+        let u = "Many people enjoy reading books in the evening because it helps them to relax. ";
+        let v = "A good teacher explains difficult ideas with patience and with clear examples. ";
+        let w = "The city council approved the new park after a long debate about the budget. ";
+        format!("{s}{t}\n{u}{v}\n{w}").replace(". \n", ".\n").trim_end().to_string()
+    }
+
+    fn all() -> FilterConfig {
+        FilterConfig {
+            gopher_quality: Some(GopherQuality::default()),
+            gopher_repetition: Some(GopherRepetition::default()),
+            c4: Some(C4Quality::default()),
+            fineweb: Some(FineWebQuality::default()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn clean_prose_passes_everything() {
+        assert_eq!(apply(&prose(), &all()), Ok(None));
+    }
+
+    #[test]
+    fn each_rule_names_itself() {
+        let cfg = all();
+        assert_eq!(apply("Too short to matter.", &cfg), Err("gopher_short_doc"));
+        let repeated = "Buy cheap watches now at our store today.\n".repeat(30);
+        assert_eq!(apply(&repeated, &cfg), Err("dup_line_frac"));
+        let lorem = format!("{}\nLorem ipsum dolor sit amet, consectetur adipiscing elit.", prose());
+        assert_eq!(apply(&lorem, &cfg), Err("lorem_ipsum"));
+        let code = format!("{}\nfunction f() {{ return 1; }}", prose());
+        assert_eq!(apply(&code, &cfg), Err("curly_bracket"));
+        let tags: String = (0..40).map(|i| format!("#t{i} ")).collect();
+        let hashes = format!("{} {}", prose(), tags);
+        assert_eq!(apply(&hashes, &cfg), Err("gopher_too_many_hashes"));
+    }
+
+    #[test]
+    fn c4_drops_lines_without_punctuation() {
+        let text = format!("{}\nClick here\nMenu Home About", prose());
+        let out = apply(&text, &all()).unwrap().unwrap();
+        assert!(!out.contains("Click here") && out.contains("quick brown fox"));
+    }
+
+    #[test]
+    fn fineweb_list_and_short_lines() {
+        let cfg = FilterConfig { fineweb: Some(FineWebQuality::default()), ..Default::default() };
+        let list: String = (0..40).map(|i| format!("item number {i}.\n")).collect();
+        assert_eq!(apply(&list, &cfg), Err("short_line_ratio"));
+        let no_punct: String = (0..10).map(|i| format!("a long line of text without an ending mark {i}\n")).collect();
+        assert_eq!(apply(&no_punct, &cfg), Err("line_punct_ratio"));
+    }
+
+    #[test]
+    fn length_bad_words_and_script() {
+        let mut bad = FxHashSet::default();
+        bad.insert("darn".to_string());
+        let cfg = FilterConfig {
+            length: Some(LengthFilter { min_chars: 10, max_chars: 1000, min_words: 3, max_words: 100 }),
+            bad_words: Some(bad),
+            script: Some((Script::Latin, 0.5)),
+            ..Default::default()
+        };
+        assert_eq!(apply("tiny", &cfg), Err("too_short"));
+        assert_eq!(apply(&"word ".repeat(200), &cfg), Err("too_long"));
+        assert_eq!(apply("Oh Darn, this is bad.", &cfg), Err("bad_words"));
+        assert_eq!(apply("Это текст на русском языке.", &cfg), Err("script_mismatch"));
+        assert_eq!(apply("This is fine text.", &cfg), Ok(None));
+    }
+}

@@ -1,0 +1,345 @@
+"""prep_dataset: filters, dedup, readers, bad input, resume, chat masks, packing, faces."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import lmfast_native
+import numpy as np
+import pytest
+
+from lmfast.data import PrepRequest, prep_dataset
+from lmfast.data.readers import DataError
+from lmfast.data.settings import FilterSettings
+
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "this",
+    "are",
+    "or",
+    "from",
+    "at",
+    "which",
+    "have",
+    "an",
+    "they",
+    "you",
+    "were",
+    "there",
+    "been",
+    "one",
+    "all",
+    "we",
+    "their",
+    "has",
+    "would",
+    "when",
+    "if",
+    "so",
+    "will",
+    "more",
+    "river",
+    "garden",
+    "city",
+    "council",
+    "budget",
+    "teacher",
+    "winter",
+    "summer",
+    "library",
+    "music",
+    "story",
+]
+
+
+def prose(seed: int, sentences: int = 10) -> str:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(sentences):
+        out.append(" ".join(rng.choice(WORDS) for _ in range(14)).capitalize() + ".")
+    return " ".join(out[: sentences // 2]) + "\n" + " ".join(out[sentences // 2 :])
+
+
+def write_jsonl(path: Path, records: list[Any], extra_lines: list[str] = ()) -> Path:  # type: ignore[assignment]
+    with open(path, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+        for line in extra_lines:
+            f.write(line + "\n")
+    return path
+
+
+def reasons(texts: list[str], filters: FilterSettings | None = None) -> list[str | None]:
+    cfg = PrepRequest(inputs=["x"], filters=filters).filter_config(chat=False)
+    return lmfast_native.process_batch(texts, cfg)[1]
+
+
+# -- filters -------------------------------------------------------------------------------
+def test_each_filter_names_its_reason() -> None:
+    good = prose(1)
+    cases = {
+        "gopher_short_doc": "Only a few words here, not enough for a document.",
+        "dup_line_frac": "\n".join(["Buy cheap watches now at the best store in town."] * 30),
+        "lorem_ipsum": good + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit sed.",
+        "curly_bracket": good + "\nfunction main() { return the value of it; }",
+        "gopher_too_many_hashes": good + " " + " ".join(f"#tag{i}" for i in range(40)),
+        "bad_words": good + " Watch free porno videos here.",
+        "too_long": good * 3000,
+        "gopher_below_alpha_threshold": good + " " + " ".join(str(i) for i in range(200)),
+        "empty": "   \n\t  ",
+    }
+    got = reasons([good, *cases.values()])
+    assert got[0] is None
+    assert dict(zip(cases, got[1:], strict=True)) == {k: k for k in cases}
+
+
+def test_fineweb_and_script_filters() -> None:
+    listing = "\n".join(f"Item number {i} of the list." for i in range(80))
+    cyrillic = "Это длинный текст на русском языке о погоде и о жизни в большом городе. " * 10  # noqa: RUF001
+    f = FilterSettings(
+        gopher_quality=None,
+        gopher_repetition=None,
+        c4=None,
+        script={"name": "latin", "min_fraction": 0.5},
+    )
+    assert reasons([listing, cyrillic, prose(2)], f) == [
+        "short_line_ratio",
+        "script_mismatch",
+        None,
+    ]
+
+
+def test_c4_cleans_lines_and_thresholds_are_configurable() -> None:
+    text = prose(3) + "\nHome | About | Contact\nAccept our cookie policy to continue."
+    out = lmfast_native.process_batch([text], PrepRequest(inputs=["x"]).filter_config(False))
+    kept = out[0][0]
+    assert (
+        "Home | About" not in kept
+        and "cookie policy" not in kept
+        and kept.startswith(prose(3)[:30])
+    )
+    strict = FilterSettings(gopher_quality={"min_doc_words": 500})
+    assert reasons([prose(3)], strict) == ["gopher_short_doc"]
+
+
+# -- dedup --------------------------------------------------------------------------------
+def _run(tmp: Path, records: list[Any], **kw: Any) -> Any:
+    src = tmp / f"in-{random.random()}.jsonl"
+    write_jsonl(src, records)
+    return prep_dataset(PrepRequest(inputs=[str(src)], **kw))
+
+
+def _kept(result: Any) -> list[str]:
+    lines = Path(result.path, "data.jsonl").read_text().splitlines()
+    return [json.loads(line)["text"] for line in lines]
+
+
+def test_exact_and_near_duplicates(tmp_path: Path) -> None:
+    base = [prose(i) for i in range(20)]
+    exact = "  " + base[3].replace(" ", "   ") + "  "  # equal once normalized
+    words = base[7].split()
+    words[5] = "zebra"
+    near = " ".join(words[:-2]) + " " + words[-1]  # one word changed, one removed
+    unrelated = prose(999)
+    result = _run(tmp_path, [{"text": t} for t in [*base, exact, near, unrelated]])
+    kept = _kept(result)
+    assert result.report.exact_duplicates == 1 and result.report.near_duplicates == 1
+    assert result.report.duplicate_clusters == 2
+    assert len(kept) == 21 and kept[:20] == [t for t in base] and kept[-1] == unrelated
+    off = _run(
+        tmp_path, [{"text": t} for t in [*base, exact, near]], dedup={"exact": False, "near": False}
+    )
+    assert off.report.documents_out == 22
+
+
+# -- readers and bad input ----------------------------------------------------------------
+def test_readers_all_formats(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+    import zstandard
+
+    texts = [prose(i).replace("\n", " ") for i in range(6)]
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"content": texts[0]}) + "\n")
+    (tmp_path / "b.jsonl.zst").write_bytes(
+        zstandard.ZstdCompressor().compress((json.dumps({"content": texts[1]}) + "\n").encode())
+    )
+    pq.write_table(pa.table({"content": [texts[2]]}), tmp_path / "c.parquet")
+    pcsv.write_csv(pa.table({"content": [texts[3]]}), tmp_path / "d.csv")
+    (tmp_path / "e.txt").write_text(
+        texts[4].replace("\n", " ") + "\n\n" + texts[5].replace("\n", " ")
+    )
+    result = prep_dataset(
+        PrepRequest(
+            inputs=[str(tmp_path)],
+            text_files="blocks",
+            text_field="content",
+            filters=FilterSettings.minimal(),
+        )
+    )
+    assert result.report.documents_in == 6  # the .txt file splits into its two blocks
+    assert set(_kept(result)) == set(texts)
+
+
+def test_hf_datasets_object() -> None:
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"text": [prose(i) for i in range(5)] + [prose(0)]})
+    result = prep_dataset(PrepRequest(), dataset=ds)
+    assert result.report.documents_out == 5 and result.report.exact_duplicates == 1
+
+
+def test_bad_inputs_are_reported_not_fatal(tmp_path: Path) -> None:
+    good = write_jsonl(
+        tmp_path / "good.jsonl", [{"text": prose(i)} for i in range(3)], ["{not json", "[1, 2]"]
+    )
+    (tmp_path / "bin.jsonl").write_bytes(b"\x00\x01\x02binary")
+    (tmp_path / "latin1.jsonl").write_bytes(
+        json.dumps({"text": prose(9)}).encode().replace(b"the", b"th\xe9", 1) + b"\n"
+    )
+    (tmp_path / "empty.jsonl").write_text("")
+    result = prep_dataset(PrepRequest(inputs=[str(tmp_path)]))
+    issues = result.report.read_issues
+    assert issues == {"malformed_json": 2, "binary_file": 1, "invalid_utf8": 1}
+    assert any(f"{good}:4" in e for e in result.report.issue_examples)
+    assert result.report.documents_out == 4
+    with pytest.raises(DataError, match=r"good\.jsonl:4: malformed JSON"):
+        prep_dataset(PrepRequest(inputs=[str(good)], strict=True))
+
+
+def test_clear_errors_for_empty_and_unknown_fields(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match="no records found"):
+        prep_dataset(PrepRequest(inputs=[str(empty)]))
+    odd = write_jsonl(tmp_path / "odd.jsonl", [{"body_html": "x", "lang": "en"}])
+    with pytest.raises(DataError, match="fields present: body_html, lang"):
+        prep_dataset(PrepRequest(inputs=[str(odd)]))
+    with pytest.raises(DataError, match="'missing' is not in the records"):
+        prep_dataset(PrepRequest(inputs=[str(odd)], text_field="missing"))
+    with pytest.raises(DataError, match="matches no file"):
+        prep_dataset(PrepRequest(inputs=[str(tmp_path / "*.parquet")]))
+
+
+# -- resume and versions ------------------------------------------------------------------
+def test_interrupted_run_resumes_by_shard(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "big.jsonl", [{"text": prose(i)} for i in range(50)])
+    request = PrepRequest(inputs=[str(src)], shard_size=10)
+
+    def crash_after_two_shards(
+        step: float, total: float | None = None, message: str = "", **_: float
+    ) -> None:
+        if message.startswith("shard 2:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prep_dataset(request, crash_after_two_shards)
+    resumed = prep_dataset(request)
+    assert resumed.report.shards == 5 and resumed.report.resumed_shards == 2
+    fresh = prep_dataset(PrepRequest(inputs=[str(src)], shard_size=10, name="again"))
+    assert _kept(resumed) == _kept(fresh)
+    assert resumed.dataset_version == fresh.dataset_version
+    other = prep_dataset(PrepRequest(inputs=[str(src)], dedup={"near": False}))
+    assert other.dataset_version != fresh.dataset_version
+
+
+def test_pii_scrubbing(tmp_path: Path) -> None:
+    text = prose(4) + " Mail jane.doe@example.com or call +1 (555) 010-9999 from 10.0.0.12."
+    result = _run(
+        tmp_path,
+        [{"text": text}],
+        scrub={"emails": True, "ip_addresses": True, "phone_numbers": True},
+    )
+    kept = _kept(result)[0]
+    assert "<EMAIL>" in kept and "<PHONE>" in kept and "<IP>" in kept
+    assert "example.com" not in kept and "10.0.0.12" not in kept
+
+
+# -- formatting, tokenizing, packing ------------------------------------------------------
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    from lmfast.data.tokenize import load_tokenizer
+
+    return load_tokenizer("smollm2-135m-instruct")
+
+
+@pytest.mark.slow
+def test_chat_masks_cover_only_assistant_answers(tokenizer: Any) -> None:
+    from lmfast.data.tokenize import IGNORE, encode_chat
+
+    conv = [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "It is 4."},
+        {"role": "user", "content": "And 3+3?"},
+        {"role": "assistant", "content": "It is 6."},
+    ]
+    ids, labels = encode_chat(tokenizer, conv)
+    assert len(ids) == len(labels)
+    full = tokenizer.apply_chat_template(conv, tokenize=False)
+    assert tokenizer.decode(ids) == full
+    trained = [t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE]
+    text = tokenizer.decode(trained)
+    assert "It is 4." in text and "It is 6." in text
+    assert "2+2" not in text and "user" not in text and "system" not in text
+
+
+@pytest.mark.slow
+def test_alpaca_to_packed_tokens_and_datasets_folder(tmp_path: Path) -> None:
+    from datasets import load_from_disk
+
+    from lmfast.data.tokenize import IGNORE, open_tokens
+
+    records = [
+        {"instruction": f"Say the number {i}.", "input": "", "output": f"The number {i}."}
+        for i in range(40)
+    ]
+    result = _run(tmp_path, records, tokenizer="smollm2-135m-instruct", seq_len=64)
+    assert result.report.format == "alpaca" and result.report.documents_out == 40
+    folder = Path(result.path, "tokens")
+    ids, labels = open_tokens(folder)
+    assert ids.shape == (result.report.sequences, 64) and labels is not None
+    assert (labels != IGNORE).any() and (labels == IGNORE).any()
+    masked = np.where(labels != IGNORE, ids, -1)
+    assert ((masked == ids) | (masked == -1)).all()
+    ds = load_from_disk(str(folder / "hf"))
+    assert len(ds) == ids.shape[0] and list(ds[0]["input_ids"]) == ids[0].tolist()
+
+
+@pytest.mark.slow
+def test_raw_text_packs_with_eos_between_documents(tmp_path: Path, tokenizer: Any) -> None:
+    from lmfast.data.tokenize import open_tokens
+
+    texts = [prose(i) for i in range(30)]
+    result = _run(
+        tmp_path, [{"text": t} for t in texts], tokenizer="smollm2-135m-instruct", seq_len=128
+    )
+    ids, labels = open_tokens(Path(result.path, "tokens"))
+    assert labels is None and ids.shape[1] == 128
+    flat = ids.reshape(-1)
+    eos = tokenizer.eos_token_id
+    assert (flat == eos).sum() >= 25  # one separator per document that fits
+    first_doc = tokenizer(texts[0], add_special_tokens=False)["input_ids"]
+    assert flat[: len(first_doc)].tolist() == first_doc and flat[len(first_doc)] == eos
+    total = result.report.tokens
+    assert total == sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert ids.size + result.report.tokens_dropped == total + 30
