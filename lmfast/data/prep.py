@@ -305,7 +305,11 @@ def _dedup(
         idx = np.flatnonzero(keep)
         reps = np.asarray(
             native.lsh_clusters(
-                np.ascontiguousarray(sigs[idx]).astype("<u4").tobytes(), d.num_perm, d.bands, d.rows
+                np.ascontiguousarray(sigs[idx]).astype("<u4").tobytes(),
+                d.num_perm,
+                d.bands,
+                d.rows,
+                d.threshold,
             )
         )
         own = reps == np.arange(len(idx))

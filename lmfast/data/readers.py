@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from lmfast.errors import LMFastError
 
 JSONL = (".jsonl", ".json", ".ndjson")
@@ -135,14 +137,17 @@ def _jsonl(path: Path, issues: ReadIssues, strict: bool) -> Iterator[dict[str, A
         for n, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
-            line = _decode(raw, issues, f"{path}:{n}")
             try:
-                obj = json.loads(line)
-            except ValueError as e:
-                issues.add("malformed_json", f"{path}:{n}: {e.msg}")
-                if strict:
-                    raise DataError(f"{path}:{n}: malformed JSON ({e.msg})") from None
-                continue
+                obj = orjson.loads(raw)  # validates UTF-8 too; json is the fallback below
+            except orjson.JSONDecodeError:
+                line = _decode(raw, issues, f"{path}:{n}")
+                try:
+                    obj = json.loads(line)
+                except ValueError as e:
+                    issues.add("malformed_json", f"{path}:{n}: {e.msg}")
+                    if strict:
+                        raise DataError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+                    continue
             if not isinstance(obj, dict):
                 issues.add("malformed_json", f"{path}:{n}: not an object")
                 if strict:

@@ -111,6 +111,13 @@ class DedupSettings(_S):
     rows: int = Field(8, ge=1, description="Rows per band (bands x rows <= num_perm).")
     ngram: int = Field(5, ge=1, le=32, description="Words per shingle.")
     seed: int = Field(1, ge=0, description="Permutation seed.")
+    threshold: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Estimated Jaccard a bucket collision must reach to count "
+        "as a near duplicate (0: every collision counts, as in datatrove).",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> DedupSettings:

@@ -69,7 +69,9 @@ def encode_texts(tokenizer: Any, texts: list[str], batch: int = 4096) -> list[li
     out: list[list[int]] = []
     for i in range(0, len(texts), batch):
         out.extend(
-            e.ids for e in backend.encode_batch(texts[i : i + batch], add_special_tokens=False)
+            # encode_batch_fast skips character offsets, which packing never needs.
+            e.ids
+            for e in backend.encode_batch_fast(texts[i : i + batch], add_special_tokens=False)
         )
     return out
 

@@ -150,9 +150,20 @@ pub fn apply(text: &str, cfg: &FilterConfig) -> Result<Option<String>, &'static 
         script_filter(text, script, min_frac)?;
     }
     if let Some(bad) = &cfg.bad_words {
+        let mut buf = String::new();
         for w in text.split_whitespace() {
             let w = w.trim_matches(|c: char| !c.is_alphanumeric());
-            if !w.is_empty() && bad.contains(&w.to_lowercase()) {
+            if w.is_empty() || w.len() > 32 {
+                continue;
+            }
+            buf.clear();
+            if w.is_ascii() {
+                buf.push_str(w);
+                buf.make_ascii_lowercase();
+            } else {
+                buf.extend(w.chars().flat_map(char::to_lowercase));
+            }
+            if bad.contains(buf.as_str()) {
                 return Err("bad_words");
             }
         }
@@ -235,34 +246,55 @@ fn gopher_repetition(text: &str, f: &GopherRepetition) -> Result<(), &'static st
     }
     let words: Vec<&str> = text.split_whitespace().collect();
     let hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
+    // Prefix sums of word lengths and a polynomial prefix hash: any n-gram's character count
+    // and hash in O(1), so each n costs one pass with one hash-table operation per window.
+    let mut len_prefix = Vec::with_capacity(words.len() + 1);
+    let mut hash_prefix = Vec::with_capacity(words.len() + 1);
+    len_prefix.push(0usize);
+    hash_prefix.push(0u64);
+    for (w, h) in words.iter().zip(&hashes) {
+        len_prefix.push(len_prefix.last().unwrap() + w.len());
+        hash_prefix.push(hash_prefix.last().unwrap().wrapping_mul(BASE).wrapping_add(*h));
+    }
+    let gram = |i: usize, n: usize, pow: u64| {
+        hash_prefix[i + n].wrapping_sub(hash_prefix[i].wrapping_mul(pow))
+    };
+    let mut counts: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
     for &(n, thr) in &f.top_n_grams {
         if words.len() < n {
             continue;
         }
-        let mut counts: FxHashMap<u64, (u32, usize)> = FxHashMap::default();
+        let pow = BASE.wrapping_pow(n as u32);
+        counts.clear();
+        counts.reserve(words.len());
+        let mut best = (0u32, 0u32);
         for i in 0..=words.len() - n {
-            let key = combine(&hashes[i..i + n]);
-            let entry = counts.entry(key).or_insert((0, i));
+            let entry = counts.entry(gram(i, n, pow)).or_insert((0, i as u32));
             entry.0 += 1;
+            if entry.0 > best.0 {
+                best = *entry;
+            }
         }
-        if let Some(&(count, at)) = counts.values().max_by_key(|(c, _)| *c) {
-            if count > 1 {
-                let gram_len: usize = words[at..at + n].iter().map(|w| w.len()).sum::<usize>() + n - 1;
-                if (gram_len * count as usize) as f64 / total > thr {
-                    return Err(top_reason(n));
-                }
+        if best.0 > 1 {
+            let at = best.1 as usize;
+            let gram_len = len_prefix[at + n] - len_prefix[at] + n - 1;
+            if (gram_len * best.0 as usize) as f64 / total > thr {
+                return Err(top_reason(n));
             }
         }
     }
+    let mut seen: FxHashSet<u64> = FxHashSet::default();
     for &(n, thr) in &f.dup_n_grams {
         if words.len() < n {
             continue;
         }
-        let mut seen = FxHashSet::default();
+        let pow = BASE.wrapping_pow(n as u32);
+        seen.clear();
+        seen.reserve(words.len());
         let (mut i, mut repeated) = (0usize, 0usize);
         while i + n <= words.len() {
-            if !seen.insert(combine(&hashes[i..i + n])) {
-                repeated += words[i..i + n].iter().map(|w| w.len()).sum::<usize>();
+            if !seen.insert(gram(i, n, pow)) {
+                repeated += len_prefix[i + n] - len_prefix[i];
                 i += n;
             } else {
                 i += 1;
@@ -271,15 +303,14 @@ fn gopher_repetition(text: &str, f: &GopherRepetition) -> Result<(), &'static st
         if repeated as f64 / total > thr {
             return Err(dup_reason(n));
         }
+        if repeated == 0 {
+            break; // no repeated n-gram means no repeated longer one either
+        }
     }
     Ok(())
 }
 
-fn combine(hashes: &[u64]) -> u64 {
-    hashes.iter().fold(0x9E37_79B9_7F4A_7C15u64, |acc, h| {
-        (acc ^ h).wrapping_mul(0x1000_0000_01B3).rotate_left(23)
-    })
-}
+const BASE: u64 = 0x100_0000_01B3;
 
 fn top_reason(n: usize) -> &'static str {
     match n {
@@ -303,25 +334,46 @@ fn dup_reason(n: usize) -> &'static str {
 }
 
 fn gopher_quality(text: &str, f: &GopherQuality) -> Result<(), &'static str> {
-    let words: Vec<&str> = text
-        .split_whitespace()
-        .filter(|w| w.chars().any(|c| c.is_alphanumeric()))
-        .collect();
-    let n = words.len();
+    // One pass over the words gathers every count the rules need.
+    let (mut n, mut n_all, mut n_alpha, mut chars) = (0usize, 0usize, 0usize, 0usize);
+    let mut present = [false; STOP_WORDS.len()];
+    for w in text.split_whitespace() {
+        n_all += 1;
+        let (mut alnum, mut alpha) = (false, false);
+        for c in w.chars() {
+            alnum |= c.is_alphanumeric();
+            alpha |= c.is_alphabetic();
+        }
+        if alpha {
+            n_alpha += 1;
+        }
+        if !alnum {
+            continue;
+        }
+        n += 1;
+        chars += if w.is_ascii() { w.len() } else { w.chars().count() };
+        let t = w.trim_matches(|c: char| !c.is_alphanumeric());
+        if t.len() <= 4 {
+            if let Some(i) = STOP_WORDS.iter().position(|s| *s == t) {
+                present[i] = true; // distinct, case-sensitive, as datatrove counts them
+            }
+        }
+    }
     if n < f.min_doc_words {
         return Err("gopher_short_doc");
     }
     if n > f.max_doc_words {
         return Err("gopher_long_doc");
     }
-    let avg = words.iter().map(|w| w.chars().count()).sum::<usize>() as f64 / n as f64;
+    let avg = chars as f64 / n as f64;
     if avg < f.min_avg_word_length {
         return Err("gopher_below_avg_threshold");
     }
     if avg > f.max_avg_word_length {
         return Err("gopher_above_avg_threshold");
     }
-    let hashes = text.matches('#').count();
+    let bytes = text.as_bytes();
+    let hashes = memchr_count(b'#', bytes);
     if hashes as f64 / n as f64 > f.max_symbol_word_ratio {
         return Err("gopher_too_many_hashes");
     }
@@ -329,43 +381,35 @@ fn gopher_quality(text: &str, f: &GopherQuality) -> Result<(), &'static str> {
     if ellipsis as f64 / n as f64 > f.max_symbol_word_ratio {
         return Err("gopher_too_many_ellipsis");
     }
-    let lines: Vec<&str> = text.split('\n').collect();
-    let bullets = lines
-        .iter()
-        .filter(|l| {
-            let l = l.trim_start();
-            l.starts_with('\u{2022}') || l.starts_with('-') || l.starts_with('*')
-        })
-        .count();
-    if bullets as f64 / lines.len() as f64 > f.max_bullet_lines_ratio {
+    let (mut lines, mut bullets, mut end_ellipsis) = (0usize, 0usize, 0usize);
+    for l in text.split('\n') {
+        lines += 1;
+        let s = l.trim_start();
+        if s.starts_with('\u{2022}') || s.starts_with('-') {
+            bullets += 1;
+        }
+        let e = l.trim_end();
+        if e.ends_with("...") || e.ends_with('\u{2026}') {
+            end_ellipsis += 1;
+        }
+    }
+    if bullets as f64 / lines as f64 > f.max_bullet_lines_ratio {
         return Err("gopher_too_many_bullets");
     }
-    let end_ellipsis = lines
-        .iter()
-        .filter(|l| {
-            let l = l.trim_end();
-            l.ends_with("...") || l.ends_with('\u{2026}')
-        })
-        .count();
-    if end_ellipsis as f64 / lines.len() as f64 > f.max_ellipsis_lines_ratio {
+    if end_ellipsis as f64 / lines as f64 > f.max_ellipsis_lines_ratio {
         return Err("gopher_too_many_end_ellipsis");
     }
-    let all_words = text.split_whitespace().count().max(1);
-    let alpha = text.split_whitespace().filter(|w| w.chars().any(char::is_alphabetic)).count();
-    if (alpha as f64 / all_words as f64) < f.min_alpha_words_ratio {
+    if (n_alpha as f64 / n_all.max(1) as f64) < f.min_alpha_words_ratio {
         return Err("gopher_below_alpha_threshold");
     }
-    let stops = words
-        .iter()
-        .filter(|w| {
-            let w = w.trim_matches(|c: char| !c.is_alphanumeric());
-            STOP_WORDS.iter().any(|s| w.eq_ignore_ascii_case(s))
-        })
-        .count();
-    if stops < f.min_stop_words {
+    if present.iter().filter(|p| **p).count() < f.min_stop_words {
         return Err("gopher_enough_stop_words");
     }
     Ok(())
+}
+
+fn memchr_count(needle: u8, haystack: &[u8]) -> usize {
+    haystack.iter().filter(|&&b| b == needle).count()
 }
 
 /// C4's line-level cleaning: keeps lines that end in terminal punctuation, have enough words

@@ -6,7 +6,60 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::text::norm_words;
+
+/// Hashes of the lower-cased words with surrounding punctuation removed, without allocating
+/// a string per word.
+fn word_hashes(text: &str) -> Vec<u64> {
+    let mut out = Vec::with_capacity(text.len() / 5);
+    let mut buf = String::new();
+    let mut ascii = [0u8; 64];
+    for w in text.split_whitespace() {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+        if w.is_empty() {
+            continue;
+        }
+        if w.is_ascii() && w.len() <= ascii.len() {
+            let dst = &mut ascii[..w.len()];
+            dst.copy_from_slice(w.as_bytes());
+            dst.make_ascii_lowercase();
+            out.push(xxh3_64(dst));
+        } else {
+            buf.clear();
+            buf.extend(w.chars().flat_map(char::to_lowercase));
+            out.push(xxh3_64(buf.as_bytes()));
+        }
+    }
+    out
+}
+
+/// out[j] = min over shingles h of mix(a[j] * h + b[j]); AVX2 when the CPU has it.
+fn min_hashes(out: &mut [u32], a: &[u32], b: &[u32], shingles: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: guarded by the runtime feature check above.
+            unsafe { min_hashes_avx2(out, a, b, shingles) };
+            return;
+        }
+    }
+    min_hashes_generic(out, a, b, shingles);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn min_hashes_avx2(out: &mut [u32], a: &[u32], b: &[u32], shingles: &[u32]) {
+    min_hashes_generic(out, a, b, shingles); // inlined here, so compiled with AVX2
+}
+
+#[inline(always)]
+fn min_hashes_generic(out: &mut [u32], a: &[u32], b: &[u32], shingles: &[u32]) {
+    for &h in shingles {
+        for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+            let v = a.wrapping_mul(h).wrapping_add(*b);
+            *o = (*o).min(v ^ (v >> 15));
+        }
+    }
+}
 
 pub struct MinHasher {
     a: Vec<u32>,
@@ -38,31 +91,25 @@ impl MinHasher {
 
     /// Signature of one document: per permutation, the minimum over its shingles.
     pub fn signature(&self, text: &str, out: &mut [u32]) {
-        let words = norm_words(text);
+        let words = word_hashes(text);
         let n = self.ngram;
         out.fill(u32::MAX);
-        let mut update = |h: u64| {
-            let h = (h ^ (h >> 32)) as u32;
-            for ((o, a), b) in out.iter_mut().zip(&self.a).zip(&self.b) {
-                let v = a.wrapping_mul(h).wrapping_add(*b);
-                let v = v ^ (v >> 15);
-                if v < *o {
-                    *o = v;
-                }
-            }
+        let fold = |h: u64| (h ^ (h >> 32)) as u32;
+        let shingles: Vec<u32> = if words.len() < n {
+            vec![fold(words.iter().fold(0x51_7CC1_B727_220Au64, |acc, w| acc.rotate_left(17) ^ w))]
+        } else {
+            words
+                .windows(n)
+                .map(|window| {
+                    let mut h = 0u64;
+                    for (i, wh) in window.iter().enumerate() {
+                        h = h.rotate_left(17) ^ wh.wrapping_mul(0x9E37_79B9_7F4A_7C15 ^ i as u64);
+                    }
+                    fold(h)
+                })
+                .collect()
         };
-        if words.len() < n {
-            update(xxh3_64(words.join(" ").as_bytes()));
-            return;
-        }
-        let word_hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
-        for window in word_hashes.windows(n) {
-            let mut h = 0u64;
-            for (i, wh) in window.iter().enumerate() {
-                h = h.rotate_left(17) ^ wh.wrapping_mul(0x9E37_79B9_7F4A_7C15 ^ i as u64);
-            }
-            update(h);
-        }
+        min_hashes(out, &self.a, &self.b, &shingles);
     }
 
     /// Signatures of many documents, row-major (doc, perm), in parallel.
@@ -119,9 +166,17 @@ pub fn band_keys(signatures: &[u32], num_perm: usize, bands: usize, rows: usize)
     keys
 }
 
-/// Cluster documents that share any band bucket. Returns each document's representative
-/// (the lowest index in its cluster); a document is a near-duplicate when it is not its own.
-pub fn lsh_clusters(signatures: &[u32], num_perm: usize, bands: usize, rows: usize) -> Vec<u32> {
+/// Cluster documents that share a band bucket and whose signatures agree on at least
+/// `threshold` of their positions (estimated Jaccard; 0 accepts every bucket collision).
+/// Returns each document's representative (the lowest index in its cluster); a document is
+/// a near-duplicate when it is not its own.
+pub fn lsh_clusters(
+    signatures: &[u32],
+    num_perm: usize,
+    bands: usize,
+    rows: usize,
+    threshold: f64,
+) -> Vec<u32> {
     let n = signatures.len() / num_perm;
     let keys = band_keys(signatures, num_perm, bands, rows);
     let mut uf = UnionFind::new(n);
@@ -130,7 +185,14 @@ pub fn lsh_clusters(signatures: &[u32], num_perm: usize, bands: usize, rows: usi
         for doc in 0..n {
             let key = keys[doc * bands + band];
             match first.get(&key) {
-                Some(&other) => uf.union(other, doc as u32),
+                Some(&other) => {
+                    let sig = |d: usize| &signatures[d * num_perm..(d + 1) * num_perm];
+                    if threshold <= 0.0
+                        || estimated_jaccard(sig(other as usize), sig(doc)) >= threshold
+                    {
+                        uf.union(other, doc as u32);
+                    }
+                }
                 None => {
                     first.insert(key, doc as u32);
                 }
@@ -164,7 +226,7 @@ mod tests {
         let p = mh.num_perm();
         assert!(estimated_jaccard(&sigs[0..p], &sigs[2 * p..3 * p]) > 0.6);
         assert!(estimated_jaccard(&sigs[0..p], &sigs[p..2 * p]) < 0.1);
-        let reps = lsh_clusters(&sigs, p, 14, 8);
+        let reps = lsh_clusters(&sigs, p, 14, 8, 0.5);
         assert_eq!(reps, vec![0, 1, 0, 0]);
     }
 

@@ -153,7 +153,15 @@ fn process_batch<'py>(
 /// Cluster documents by LSH over MinHash signatures (little-endian u32, row-major).
 /// Returns each document's representative index (its own index when it is kept).
 #[pyfunction]
-fn lsh_clusters(py: Python<'_>, signatures: &[u8], num_perm: usize, bands: usize, rows: usize) -> PyResult<Vec<u32>> {
+#[pyo3(signature = (signatures, num_perm, bands, rows, threshold=0.0))]
+fn lsh_clusters(
+    py: Python<'_>,
+    signatures: &[u8],
+    num_perm: usize,
+    bands: usize,
+    rows: usize,
+    threshold: f64,
+) -> PyResult<Vec<u32>> {
     if bands * rows > num_perm || num_perm == 0 || signatures.len() % (4 * num_perm) != 0 {
         return Err(PyValueError::new_err(format!(
             "need bands x rows <= num_perm and whole signatures; got {bands} x {rows}, {num_perm} permutations, {} bytes",
@@ -161,7 +169,7 @@ fn lsh_clusters(py: Python<'_>, signatures: &[u8], num_perm: usize, bands: usize
         )));
     }
     let sigs: Vec<u32> = signatures.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Ok(py.detach(|| minhash::lsh_clusters(&sigs, num_perm, bands, rows)))
+    Ok(py.detach(|| minhash::lsh_clusters(&sigs, num_perm, bands, rows, threshold)))
 }
 
 #[pymodule]

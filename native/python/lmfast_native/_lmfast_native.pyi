@@ -19,5 +19,8 @@ def process_batch(
     Returns (final texts, drop reasons (None = kept), xxh3-64 of each kept text,
     signatures as little-endian u32, row-major by document)."""
 
-def lsh_clusters(signatures: bytes, num_perm: int, bands: int, rows: int) -> list[int]:
-    """Each document's cluster representative (lowest index sharing an LSH band bucket)."""
+def lsh_clusters(
+    signatures: bytes, num_perm: int, bands: int, rows: int, threshold: float = 0.0
+) -> list[int]:
+    """Each document's cluster representative: the lowest index it shares an LSH band bucket
+    with, counting only pairs whose signatures agree on >= threshold of positions."""
