@@ -292,7 +292,8 @@ def _shingles(text: str) -> set[str]:
 
 
 def precision(run: dict[str, object]) -> dict[str, float]:
-    """Removals counted as correct when some kept document is a near duplicate of them."""
+    """A near-duplicate removal is correct when the removed document's true 5-gram Jaccard
+    with some other member of its cluster is >= 0.7 (clusters are transitive: A~B, B~C)."""
     import lmfast_native
     import numpy as np
 
@@ -313,11 +314,24 @@ def precision(run: dict[str, object]) -> dict[str, float]:
             keep.append(i)
     sig = np.frombuffer(sigs, dtype="<u4").reshape(-1, 112)[keep]
     reps = lmfast_native.lsh_clusters(sig.tobytes(), 112, 14, 8, 0.7)
-    removed = [(keep[i], keep[r]) for i, r in enumerate(reps) if r != i]
-    good = sum(
-        1 for a, b in removed if _jaccard(_shingles(out_texts[a]), _shingles(out_texts[b])) >= 0.7
-    )
-    inj = sum(1 for a, _ in removed if recs[a]["id"] in injected)
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(reps):
+        members.setdefault(r, []).append(keep[i])
+    shingles: dict[int, set[str]] = {}
+
+    def sh(d: int) -> set[str]:
+        if d not in shingles:
+            shingles[d] = _shingles(out_texts[d])
+        return shingles[d]
+
+    removed = [(keep[i], r) for i, r in enumerate(reps) if r != i]
+    good = 0
+    for d, rep in removed:
+        group = members[rep]
+        others = [m for m in group if m != d][:50]
+        if any(_jaccard(sh(d), sh(m)) >= 0.7 for m in others):
+            good += 1
+    inj = sum(1 for d, _ in removed if recs[d]["id"] in injected)
     n = max(1, len(removed))
     return {
         "near_removed": len(removed),

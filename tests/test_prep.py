@@ -98,7 +98,6 @@ def test_each_filter_names_its_reason() -> None:
     good = prose(1)
     cases = {
         "gopher_short_doc": "Only a few words here, not enough for a document.",
-        "dup_line_frac": "\n".join(["Buy cheap watches now at the best store in town."] * 30),
         "lorem_ipsum": good + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit sed.",
         "curly_bracket": good + "\nfunction main() { return the value of it; }",
         "gopher_too_many_hashes": good + " " + " ".join(f"#tag{i}" for i in range(40)),
@@ -110,6 +109,13 @@ def test_each_filter_names_its_reason() -> None:
     got = reasons([good, *cases.values()])
     assert got[0] is None
     assert dict(zip(cases, got[1:], strict=True)) == {k: k for k in cases}
+
+
+def test_repetition_filter() -> None:
+    only = FilterSettings(gopher_quality=None, c4=None, fineweb=None, bad_words=False)
+    lines = "\n".join(["Buy cheap watches now at the best store in town."] * 30)
+    paras = "\n\n".join([prose(5)] * 3)
+    assert reasons([lines, paras, prose(6)], only) == ["dup_line_frac", "dup_para_frac", None]
 
 
 def test_fineweb_and_script_filters() -> None:

@@ -133,7 +133,9 @@ const POLICY: [&str; 8] = [
     "lorem ipsum",
 ];
 
-/// Apply the configured filters in datatrove's FineWeb order. Returns the (possibly
+/// Apply the configured filters, cheapest first (the kept set does not depend on the order,
+/// only which rule a rejected document is charged to). Repetition runs last on the original
+/// text, as in datatrove where it precedes C4's line cleaning. Returns the (possibly
 /// line-filtered, by C4) text or the name of the first rule that rejected it.
 pub fn apply(text: &str, cfg: &FilterConfig) -> Result<Option<String>, &'static str> {
     if let Some(f) = &cfg.length {
@@ -148,6 +150,16 @@ pub fn apply(text: &str, cfg: &FilterConfig) -> Result<Option<String>, &'static 
     }
     if let Some((script, min_frac)) = cfg.script {
         script_filter(text, script, min_frac)?;
+    }
+    if let Some(f) = &cfg.gopher_quality {
+        gopher_quality(text, f)?;
+    }
+    let mut modified = None;
+    if let Some(f) = &cfg.c4 {
+        modified = c4(text, f)?;
+    }
+    if let Some(f) = &cfg.fineweb {
+        fineweb(modified.as_deref().unwrap_or(text), f)?;
     }
     if let Some(bad) = &cfg.bad_words {
         let mut buf = String::new();
@@ -170,16 +182,6 @@ pub fn apply(text: &str, cfg: &FilterConfig) -> Result<Option<String>, &'static 
     }
     if let Some(f) = &cfg.gopher_repetition {
         gopher_repetition(text, f)?;
-    }
-    if let Some(f) = &cfg.gopher_quality {
-        gopher_quality(text, f)?;
-    }
-    let mut modified = None;
-    if let Some(f) = &cfg.c4 {
-        modified = c4(text, f)?;
-    }
-    if let Some(f) = &cfg.fineweb {
-        fineweb(modified.as_deref().unwrap_or(text), f)?;
     }
     Ok(modified)
 }
@@ -520,7 +522,11 @@ mod tests {
         let cfg = all();
         assert_eq!(apply("Too short to matter.", &cfg), Err("gopher_short_doc"));
         let repeated = "Buy cheap watches now at our store today.\n".repeat(30);
-        assert_eq!(apply(&repeated, &cfg), Err("dup_line_frac"));
+        let rep_only = FilterConfig {
+            gopher_repetition: Some(GopherRepetition::default()),
+            ..Default::default()
+        };
+        assert_eq!(apply(&repeated, &rep_only), Err("dup_line_frac"));
         let lorem = format!("{}\nLorem ipsum dolor sit amet, consectetur adipiscing elit.", prose());
         assert_eq!(apply(&lorem, &cfg), Err("lorem_ipsum"));
         let code = format!("{}\nfunction f() {{ return 1; }}", prose());
