@@ -344,6 +344,15 @@ def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / max(1, len(a | b))
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM resets at exec; ru_maxrss would carry the
+    parent's peak across fork + exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _sub(*args: str) -> dict[str, object]:
     out = subprocess.run(
         [sys.executable, __file__, *args],
@@ -372,7 +381,7 @@ def main() -> None:
             "tokenize": lambda: run_tokenize(args.path),
         }[args.run]
         result = fn()
-        result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["max_rss_mb"] = _peak_rss_mb()
         print(json.dumps(result))
         return
 

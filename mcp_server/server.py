@@ -368,6 +368,19 @@ def _prompts(mcp: MCPServer) -> None:
             "France?', and show the answer."
         )
 
+    @mcp.prompt(description="Prepare a training dataset from files and review what was kept.")
+    def prepare_dataset(inputs: str, tokenizer: str = DEFAULT_MODEL) -> str:
+        return (
+            f"1. Call prep_dataset with inputs=[{inputs!r}], tokenizer={tokenizer!r} and "
+            "wait=true; relay its progress.\n"
+            "2. From the result's report, summarise documents and bytes in and out, the top "
+            "reasons documents were dropped, duplicate clusters, read issues (with file and "
+            "line) and the token count.\n"
+            "3. If more than half the documents were dropped by one rule, say which setting "
+            "controls it and suggest whether to relax it (filters='minimal' for chat data).\n"
+            "4. Read artifact://<artifact_id>/manifest and report the dataset version id."
+        )
+
     @mcp.prompt(description="Compare two models on the same questions with greedy decoding.")
     def compare_models(model_a: str, model_b: str, questions: str = "") -> str:
         qs = questions or "What is the capital of France?; Name three primary colours."
