@@ -136,18 +136,7 @@ def run_lmfast(path: str, dedup_only: bool) -> dict[str, object]:
     from lmfast.data import PrepRequest, prep_dataset
     from lmfast.data.settings import FilterSettings
 
-    filters = (
-        FilterSettings(
-            length=None,
-            gopher_quality=None,
-            gopher_repetition=None,
-            c4=None,
-            fineweb=None,
-            bad_words=False,
-        )
-        if dedup_only
-        else None
-    )
+    filters = FilterSettings.preset("off" if dedup_only else "auto")
     t = time.perf_counter()
     result = prep_dataset(PrepRequest(inputs=[path], filters=filters, shard_size=50_000))
     wall = time.perf_counter() - t

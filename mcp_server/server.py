@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from lmfast import __version__
 from lmfast.config import DEFAULT_MODEL
 from lmfast.errors import LMFastError
+from lmfast.generate import GenerateResult
 from lmfast.inference.base import ChatMessage
 from lmfast.jobs.store import JobInfo, JobStatus
 from lmfast.registry import ModelInfo, ModelListing
@@ -59,17 +60,6 @@ class JobOutcome(BaseModel):
     status: JobStatus = Field(description="queued, running, succeeded, failed or cancelled.")
     result: dict[str, Any] | None = Field(None, description="The capability's result.")
     error: str | None = Field(None, description="Why it failed or stopped.")
-
-
-class GenerateOutput(BaseModel):
-    """A model's reply."""
-
-    model: str
-    backend: str
-    text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
 
 
 async def _follow(job_id: str, ctx: Context | None) -> JobOutcome:
@@ -124,7 +114,7 @@ def build_server() -> MCPServer:
         json_schema: Annotated[
             dict[str, Any] | None, Field(description="Constrain the reply to this JSON schema.")
         ] = None,
-    ) -> GenerateOutput:
+    ) -> GenerateResult:
         from lmfast.generate import GenerateRequest
         from lmfast.generate import generate as run
         from lmfast.inference.base import SamplingParams
@@ -147,7 +137,7 @@ def build_server() -> MCPServer:
             else None,
         )
         out = await anyio.to_thread.run_sync(run, request)
-        return GenerateOutput(**out.model_dump())
+        return out
 
     # -- models ------------------------------------------------------------------------
     @mcp.tool(
@@ -227,25 +217,13 @@ def build_server() -> MCPServer:
 
         from lmfast.data.settings import FilterSettings, PrepRequest
 
-        presets = {
-            "web": FilterSettings(),
-            "minimal": FilterSettings.minimal(),
-            "off": FilterSettings(
-                length=None,
-                gopher_quality=None,
-                gopher_repetition=None,
-                c4=None,
-                fineweb=None,
-                bad_words=False,
-            ),
-        }
         request = PrepRequest(
             inputs=[confine_input(p, f"inputs.{i}") for i, p in enumerate(inputs)],
             format=format,
             text_field=text_field,
             tokenizer=confine_model_reference(tokenizer, "tokenizer") if tokenizer else None,
             seq_len=seq_len,
-            filters=presets.get(filters),
+            filters=FilterSettings.preset(filters),
             dedup={"exact": exact_dedup, "near": near_dedup},
             name=name,
         )

@@ -88,26 +88,14 @@ def prep_command(
         "dedup": {"exact": not no_exact_dedup, "near": not no_near_dedup},
         "scrub": {"emails": scrub_pii, "ip_addresses": scrub_pii, "phone_numbers": scrub_pii},
     }
-    presets = {
-        "web": FilterSettings(),
-        "minimal": FilterSettings.minimal(),
-        "off": FilterSettings(
-            length=None,
-            gopher_quality=None,
-            gopher_repetition=None,
-            c4=None,
-            fineweb=None,
-            bad_words=False,
-        ),
-    }
-    if filters != "auto":
-        if filters not in presets:
-            from lmfast.errors import ConfigError
+    try:
+        preset = FilterSettings.preset(filters)
+    except ValueError as e:
+        from lmfast.errors import ConfigError
 
-            raise ConfigError(
-                [("--filters", f"{filters!r} is not one of auto, " + ", ".join(presets))]
-            )
-        body["filters"] = presets[filters].model_dump()
+        raise ConfigError([("--filters", str(e))]) from None
+    if preset is not None:
+        body["filters"] = preset.model_dump()
     body = merge_dicts(body, parse_overrides(setting or []))
     request = PrepRequest.model_validate(body)
     job_id = submit("prep_dataset", request)

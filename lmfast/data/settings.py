@@ -100,6 +100,26 @@ class FilterSettings(_S):
         """For instruction and chat data: only length and bad words."""
         return cls(gopher_quality=None, gopher_repetition=None, c4=None, fineweb=None)
 
+    @classmethod
+    def preset(cls, name: str) -> FilterSettings | None:
+        """'web' (all filters), 'minimal', 'off', or 'auto' (None: decided by the data)."""
+        presets = {
+            "auto": None,
+            "web": cls(),
+            "minimal": cls.minimal(),
+            "off": cls(
+                length=None,
+                gopher_quality=None,
+                gopher_repetition=None,
+                c4=None,
+                fineweb=None,
+                bad_words=False,
+            ),
+        }
+        if name not in presets:
+            raise ValueError(f"filters={name!r} is not one of {', '.join(presets)}")
+        return presets[name]
+
 
 class DedupSettings(_S):
     """Exact (xxh3 of the normalized text) and near (MinHash LSH) deduplication."""

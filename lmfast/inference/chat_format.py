@@ -71,3 +71,24 @@ def _args(arguments: str) -> Any:
         return json.loads(arguments)
     except ValueError:
         return arguments
+
+
+def render_with_tokenizer(
+    tokenizer: Any,
+    messages: list[ChatMessage],
+    tools: list[ToolSpec] | None,
+    default_system: str | None,
+) -> str:
+    """The prompt for a Hugging Face tokenizer's own chat template (transformers, vLLM)."""
+    native = template_supports_tools(getattr(tokenizer, "chat_template", None))
+    msgs = prepare_messages(
+        messages, tools=tools, default_system=default_system, native_tools=native
+    )
+    return str(
+        tokenizer.apply_chat_template(
+            msgs,
+            tools=openai_tools(tools) if tools and native else None,
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+    )

@@ -25,7 +25,7 @@ from lmfast.inference.base import (
     ToolSpec,
     UnsupportedFeatureError,
 )
-from lmfast.inference.chat_format import openai_tools, prepare_messages, template_supports_tools
+from lmfast.inference.chat_format import render_with_tokenizer
 from lmfast.inference.decoding import TextAssembler, token_logprob
 
 if TYPE_CHECKING:
@@ -97,7 +97,6 @@ class TransformersEngine:
         self.queue_size = queue_size
         positions = int(getattr(model.config, "max_position_embeddings", 2048))
         self.context_length = min(positions, MAX_CONTEXT)
-        self._native_tools = template_supports_tools(getattr(tokenizer, "chat_template", None))
         self._eos = _eos_ids(model, tokenizer)
         self._queue: deque[tuple[EngineRequest, list[int], GenerationStream]] = deque()
         self._running = 0
@@ -119,18 +118,7 @@ class TransformersEngine:
 
     # -- public API ------------------------------------------------------------------------
     def render_chat(self, messages: list[ChatMessage], tools: list[ToolSpec] | None = None) -> str:
-        msgs = prepare_messages(
-            messages,
-            tools=tools,
-            default_system=self.default_system,
-            native_tools=self._native_tools,
-        )
-        native = openai_tools(tools) if tools and self._native_tools else None
-        return str(
-            self.tokenizer.apply_chat_template(
-                msgs, tools=native, tokenize=False, add_generation_prompt=True
-            )
-        )
+        return render_with_tokenizer(self.tokenizer, messages, tools, self.default_system)
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -31,7 +31,7 @@ from lmfast.inference.base import (
     TopLogprob,
     UnsupportedFeatureError,
 )
-from lmfast.inference.chat_format import openai_tools, prepare_messages, template_supports_tools
+from lmfast.inference.chat_format import render_with_tokenizer
 from lmfast.registry import ResolvedModel
 
 _FINISH = {"stop": "stop", "length": "length", "abort": "cancelled"}
@@ -63,7 +63,6 @@ class VLLMEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
         self.default_system = resolved.default_system
         self.queue_size = queue_size
-        self._native_tools = template_supports_tools(self.tokenizer.chat_template)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="lmfast-vllm", daemon=True
@@ -83,18 +82,7 @@ class VLLMEngine:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def render_chat(self, messages: list[ChatMessage], tools: list[ToolSpec] | None = None) -> str:
-        msgs = prepare_messages(
-            messages,
-            tools=tools,
-            default_system=self.default_system,
-            native_tools=self._native_tools,
-        )
-        native = openai_tools(tools) if tools and self._native_tools else None
-        return str(
-            self.tokenizer.apply_chat_template(
-                msgs, tools=native, tokenize=False, add_generation_prompt=True
-            )
-        )
+        return render_with_tokenizer(self.tokenizer, messages, tools, self.default_system)
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
