@@ -2,7 +2,9 @@
 //! FineWeb (Penedo et al. 2024), with the thresholds datatrove publishes as defaults.
 //! Each rejection carries a reason name so a report can say why every document went.
 
+use aho_corasick::AhoCorasick;
 use rustc_hash::{FxHashMap, FxHashSet};
+use std::sync::OnceLock;
 use xxhash_rust::xxh3::xxh3_64;
 
 #[derive(Clone, Debug)]
@@ -60,7 +62,14 @@ impl Default for GopherRepetition {
             dup_line_char_frac: 0.2,
             dup_para_char_frac: 0.2,
             top_n_grams: vec![(2, 0.2), (3, 0.18), (4, 0.16)],
-            dup_n_grams: vec![(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
+            dup_n_grams: vec![
+                (5, 0.15),
+                (6, 0.14),
+                (7, 0.13),
+                (8, 0.12),
+                (9, 0.11),
+                (10, 0.10),
+            ],
         }
     }
 }
@@ -74,7 +83,11 @@ pub struct C4Quality {
 
 impl Default for C4Quality {
     fn default() -> Self {
-        Self { min_sentences: 5, min_words_per_line: 3, max_word_length: 1000 }
+        Self {
+            min_sentences: 5,
+            min_words_per_line: 3,
+            max_word_length: 1000,
+        }
     }
 }
 
@@ -256,7 +269,13 @@ fn gopher_repetition(text: &str, f: &GopherRepetition) -> Result<(), &'static st
     hash_prefix.push(0u64);
     for (w, h) in words.iter().zip(&hashes) {
         len_prefix.push(len_prefix.last().unwrap() + w.len());
-        hash_prefix.push(hash_prefix.last().unwrap().wrapping_mul(BASE).wrapping_add(*h));
+        hash_prefix.push(
+            hash_prefix
+                .last()
+                .unwrap()
+                .wrapping_mul(BASE)
+                .wrapping_add(*h),
+        );
     }
     let gram = |i: usize, n: usize, pow: u64| {
         hash_prefix[i + n].wrapping_sub(hash_prefix[i].wrapping_mul(pow))
@@ -342,9 +361,16 @@ fn gopher_quality(text: &str, f: &GopherQuality) -> Result<(), &'static str> {
     for w in text.split_whitespace() {
         n_all += 1;
         let (mut alnum, mut alpha) = (false, false);
-        for c in w.chars() {
-            alnum |= c.is_alphanumeric();
-            alpha |= c.is_alphabetic();
+        if w.is_ascii() {
+            for b in w.bytes() {
+                alpha |= b.is_ascii_alphabetic();
+                alnum |= b.is_ascii_alphanumeric();
+            }
+        } else {
+            for c in w.chars() {
+                alnum |= c.is_alphanumeric();
+                alpha |= c.is_alphabetic();
+            }
         }
         if alpha {
             n_alpha += 1;
@@ -353,7 +379,11 @@ fn gopher_quality(text: &str, f: &GopherQuality) -> Result<(), &'static str> {
             continue;
         }
         n += 1;
-        chars += if w.is_ascii() { w.len() } else { w.chars().count() };
+        chars += if w.is_ascii() {
+            w.len()
+        } else {
+            w.chars().count()
+        };
         let t = w.trim_matches(|c: char| !c.is_alphanumeric());
         if t.len() <= 4 {
             if let Some(i) = STOP_WORDS.iter().position(|s| *s == t) {
@@ -417,7 +447,18 @@ fn memchr_count(needle: u8, haystack: &[u8]) -> usize {
 /// C4's line-level cleaning: keeps lines that end in terminal punctuation, have enough words
 /// and mention no javascript or policy boilerplate; rejects the document for lorem ipsum,
 /// curly braces (code) or too few sentences left.
+fn c4_patterns() -> &'static AhoCorasick {
+    static AC: OnceLock<AhoCorasick> = OnceLock::new();
+    AC.get_or_init(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(POLICY)
+            .expect("static patterns")
+    })
+}
+
 fn c4(text: &str, f: &C4Quality) -> Result<Option<String>, &'static str> {
+    let ac = c4_patterns();
     let mut kept: Vec<&str> = Vec::new();
     let (mut sentences, mut dropped) = (0usize, false);
     for raw in text.split('\n') {
@@ -425,9 +466,13 @@ fn c4(text: &str, f: &C4Quality) -> Result<Option<String>, &'static str> {
         if line.is_empty() {
             continue;
         }
-        let lower = line.to_lowercase();
-        if lower.contains("lorem ipsum") {
-            return Err("lorem_ipsum");
+        // One scan finds lorem ipsum, javascript and policy boilerplate (ASCII, any case).
+        let mut boilerplate = false;
+        for m in ac.find_iter(line) {
+            if POLICY[m.pattern().as_usize()] == "lorem ipsum" {
+                return Err("lorem_ipsum");
+            }
+            boilerplate = true;
         }
         if line.contains('{') {
             return Err("curly_bracket");
@@ -438,7 +483,7 @@ fn c4(text: &str, f: &C4Quality) -> Result<Option<String>, &'static str> {
             || line.ends_with("...")
             || line.ends_with('\u{2026}')
             || words.len() < f.min_words_per_line
-            || POLICY.iter().any(|p| lower.contains(p));
+            || boilerplate;
         if drop {
             dropped = true;
             continue;
@@ -456,7 +501,9 @@ fn count_sentences(line: &str) -> usize {
     let bytes = line.as_bytes();
     let mut n = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()) {
+        if matches!(b, b'.' | b'!' | b'?')
+            && bytes.get(i + 1).is_none_or(|c| c.is_ascii_whitespace())
+        {
             n += 1;
         }
     }
@@ -469,11 +516,17 @@ fn fineweb(text: &str, f: &FineWebQuality) -> Result<(), &'static str> {
         return Err("empty");
     }
     let n = lines.len() as f64;
-    let punct = lines.iter().filter(|l| l.trim_end().ends_with(TERMINAL)).count() as f64;
+    let punct = lines
+        .iter()
+        .filter(|l| l.trim_end().ends_with(TERMINAL))
+        .count() as f64;
     if punct / n < f.line_punct_thr {
         return Err("line_punct_ratio");
     }
-    let short = lines.iter().filter(|l| l.chars().count() <= f.short_line_length).count() as f64;
+    let short = lines
+        .iter()
+        .filter(|l| l.chars().count() <= f.short_line_length)
+        .count() as f64;
     if short / n > f.short_line_thr {
         return Err("short_line_ratio");
     }
@@ -499,7 +552,10 @@ mod tests {
         let u = "Many people enjoy reading books in the evening because it helps them to relax. ";
         let v = "A good teacher explains difficult ideas with patience and with clear examples. ";
         let w = "The city council approved the new park after a long debate about the budget. ";
-        format!("{s}{t}\n{u}{v}\n{w}").replace(". \n", ".\n").trim_end().to_string()
+        format!("{s}{t}\n{u}{v}\n{w}")
+            .replace(". \n", ".\n")
+            .trim_end()
+            .to_string()
     }
 
     fn all() -> FilterConfig {
@@ -527,7 +583,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(apply(&repeated, &rep_only), Err("dup_line_frac"));
-        let lorem = format!("{}\nLorem ipsum dolor sit amet, consectetur adipiscing elit.", prose());
+        let lorem = format!(
+            "{}\nLorem ipsum dolor sit amet, consectetur adipiscing elit.",
+            prose()
+        );
         assert_eq!(apply(&lorem, &cfg), Err("lorem_ipsum"));
         let code = format!("{}\nfunction f() {{ return 1; }}", prose());
         assert_eq!(apply(&code, &cfg), Err("curly_bracket"));
@@ -545,10 +604,15 @@ mod tests {
 
     #[test]
     fn fineweb_list_and_short_lines() {
-        let cfg = FilterConfig { fineweb: Some(FineWebQuality::default()), ..Default::default() };
+        let cfg = FilterConfig {
+            fineweb: Some(FineWebQuality::default()),
+            ..Default::default()
+        };
         let list: String = (0..40).map(|i| format!("item number {i}.\n")).collect();
         assert_eq!(apply(&list, &cfg), Err("short_line_ratio"));
-        let no_punct: String = (0..10).map(|i| format!("a long line of text without an ending mark {i}\n")).collect();
+        let no_punct: String = (0..10)
+            .map(|i| format!("a long line of text without an ending mark {i}\n"))
+            .collect();
         assert_eq!(apply(&no_punct, &cfg), Err("line_punct_ratio"));
     }
 
@@ -557,7 +621,12 @@ mod tests {
         let mut bad = FxHashSet::default();
         bad.insert("darn".to_string());
         let cfg = FilterConfig {
-            length: Some(LengthFilter { min_chars: 10, max_chars: 1000, min_words: 3, max_words: 100 }),
+            length: Some(LengthFilter {
+                min_chars: 10,
+                max_chars: 1000,
+                min_words: 3,
+                max_words: 100,
+            }),
             bad_words: Some(bad),
             script: Some((Script::Latin, 0.5)),
             ..Default::default()
@@ -565,7 +634,10 @@ mod tests {
         assert_eq!(apply("tiny", &cfg), Err("too_short"));
         assert_eq!(apply(&"word ".repeat(200), &cfg), Err("too_long"));
         assert_eq!(apply("Oh Darn, this is bad.", &cfg), Err("bad_words"));
-        assert_eq!(apply("Это текст на русском языке.", &cfg), Err("script_mismatch"));
+        assert_eq!(
+            apply("Это текст на русском языке.", &cfg),
+            Err("script_mismatch")
+        );
         assert_eq!(apply("This is fine text.", &cfg), Ok(None));
     }
 }

@@ -16,7 +16,10 @@ pub fn hash_bytes(data: &[u8]) -> u128 {
 
 /// 64-bit xxh3 of each text, computed in parallel. One call per batch, never per document.
 pub fn hash_texts<S: AsRef<str> + Sync>(texts: &[S]) -> Vec<u64> {
-    texts.par_iter().map(|t| xxh3_64(t.as_ref().as_bytes())).collect()
+    texts
+        .par_iter()
+        .map(|t| xxh3_64(t.as_ref().as_bytes()))
+        .collect()
 }
 
 /// Streaming 128-bit xxh3 of one file plus its size in bytes.

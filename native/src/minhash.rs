@@ -6,7 +6,6 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-
 /// Hashes of the lower-cased words with surrounding punctuation removed, without allocating
 /// a string per word.
 fn word_hashes(text: &str) -> Vec<u64> {
@@ -80,7 +79,9 @@ impl MinHasher {
         let mut state = seed;
         // x -> a*x + b (mod 2^32) with odd a is a permutation of u32; 32-bit lanes let the
         // inner loop vectorize.
-        let a = (0..num_perm).map(|_| (splitmix(&mut state) as u32) | 1).collect();
+        let a = (0..num_perm)
+            .map(|_| (splitmix(&mut state) as u32) | 1)
+            .collect();
         let b = (0..num_perm).map(|_| splitmix(&mut state) as u32).collect();
         Self { a, b, ngram }
     }
@@ -96,7 +97,9 @@ impl MinHasher {
         out.fill(u32::MAX);
         let fold = |h: u64| (h ^ (h >> 32)) as u32;
         let shingles: Vec<u32> = if words.len() < n {
-            vec![fold(words.iter().fold(0x51_7CC1_B727_220Au64, |acc, w| acc.rotate_left(17) ^ w))]
+            vec![fold(words.iter().fold(0x51_7CC1_B727_220Au64, |acc, w| {
+                acc.rotate_left(17) ^ w
+            }))]
         } else {
             words
                 .windows(n)
@@ -129,7 +132,9 @@ struct UnionFind {
 
 impl UnionFind {
     fn new(n: usize) -> Self {
-        Self { parent: (0..n as u32).collect() }
+        Self {
+            parent: (0..n as u32).collect(),
+        }
     }
 
     fn find(&mut self, mut x: u32) -> u32 {
@@ -155,14 +160,16 @@ impl UnionFind {
 pub fn band_keys(signatures: &[u32], num_perm: usize, bands: usize, rows: usize) -> Vec<u64> {
     let n = signatures.len() / num_perm;
     let mut keys = vec![0u64; n * bands];
-    keys.par_chunks_mut(bands).enumerate().for_each(|(doc, out)| {
-        let sig = &signatures[doc * num_perm..(doc + 1) * num_perm];
-        for (band, key) in out.iter_mut().enumerate() {
-            let vals = &sig[band * rows..(band + 1) * rows];
-            let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
-            *key = xxh3_64_with_seed(&bytes, band as u64);
-        }
-    });
+    keys.par_chunks_mut(bands)
+        .enumerate()
+        .for_each(|(doc, out)| {
+            let sig = &signatures[doc * num_perm..(doc + 1) * num_perm];
+            for (band, key) in out.iter_mut().enumerate() {
+                let vals = &sig[band * rows..(band + 1) * rows];
+                let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+                *key = xxh3_64_with_seed(&bytes, band as u64);
+            }
+        });
     keys
 }
 
@@ -220,7 +227,12 @@ mod tests {
         let near = BASE.replace("tuesday", "wednesday");
         let other = "a completely different text about cooking pasta with tomatoes garlic and \
             olive oil which takes about twenty minutes and serves four hungry people at dinner";
-        let texts = vec![BASE.to_string(), other.to_string(), near, BASE.to_uppercase()];
+        let texts = vec![
+            BASE.to_string(),
+            other.to_string(),
+            near,
+            BASE.to_uppercase(),
+        ];
         let mh = MinHasher::new(112, 5, 42);
         let sigs = mh.signatures(&texts);
         let p = mh.num_perm();

@@ -79,14 +79,22 @@ mod tests {
             form: Form::Nfc,
             strip_markup: true,
             filters: FilterConfig {
-                length: Some(LengthFilter { min_chars: 5, max_chars: 1000, min_words: 2, max_words: 1000 }),
+                length: Some(LengthFilter {
+                    min_chars: 5,
+                    max_chars: 1000,
+                    min_words: 2,
+                    max_words: 1000,
+                }),
                 ..Default::default()
             },
             minhash: Some(MinHasher::new(8, 2, 3)),
         };
         let out = process(&["  Hello   world  ", "", "x", "<p>Hello world</p>"], &cfg);
         assert_eq!(out.texts[0], "Hello world");
-        assert_eq!(out.reasons, vec![None, Some("empty"), Some("too_short"), None]);
+        assert_eq!(
+            out.reasons,
+            vec![None, Some("empty"), Some("too_short"), None]
+        );
         assert_eq!(out.exact[0], out.exact[3]); // same text once normalized
         assert_eq!(out.signatures.len(), 4 * 8);
         assert!(out.signatures[8..16].iter().all(|&v| v == 0));

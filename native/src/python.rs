@@ -3,10 +3,10 @@
 use crate::filters::{
     C4Quality, FilterConfig, FineWebQuality, GopherQuality, GopherRepetition, LengthFilter, Script,
 };
+use crate::hashing;
 use crate::minhash::{self, MinHasher};
 use crate::pipeline::{self, PipelineConfig};
 use crate::text::Form;
-use crate::hashing;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -29,8 +29,14 @@ fn hash_texts(py: Python<'_>, texts: Vec<String>) -> Vec<u64> {
 fn hash_files(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<Vec<(String, u64)>> {
     let result = py.detach(|| hashing::hash_files(&paths));
     match result {
-        Ok(items) => Ok(items.into_iter().map(|(d, s)| (hashing::hex128(d), s)).collect()),
-        Err((path, err)) => Err(PyOSError::new_err(format!("cannot hash {}: {err}", path.display()))),
+        Ok(items) => Ok(items
+            .into_iter()
+            .map(|(d, s)| (hashing::hex128(d), s))
+            .collect()),
+        Err((path, err)) => Err(PyOSError::new_err(format!(
+            "cannot hash {}: {err}",
+            path.display()
+        ))),
     }
 }
 
@@ -129,10 +135,19 @@ fn parse_config(cfg: &Bound<'_, PyDict>) -> PyResult<PipelineConfig> {
         filters.script = Some((script, get(&d, "min_fraction")?));
     }
     let minhash = match section(cfg, "minhash")? {
-        Some(d) => Some(MinHasher::new(get(&d, "num_perm")?, get(&d, "ngram")?, get(&d, "seed")?)),
+        Some(d) => Some(MinHasher::new(
+            get(&d, "num_perm")?,
+            get(&d, "ngram")?,
+            get(&d, "seed")?,
+        )),
         None => None,
     };
-    Ok(PipelineConfig { form, strip_markup: get(cfg, "strip_markup")?, filters, minhash })
+    Ok(PipelineConfig {
+        form,
+        strip_markup: get(cfg, "strip_markup")?,
+        filters,
+        minhash,
+    })
 }
 
 /// Normalize, filter, hash and MinHash-sign a batch of documents in parallel.
@@ -143,11 +158,25 @@ fn process_batch<'py>(
     py: Python<'py>,
     texts: Vec<String>,
     config: &Bound<'py, PyDict>,
-) -> PyResult<(Vec<String>, Vec<Option<&'static str>>, Vec<u64>, Bound<'py, PyBytes>)> {
+) -> PyResult<(
+    Vec<String>,
+    Vec<Option<&'static str>>,
+    Vec<u64>,
+    Bound<'py, PyBytes>,
+)> {
     let cfg = parse_config(config)?;
     let out = py.detach(|| pipeline::process(&texts, &cfg));
-    let sig_bytes: Vec<u8> = out.signatures.iter().flat_map(|v| v.to_le_bytes()).collect();
-    Ok((out.texts, out.reasons, out.exact, PyBytes::new(py, &sig_bytes)))
+    let sig_bytes: Vec<u8> = out
+        .signatures
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    Ok((
+        out.texts,
+        out.reasons,
+        out.exact,
+        PyBytes::new(py, &sig_bytes),
+    ))
 }
 
 /// Cluster documents by LSH over MinHash signatures (little-endian u32, row-major).
@@ -168,7 +197,10 @@ fn lsh_clusters(
             signatures.len()
         )));
     }
-    let sigs: Vec<u32> = signatures.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let sigs: Vec<u32> = signatures
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Ok(py.detach(|| minhash::lsh_clusters(&sigs, num_perm, bands, rows, threshold)))
 }
 

@@ -31,19 +31,37 @@ pub fn normalize(text: &str, form: Form, strip_markup: bool) -> String {
         let line = raw_line.strip_suffix('\r').unwrap_or(raw_line);
         let start = out.len();
         let mut pending_space = false;
-        for ch in line.chars() {
-            if ch == ' ' || ch == '\t' || ch == '\u{a0}' {
-                pending_space = out.len() > start;
-                continue;
+        if line.is_ascii() {
+            // Fast path: bytes, no char decoding.
+            for &b in line.as_bytes() {
+                if b == b' ' || b == b'\t' {
+                    pending_space = out.len() > start;
+                    continue;
+                }
+                if b < 0x20 || b == 0x7f {
+                    continue;
+                }
+                if pending_space {
+                    out.push(' ');
+                    pending_space = false;
+                }
+                out.push(b as char);
             }
-            if ch.is_control() || ch == '\u{feff}' || ch == '\u{200b}' {
-                continue;
+        } else {
+            for ch in line.chars() {
+                if ch == ' ' || ch == '\t' || ch == '\u{a0}' {
+                    pending_space = out.len() > start;
+                    continue;
+                }
+                if ch.is_control() || ch == '\u{feff}' || ch == '\u{200b}' {
+                    continue;
+                }
+                if pending_space {
+                    out.push(' ');
+                    pending_space = false;
+                }
+                out.push(ch);
             }
-            if pending_space {
-                out.push(' ');
-                pending_space = false;
-            }
-            out.push(ch);
         }
         if out.len() == start {
             blank_run += 1;
@@ -70,7 +88,8 @@ fn strip_html(text: &str) -> String {
         let tail = &rest[i..];
         if tail.starts_with('<') {
             // A tag is '<' followed by a letter, '/' or '!' and closed on the same line.
-            let is_tag = tail[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
+            let is_tag =
+                tail[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
             match (is_tag, tail.find('>')) {
                 (true, Some(end)) if !tail[..end].contains('\n') => {
                     rest = &tail[end + 1..];
@@ -83,7 +102,15 @@ fn strip_html(text: &str) -> String {
                 }
             }
         }
-        let entities = [("&nbsp;", " "), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&apos;", "'")];
+        let entities = [
+            ("&nbsp;", " "),
+            ("&amp;", "&"),
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+            ("&quot;", "\""),
+            ("&#39;", "'"),
+            ("&apos;", "'"),
+        ];
         match entities.iter().find(|(e, _)| tail.starts_with(e)) {
             Some((e, r)) => {
                 out.push_str(r);
@@ -107,7 +134,10 @@ pub fn words(text: &str) -> impl Iterator<Item = &str> {
 /// Lower-cased words with surrounding punctuation removed: the unit of shingles and n-grams.
 pub fn norm_words(text: &str) -> Vec<String> {
     text.split_whitespace()
-        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
         .filter(|w| !w.is_empty())
         .collect()
 }
@@ -119,7 +149,10 @@ mod tests {
     #[test]
     fn normalizes_whitespace_controls_and_markup() {
         let text = "  Hello\t\tworld \u{0007}\r\n\n\n\n<b>bold</b> &amp; more&nbsp;text  \n";
-        assert_eq!(normalize(text, Form::Nfc, true), "Hello world\n\nbold & more text");
+        assert_eq!(
+            normalize(text, Form::Nfc, true),
+            "Hello world\n\nbold & more text"
+        );
     }
 
     #[test]
@@ -132,12 +165,18 @@ mod tests {
 
     #[test]
     fn keeps_non_tags() {
-        assert_eq!(normalize("a < b and c > d", Form::Nfc, true), "a < b and c > d");
+        assert_eq!(
+            normalize("a < b and c > d", Form::Nfc, true),
+            "a < b and c > d"
+        );
         assert_eq!(normalize("AT&T", Form::Nfc, true), "AT&T");
     }
 
     #[test]
     fn norm_words_strip_punctuation() {
-        assert_eq!(norm_words("Hello, World! -- ok"), vec!["hello", "world", "ok"]);
+        assert_eq!(
+            norm_words("Hello, World! -- ok"),
+            vec!["hello", "world", "ok"]
+        );
     }
 }
