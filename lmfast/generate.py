@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 from pydantic import BaseModel, Field, model_validator
@@ -52,19 +53,21 @@ class GenerateResult(BaseModel):
 
 
 _PIPELINES: dict[tuple[str, str], Pipeline] = {}
+_LOAD_LOCK = threading.Lock()  # concurrent first calls (MCP runs tools in threads) load once
 
 
 def get_pipeline(model: str, backend: Backend = "auto") -> Pipeline:
     """Pipelines are cached per (resolved path, backend): loading dominates short replies."""
     resolved = resolve_model(model)
     key = (str(resolved.path), backend)
-    if key not in _PIPELINES:
-        for old in _PIPELINES.values():  # hold one model at a time: small machines
-            old.engine.close()
-        _PIPELINES.clear()
-        engine: Engine = load_engine(resolved, backend=backend)
-        _PIPELINES[key] = Pipeline(engine)
-    return _PIPELINES[key]
+    with _LOAD_LOCK:
+        if key not in _PIPELINES:
+            for old in _PIPELINES.values():  # hold one model at a time: small machines
+                old.engine.close()
+            _PIPELINES.clear()
+            engine: Engine = load_engine(resolved, backend=backend)
+            _PIPELINES[key] = Pipeline(engine)
+        return _PIPELINES[key]
 
 
 def generate(request: GenerateRequest) -> GenerateResult:
