@@ -181,14 +181,6 @@ class Pipeline:
             hook.before(ctx)
         return ctx, self.engine.submit(request)
 
-    async def astream(
-        self, messages: list[ChatMessage], params: SamplingParams, **kw: Any
-    ) -> AsyncIterator[ChatChunk | ChatResult]:
-        """Async stream of ChatChunks, then the final ChatResult. Cancels on early exit."""
-        ctx, stream, tools_on = self.submit(messages, params, **kw)
-        async for item in self.events(ctx, stream, tools_on):
-            yield item
-
     async def events(
         self, ctx: GenerationContext, stream: GenerationStream, tools_on: bool
     ) -> AsyncIterator[ChatChunk | ChatResult]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -51,6 +51,18 @@ def follow(job_id: str) -> None:
         from lmfast.errors import LMFastError
 
         raise LMFastError(f"job {job_id} {info.status}: {info.error or ''}".strip())
+
+
+def run_job(kind: str, request: Any, background: bool) -> dict[str, Any] | None:
+    """Submit a job; print its id (background) or follow it and return its result."""
+    from lmfast.jobs import JobStore, submit
+
+    job_id = submit(kind, request)
+    if background:
+        console.print(job_id)
+        return None
+    follow(job_id)
+    return JobStore().result(job_id) or {}
 
 
 @app.command("list")

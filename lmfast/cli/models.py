@@ -82,17 +82,13 @@ def convert_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Dequantize a GGUF (or copy any model) into a trainable Hugging Face artifact (a job)."""
-    from lmfast.cli.jobs import follow
+    from lmfast.cli.jobs import run_job
     from lmfast.convert import ConvertRequest
-    from lmfast.jobs import JobStore, submit
 
     request = ConvertRequest(model=name, dtype=dtype, name=label)  # type: ignore[arg-type]
-    job_id = submit("convert_model", request)
-    if background:
-        console.print(job_id)
+    result = run_job("convert_model", request, background)
+    if result is None:
         return
-    follow(job_id)
-    result = JobStore().result(job_id) or {}
     if json_out:
         console.print_json(json.dumps(result))
     else:

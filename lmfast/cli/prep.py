@@ -70,10 +70,9 @@ def prep_command(
     ),
 ) -> None:
     """Prepare a dataset: readers, quality filters, exact + MinHash dedup, formatting, packing."""
-    from lmfast.cli.jobs import follow
+    from lmfast.cli.jobs import run_job
     from lmfast.config import merge_dicts, parse_overrides
     from lmfast.data.settings import FilterSettings, PrepRequest
-    from lmfast.jobs import JobStore, submit
 
     body: dict[str, Any] = {
         "inputs": inputs,
@@ -98,12 +97,9 @@ def prep_command(
         body["filters"] = preset.model_dump()
     body = merge_dicts(body, parse_overrides(setting or []))
     request = PrepRequest.model_validate(body)
-    job_id = submit("prep_dataset", request)
-    if background:
-        console.print(job_id)
+    result = run_job("prep_dataset", request, background)
+    if result is None:
         return
-    follow(job_id)
-    result = JobStore().result(job_id) or {}
     show_report(result["report"])
     console.print(
         f"[green]saved[/] {result['artifact_id']} (version "

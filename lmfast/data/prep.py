@@ -262,11 +262,7 @@ def _process_shard(
         if request.dedup.near
         else np.zeros((len(kept), 0), dtype="<u4")
     )
-    buf = _npz(
-        exact=np.asarray(exact, dtype=np.uint64)[kept],
-        signatures=sig_arr,
-        chars=np.asarray([len(out_texts[i]) for i in kept], dtype=np.int64),
-    )
+    buf = _npz(exact=np.asarray(exact, dtype=np.uint64)[kept], signatures=sig_arr)
     _atomic_write(work / f"shard-{shard:05d}.npz", buf)
     return {"documents": len(batch), "bytes": nbytes, "dropped": dict(dropped), "kept": len(kept)}
 

@@ -10,6 +10,7 @@ so concurrent clients raise total throughput instead of queueing behind each oth
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -259,7 +260,7 @@ class LlamaCppEngine:
             grammar = LlamaGrammar.from_string(request.grammar, verbose=False)
             if request.grammar_trigger:
                 sampler.add_grammar_lazy_patterns(
-                    self._model, grammar, [_regex_escape(request.grammar_trigger)], []
+                    self._model, grammar, [re.escape(request.grammar_trigger)], []
                 )
             else:
                 sampler.add_grammar(self._model, grammar)
@@ -390,9 +391,3 @@ class LlamaCppEngine:
             seq.sampler.close()
         self._active.pop(seq.seq_id, None)
         self._free.append(seq.seq_id)
-
-
-def _regex_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)

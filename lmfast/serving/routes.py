@@ -236,44 +236,26 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
 
         if body.stream:
 
+            def piece(text: str, finish: str | None) -> str:
+                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+                return json.dumps(
+                    {
+                        "id": cid,
+                        "object": "text_completion",
+                        "created": created,
+                        "model": state.model_id,
+                        "choices": [choice],
+                    }
+                )
+
             async def sse() -> AsyncIterator[str]:
                 try:
                     async for ev in streams[0]:
                         if isinstance(ev, Delta):
                             if ev.text:
-                                yield json.dumps(
-                                    {
-                                        "id": cid,
-                                        "object": "text_completion",
-                                        "created": created,
-                                        "model": state.model_id,
-                                        "choices": [
-                                            {
-                                                "index": 0,
-                                                "text": ev.text,
-                                                "logprobs": None,
-                                                "finish_reason": None,
-                                            }
-                                        ],
-                                    }
-                                )
+                                yield piece(ev.text, None)
                         else:
-                            yield json.dumps(
-                                {
-                                    "id": cid,
-                                    "object": "text_completion",
-                                    "created": created,
-                                    "model": state.model_id,
-                                    "choices": [
-                                        {
-                                            "index": 0,
-                                            "text": "",
-                                            "logprobs": None,
-                                            "finish_reason": _finish_reason(ev.finish_reason),
-                                        }
-                                    ],
-                                }
-                            )
+                            yield piece("", _finish_reason(ev.finish_reason))
                     yield "[DONE]"
                 except asyncio.CancelledError:
                     metrics.cancelled.inc()

@@ -126,22 +126,6 @@ fn strip_html(text: &str) -> String {
     out
 }
 
-/// Whitespace-separated words.
-pub fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split_whitespace()
-}
-
-/// Lower-cased words with surrounding punctuation removed: the unit of shingles and n-grams.
-pub fn norm_words(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,13 +154,5 @@ mod tests {
             "a < b and c > d"
         );
         assert_eq!(normalize("AT&T", Form::Nfc, true), "AT&T");
-    }
-
-    #[test]
-    fn norm_words_strip_punctuation() {
-        assert_eq!(
-            norm_words("Hello, World! -- ok"),
-            vec!["hello", "world", "ok"]
-        );
     }
 }
