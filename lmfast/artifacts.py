@@ -56,10 +56,19 @@ class Artifact(BaseModel):
         return self.manifest.id
 
 
-def _write_json_atomic(path: Path, data: str) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write through a temporary file in the same folder, then rename: readers see the old
+    file or the new one, never half of one. The temporary file is removed on failure."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class ArtifactStore:
@@ -107,7 +116,7 @@ class ArtifactStore:
             lmfast_version=__version__,
             extra=draft.extra,
         )
-        _write_json_atomic(staging / MANIFEST, manifest.model_dump_json(indent=2))
+        write_atomic(staging / MANIFEST, manifest.model_dump_json(indent=2))
         final = self.root / art_id
         os.replace(staging, final)
         draft.artifact = Artifact(manifest=manifest, path=final)

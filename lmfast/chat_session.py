@@ -108,15 +108,22 @@ class ChatSession:
     def _save(self, arg: str) -> str:
         if not arg:
             return "usage: /save FILE"
+        from lmfast.artifacts import write_atomic
+
         path = Path(arg).expanduser()
+        if path.is_dir():
+            return f"cannot save: {path} is a folder; give a file name such as {path / 'chat.json'}"
+        if not path.parent.is_dir():
+            return f"cannot save: the folder {path.parent} does not exist (nothing was written)"
         data = {
             "system": self.system,
             "params": self.params.model_dump(),
             "messages": [m.model_dump(exclude_none=True) for m in self.history],
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path)
+        try:
+            write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
+        except OSError as e:
+            return f"cannot save to {path}: {e.strerror or e} (the conversation is kept)"
         return f"saved {len(self.history)} messages to {path}"
 
     def _load(self, arg: str) -> str:

@@ -202,6 +202,13 @@ class ServeConfig(_Section):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty means CORS is off."
     )
+    default_max_tokens: int = Field(
+        1024,
+        ge=1,
+        le=131072,
+        description="Tokens generated when a chat request gives no max_tokens (OpenAI clients "
+        "often omit it; without a cap a small model may run to the end of its context).",
+    )
 
     @model_validator(mode="after")
     def _key_off_loopback(self) -> ServeConfig:

@@ -46,6 +46,7 @@ class DoctorReport(BaseModel):
     native_core: str | None = Field(description="Rust core version, None when not built.")
     hardware: HardwareProfile
     cuda_available: bool
+    bf16: bool = Field(description="bfloat16 training is supported (Ampere or newer GPU).")
     packages: list[PackageStatus]
     accelerators: list[PackageStatus]
     lmfast_home: str
@@ -81,6 +82,7 @@ def doctor() -> DoctorReport:
         native_core=native,
         hardware=hw,
         cuda_available=hw.accelerator == "cuda",
+        bf16=hw.bf16,
         packages=[_status(*p) for p in PACKAGES],
         accelerators=[_status(*p) for p in ACCELERATORS],
         lmfast_home=str(lmfast_home()),

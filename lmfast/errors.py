@@ -30,3 +30,7 @@ class ArtifactError(LMFastError):
 
 class PlanError(LMFastError, ValueError):
     """The configuration cannot run on this hardware (for example 4-bit on a CPU)."""
+
+
+class BackendError(LMFastError, ValueError):
+    """The chosen inference or training backend cannot run this model on this machine."""

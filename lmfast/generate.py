@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import get_args
 
 from pydantic import BaseModel, Field, model_validator
 
 from lmfast.config import DEFAULT_MODEL
+from lmfast.errors import BackendError
 from lmfast.inference import Backend, ChatMessage, Engine, SamplingParams, load_engine
 from lmfast.pipeline import Pipeline, ResponseFormat
 from lmfast.registry import resolve_model
@@ -58,6 +60,8 @@ _LOAD_LOCK = threading.Lock()  # concurrent first calls (MCP runs tools in threa
 
 def get_pipeline(model: str, backend: Backend = "auto") -> Pipeline:
     """Pipelines are cached per (resolved path, backend): loading dominates short replies."""
+    if backend not in get_args(Backend):
+        raise BackendError(f"backend={backend!r} is not one of {', '.join(get_args(Backend))}")
     resolved = resolve_model(model)
     key = (str(resolved.path), backend)
     with _LOAD_LOCK:

@@ -22,6 +22,7 @@ from lmfast.inference.base import (
     EngineRequest,
     Finished,
     GenerationStream,
+    RequestFieldError,
     SamplingParams,
     TokenLogprob,
     ToolCall,
@@ -102,11 +103,14 @@ class Pipeline:
         if tools:
             from lmfast.inference.tools import tool_call_grammar
 
+            check_tool_schemas(tools)
             if tool_choice not in ("auto", "required"):
                 chosen = [t for t in tools if t.name == tool_choice]
                 if not chosen:
                     names = ", ".join(t.name for t in tools)
-                    raise ValueError(f"tool_choice names {tool_choice!r}, not one of: {names}")
+                    raise RequestFieldError(
+                        "tool_choice", f"names {tool_choice!r}, not one of: {names}"
+                    )
                 grammar = tool_call_grammar(chosen, parallel=False)
             else:
                 grammar = tool_call_grammar(tools, parallel=parallel_tool_calls)
@@ -248,12 +252,43 @@ class _Accumulator:
         )
 
 
-def json_grammar(fmt: ResponseFormat) -> str:
-    """GBNF for response_format json_object (any object) or json_schema (that schema)."""
+def schema_grammar(schema: dict[str, Any], param: str, **kw: Any) -> str:
+    """GBNF for a JSON schema; an invalid or unsupported schema names `param`.
+
+    The schema is checked against the JSON Schema meta-schema first, then converted by
+    llama.cpp's converter, which signals what it cannot handle with assertions and lookups."""
+    from jsonschema import SchemaError, validators
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as e:
+        where = "/".join(str(p) for p in e.absolute_path)
+        at = f" at {where}" if where else ""
+        raise RequestFieldError(param, f"invalid JSON schema{at}: {e.message}") from None
+    try:
+        return json_schema_to_gbnf(json.dumps(schema), **kw)
+    except (AssertionError, KeyError, ValueError, TypeError, IndexError, RecursionError) as e:
+        detail = str(e) or type(e).__name__
+        raise RequestFieldError(
+            param, f"unsupported JSON schema ({detail}); $ref must point inside the schema"
+        ) from None
+
+
+def check_tool_schemas(tools: list[ToolSpec]) -> None:
+    """Each tool's parameter schema must be valid and convertible, named by its index."""
+    for i, tool in enumerate(tools):
+        schema_grammar(
+            {"type": "object", **(tool.parameters or {})}, f"tools[{i}].function.parameters"
+        )
+
+
+def json_grammar(fmt: ResponseFormat) -> str:
+    """GBNF for response_format json_object (any object) or json_schema (that schema)."""
     if fmt.type == "json_schema":
         if not fmt.json_schema:
-            raise ValueError("response_format.json_schema.schema is required for json_schema")
-        return json_schema_to_gbnf(json.dumps(fmt.json_schema))
-    return json_schema_to_gbnf(json.dumps({"type": "object"}))
+            raise RequestFieldError(
+                "response_format.json_schema", "json_schema.schema is required for json_schema"
+            )
+        return schema_grammar(fmt.json_schema, "response_format.json_schema")
+    return schema_grammar({"type": "object"}, "response_format")

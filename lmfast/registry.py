@@ -152,9 +152,13 @@ def fetch_from_hub(hub_id: str, *, download: bool = True) -> Path:
         "Hub cache here, or pass a local folder / .gguf file instead."
     )
     if not download or _hub_offline():
+        why = (
+            f"downloading is off (HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']!r})"
+            if _hub_offline()
+            else "this command only reads local files"
+        )
         raise HubUnavailableError(
-            f"{hub_id!r} is not in the local Hugging Face cache and downloading is off "
-            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}). {how}"
+            f"{hub_id!r} is not in the local Hugging Face cache and {why}. {how}"
         )
     try:
         return Path(snapshot_download(hub_id, allow_patterns=patterns, etag_timeout=5))

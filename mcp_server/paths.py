@@ -1,10 +1,21 @@
-"""Where MCP tools may touch the file system: the project folder, LMFAST_HOME and folders
-named by the operator (`lmfast mcp --allow-root`, or LMFAST_MCP_ROOTS). Paths are resolved
-(symlinks followed, `..` collapsed) before the check, so neither trick escapes."""
+"""Where MCP tools may touch the file system.
+
+Allowed roots: `LMFAST_HOME`, folders named by the operator (`lmfast mcp --allow-root`, or
+LMFAST_MCP_ROOTS), the roots the MCP client declares (`roots/list`, where it offers them), and
+the working directory only when it is a project folder. Clients such as Claude Desktop start
+stdio servers with the working directory `/`, so `/`, the user's home folder itself and system
+folders never become roots implicitly.
+
+Relative paths resolve against one predictable base: the working directory when it is a root,
+otherwise the first operator root, otherwise `LMFAST_HOME`. Paths are resolved (symlinks
+followed, `..` collapsed) before the check, so neither trick escapes.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from lmfast.errors import LMFastError
@@ -12,22 +23,64 @@ from lmfast.home import lmfast_home
 
 ROOTS_ENV = "LMFAST_MCP_ROOTS"
 
+# Folders (and everything under them) that are never implicit roots.
+_SYSTEM_PREFIXES = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/proc",
+    "/run", "/sbin", "/srv", "/sys", "/usr", "/var", "/System", "/Library", "/Applications",
+)  # fmt: skip
+
 
 class PathNotAllowedError(LMFastError, PermissionError):
     """A tool argument points outside the allowed roots."""
 
 
-def allowed_roots() -> list[Path]:
-    roots = [Path.cwd(), lmfast_home()]
+def _is_system_folder(path: Path) -> bool:
+    if path == Path(path.anchor) or path == Path.home().resolve():
+        return True
+    if sys.platform == "win32":
+        windir = Path(os.environ.get("WINDIR", r"C:\Windows")).resolve()
+        return path == windir or path.is_relative_to(windir)
+    return any(path == Path(p) or path.is_relative_to(p) for p in _SYSTEM_PREFIXES)
+
+
+def cwd_root() -> Path | None:
+    """The working directory, when it is a project folder rather than `/`, home or system."""
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # deleted working directory
+        return None
+    return None if _is_system_folder(cwd) else cwd
+
+
+def operator_roots() -> list[Path]:
     extra = os.environ.get(ROOTS_ENV, "")
-    roots += [Path(p) for p in extra.split(os.pathsep) if p]
-    return [r.expanduser().resolve() for r in roots]
+    return [Path(p).expanduser().resolve() for p in extra.split(os.pathsep) if p]
 
 
-def confine(path: str | Path, field: str) -> Path:
+def allowed_roots(client_roots: Sequence[Path] = ()) -> list[Path]:
+    roots: list[Path] = []
+    if (cwd := cwd_root()) is not None:
+        roots.append(cwd)
+    roots += operator_roots()
+    roots += [Path(r).expanduser().resolve() for r in client_roots]
+    roots.append(lmfast_home().resolve())
+    return list(dict.fromkeys(roots))
+
+
+def base_folder() -> Path:
+    """Where relative paths in tool arguments are resolved."""
+    return cwd_root() or next(iter(operator_roots()), None) or lmfast_home().resolve()
+
+
+def absolute(path: str | Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base_folder() / p
+
+
+def confine(path: str | Path, field: str, client_roots: Sequence[Path] = ()) -> Path:
     """The resolved path if it lies inside an allowed root; otherwise a clear refusal."""
-    resolved = Path(path).expanduser().resolve()
-    roots = allowed_roots()
+    resolved = absolute(path).resolve()
+    roots = allowed_roots(client_roots)
     if any(resolved == r or resolved.is_relative_to(r) for r in roots):
         return resolved
     listed = ", ".join(str(r) for r in roots)
@@ -42,11 +95,13 @@ def looks_like_path(reference: str) -> bool:
     return (
         reference.startswith(("/", "./", "../", "~", "\\"))
         or reference.endswith(".gguf")
-        or Path(reference).expanduser().exists()
+        or absolute(reference).exists()
     )
 
 
-def confine_model_reference(reference: str, field: str = "model") -> str:
+def confine_model_reference(
+    reference: str, field: str = "model", client_roots: Sequence[Path] = ()
+) -> str:
     """Aliases, artifact ids and hub ids pass; local paths must be inside the roots."""
     from lmfast.artifacts import ArtifactStore
     from lmfast.registry import ALIASES
@@ -54,19 +109,21 @@ def confine_model_reference(reference: str, field: str = "model") -> str:
     if reference.lower() in ALIASES or ArtifactStore().exists(reference):
         return reference
     if looks_like_path(reference):
-        return str(confine(reference, field))
+        return str(confine(reference, field, client_roots))
     return reference
 
 
-def confine_input(pattern: str, field: str) -> str:
-    """A file, folder or glob: its fixed part (before any wildcard) must be inside the roots."""
-    head = pattern
-    for i, ch in enumerate(pattern):
+def confine_input(pattern: str, field: str, client_roots: Sequence[Path] = ()) -> str:
+    """A file, folder or glob: its fixed part (before any wildcard) must be inside the roots.
+    Returns the pattern made absolute against `base_folder()`."""
+    full = str(absolute(pattern))
+    head = full
+    for i, ch in enumerate(full):
         if ch in "*?[":
-            head = pattern[:i]
+            head = full[:i]
             break
-    base = Path(head) if head == pattern else Path(head).parent if head else Path(".")
-    confine(base, field)
-    if ".." in Path(pattern).parts[len(base.parts) :]:
+    base = Path(head) if head == full else Path(head).parent
+    confine(base, field, client_roots)
+    if ".." in Path(full).parts[len(base.parts) :]:
         raise PathNotAllowedError(f"{field}: '..' after a wildcard is not allowed ({pattern!r})")
-    return str(Path(pattern).expanduser())
+    return full

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import anyio
 from lmfast.mcp_server.paths import confine_model_reference
@@ -88,8 +92,56 @@ async def _start_job(kind: str, request: BaseModel, wait: bool, ctx: Context | N
     return await _follow(job_id, ctx)
 
 
+async def _client_roots(ctx: Context | None) -> list[Path]:
+    """Folders the client declares (MCP roots), when it offers them; otherwise none."""
+    if ctx is None:
+        return []
+    try:
+        session = ctx.session
+        caps = session.client_capabilities
+        if caps is None or caps.roots is None:
+            return []
+        with warnings.catch_warnings():  # roots are deprecated in the 2026-07-28 spec
+            warnings.simplefilter("ignore")
+            listed = await session.list_roots()
+    except Exception:  # a client that declares roots but cannot answer: no extra roots
+        return []
+    roots = []
+    for root in listed.roots:
+        uri = str(root.uri)
+        if uri.startswith("file://"):
+            roots.append(Path(url2pathname(urlparse(uri).path)))
+    return roots
+
+
+def _forbid_unknown_arguments(mcp: MCPServer) -> None:
+    """A misspelt argument is an error listing the valid ones, never silently dropped."""
+    for tool in mcp._tool_manager.list_tools():
+        model = tool.fn_metadata.arg_model
+        model.model_config["extra"] = "forbid"
+        model.model_rebuild(force=True)
+        tool.parameters = model.model_json_schema(by_alias=True)
+
+
+class _StrictMCPServer(MCPServer):
+    """Refuses unknown tool arguments by name, listing the valid ones (as the CLI does)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *args: Any, **kw: Any) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            valid = sorted(tool.parameters.get("properties", {}))
+            unknown = sorted(set(arguments) - set(valid))
+            if unknown:
+                raise ToolError(
+                    f"unknown argument{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(map(repr, unknown))} for {name}; valid arguments: "
+                    f"{', '.join(valid) or '(none)'}"
+                )
+        return await super().call_tool(name, arguments, *args, **kw)
+
+
 def build_server() -> MCPServer:
-    mcp = MCPServer("lmfast", instructions=INSTRUCTIONS, version=__version__)
+    mcp = _StrictMCPServer("lmfast", instructions=INSTRUCTIONS, version=__version__)
 
     # -- generation --------------------------------------------------------------------
     @mcp.tool(
@@ -98,6 +150,7 @@ def build_server() -> MCPServer:
     )
     @_errors
     async def generate(
+        ctx: Context,
         prompt: Annotated[str | None, Field(description="A single user message.")] = None,
         messages: Annotated[
             list[ChatMessage] | None, Field(description="A chat history instead of prompt.")
@@ -120,8 +173,9 @@ def build_server() -> MCPServer:
         from lmfast.inference.base import SamplingParams
         from lmfast.pipeline import ResponseFormat
 
+        roots = await _client_roots(ctx)
         request = GenerateRequest(
-            model=confine_model_reference(model),
+            model=confine_model_reference(model, client_roots=roots),
             prompt=prompt,
             messages=messages,
             system=system,
@@ -156,13 +210,15 @@ def build_server() -> MCPServer:
     )
     @_errors
     async def model_info(
+        ctx: Context,
         model: Annotated[str, Field(description="Alias, artifact id, local path or hub id.")] = (
             DEFAULT_MODEL
         ),
     ) -> ModelInfo:
         from lmfast.registry import model_info as run
 
-        return await anyio.to_thread.run_sync(run, confine_model_reference(model))
+        reference = confine_model_reference(model, client_roots=await _client_roots(ctx))
+        return await anyio.to_thread.run_sync(run, reference)
 
     @mcp.tool(
         description="Convert a model (e.g. the embedded GGUF) into a trainable Hugging "
@@ -181,7 +237,8 @@ def build_server() -> MCPServer:
     ) -> JobOutcome:
         from lmfast.convert import ConvertRequest
 
-        request = ConvertRequest(model=confine_model_reference(model), dtype=dtype, name=name)
+        reference = confine_model_reference(model, client_roots=await _client_roots(ctx))
+        request = ConvertRequest(model=reference, dtype=dtype, name=name)
         return await _start_job("convert_model", request, wait, ctx)
 
     @mcp.tool(
@@ -206,7 +263,8 @@ def build_server() -> MCPServer:
         ] = None,
         seq_len: Annotated[int, Field(ge=8, le=32768, description="Tokens per sequence.")] = 2048,
         filters: Annotated[
-            Literal["auto", "web", "minimal", "off"], Field(description="Quality filter preset.")
+            Literal["auto", "web", "document", "minimal", "off"],
+            Field(description="Quality filter preset."),
         ] = "auto",
         exact_dedup: Annotated[bool, Field(description="Drop exact duplicates.")] = True,
         near_dedup: Annotated[bool, Field(description="Drop near duplicates.")] = True,
@@ -217,11 +275,12 @@ def build_server() -> MCPServer:
 
         from lmfast.data.settings import FilterSettings, PrepRequest
 
+        roots = await _client_roots(ctx)
         request = PrepRequest(
-            inputs=[confine_input(p, f"inputs.{i}") for i, p in enumerate(inputs)],
+            inputs=[confine_input(p, f"inputs.{i}", roots) for i, p in enumerate(inputs)],
             format=format,
             text_field=text_field,
-            tokenizer=confine_model_reference(tokenizer, "tokenizer") if tokenizer else None,
+            tokenizer=confine_model_reference(tokenizer, "tokenizer", roots) if tokenizer else None,
             seq_len=seq_len,
             filters=FilterSettings.preset(filters),
             dedup={"exact": exact_dedup, "near": near_dedup},
@@ -271,6 +330,7 @@ def build_server() -> MCPServer:
 
         return await anyio.to_thread.run_sync(lambda: JobStore().list(status, limit))
 
+    _forbid_unknown_arguments(mcp)
     _resources(mcp)
     _prompts(mcp)
     return mcp

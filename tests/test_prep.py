@@ -89,7 +89,8 @@ def write_jsonl(path: Path, records: list[Any], extra_lines: list[str] = ()) -> 
 
 
 def reasons(texts: list[str], filters: FilterSettings | None = None) -> list[str | None]:
-    cfg = PrepRequest(inputs=["x"], filters=filters).filter_config(chat=False)
+    """Drop reasons under `filters` (default: the 'web' preset, every filter on)."""
+    cfg = PrepRequest(inputs=["x"], filters=filters or FilterSettings()).filter_config(chat=False)
     return lmfast_native.process_batch(texts, cfg)[1]
 
 
@@ -136,12 +137,19 @@ def test_fineweb_and_script_filters() -> None:
 
 def test_c4_cleans_lines_and_thresholds_are_configurable() -> None:
     text = prose(3) + "\nHome | About | Contact\nAccept our cookie policy to continue."
-    out = lmfast_native.process_batch([text], PrepRequest(inputs=["x"]).filter_config(False))
-    kept = out[0][0]
+
+    def cleaned(filters: FilterSettings) -> str:
+        cfg = PrepRequest(inputs=["x"], filters=filters).filter_config(False)
+        return lmfast_native.process_batch([text], cfg)[0][0]
+
+    # FineWeb (the web preset) keeps lines without terminal punctuation, as datatrove does.
+    web = cleaned(FilterSettings())
+    assert "Home | About" in web and "cookie policy" not in web
+    original_c4 = cleaned(FilterSettings(c4={"filter_no_terminal_punct": True}))
     assert (
-        "Home | About" not in kept
-        and "cookie policy" not in kept
-        and kept.startswith(prose(3)[:30])
+        "Home | About" not in original_c4
+        and "cookie policy" not in original_c4
+        and original_c4.startswith(prose(3)[:30])
     )
     strict = FilterSettings(gopher_quality={"min_doc_words": 500})
     assert reasons([prose(3)], strict) == ["gopher_short_doc"]
@@ -290,23 +298,95 @@ def tokenizer() -> Any:
 
 
 @pytest.mark.slow
-def test_chat_masks_cover_only_assistant_answers(tokenizer: Any) -> None:
+def test_chat_labels_token_by_token(tokenizer: Any) -> None:
+    """Exactly the answers and one <|im_end|> per answer are trained; nothing else."""
     from lmfast.data.tokenize import IGNORE, encode_chat
 
     conv = [
-        {"role": "user", "content": "What is 2+2?"},
+        {"role": "user", "content": "What is 2 + 2?"},
         {"role": "assistant", "content": "It is 4."},
-        {"role": "user", "content": "And 3+3?"},
+        {"role": "user", "content": "And 3 + 3?"},
         {"role": "assistant", "content": "It is 6."},
     ]
     ids, labels = encode_chat(tokenizer, conv)
     assert len(ids) == len(labels)
-    full = tokenizer.apply_chat_template(conv, tokenize=False)
-    assert tokenizer.decode(ids) == full
-    trained = [t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE]
-    text = tokenizer.decode(trained)
-    assert "It is 4." in text and "It is 6." in text
-    assert "2+2" not in text and "user" not in text and "system" not in text
+    assert tokenizer.decode(ids) == tokenizer.apply_chat_template(conv, tokenize=False)
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    spans, current = [], []
+    for t, lab in zip(ids, labels, strict=True):
+        if lab == IGNORE:
+            if current:
+                spans.append(current)
+            current = []
+        else:
+            assert lab == t
+            current.append(t)
+    if current:
+        spans.append(current)
+    expected = [tokenizer("It is 4.", add_special_tokens=False)["input_ids"] + [end],
+                tokenizer("It is 6.", add_special_tokens=False)["input_ids"] + [end]]  # fmt: skip
+    assert spans == expected
+    assert sum(1 for t, lab in zip(ids, labels, strict=True) if lab == end) == 2
+
+
+@pytest.mark.slow
+def test_chat_packing_keeps_conversations_whole(tmp_path: Path, tokenizer: Any) -> None:
+    """Best-fit packing: no conversation is cut, no separator after <|im_end|>, padding is the
+    pad token with no loss, and positions restart at each conversation."""
+    from lmfast.data.tokenize import IGNORE, encode_chat, open_tokens
+
+    records = [
+        {"messages": [
+            {"role": "user", "content": f"What is {i} + {i}? " + "Think. " * (i % 7)},
+            {"role": "assistant", "content": f"{i} + {i} = {2 * i}."},
+        ]}
+        for i in range(60)
+    ]  # fmt: skip
+    result = _run(tmp_path, records, tokenizer="smollm2-135m-instruct", seq_len=256)
+    assert result.report.documents_truncated == 0 and result.report.tokens_truncated == 0
+    arr = open_tokens(Path(result.path, "tokens"))
+    assert arr.input_ids.shape[1] == 256 and arr.input_ids.shape[0] < 60
+    start = tokenizer("<|im_start|>", add_special_tokens=False)["input_ids"][0]
+    pad = arr.index["pad_token_id"]
+    convs = []
+    for r in range(arr.input_ids.shape[0]):
+        n = int(arr.lengths[r])
+        assert (arr.labels[r, n:] == IGNORE).all() and (arr.input_ids[r, n:] == pad).all()
+        starts = [j for j in range(n) if arr.positions[r, j] == 0]
+        for a, b in zip(starts, [*starts[1:], n], strict=True):
+            assert arr.input_ids[r, a] == start  # each conversation starts whole, at position 0
+            assert list(arr.positions[r, a:b]) == list(range(b - a))
+            convs.append((arr.input_ids[r, a:b].tolist(), arr.labels[r, a:b].tolist()))
+    assert len(convs) == 60
+    want = sorted(encode_chat(tokenizer, rec["messages"]) for rec in records)
+    assert sorted(convs) == want  # every conversation, byte for byte, with its labels
+
+
+@pytest.mark.slow
+def test_no_pack_reports_truncation_and_masks_padding(tmp_path: Path, tokenizer: Any) -> None:
+    from lmfast.data.tokenize import IGNORE, open_tokens
+
+    texts = [prose(i, sentences=2 + 6 * (i % 2)) for i in range(10)]
+    result = _run(
+        tmp_path,
+        [{"text": t} for t in texts],
+        tokenizer="smollm2-135m-instruct",
+        seq_len=64,
+        pack=False,
+        filters=FilterSettings.preset("off"),
+    )
+    r = result.report
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts]
+    assert r.documents_truncated == sum(n > 64 for n in lengths) > 0
+    assert r.tokens_truncated == sum(max(0, n - 64) for n in lengths)
+    assert any("seq_len=64" in w for w in r.warnings)
+    arr = open_tokens(Path(result.path, "tokens"))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    assert arr.index["pad_token_id"] == pad
+    for row in range(10):
+        n = int(arr.lengths[row])
+        assert (arr.labels[row, :n] == arr.input_ids[row, :n]).all()
+        assert (arr.labels[row, n:] == IGNORE).all() and (arr.input_ids[row, n:] == pad).all()
 
 
 @pytest.mark.slow
@@ -322,13 +402,15 @@ def test_alpaca_to_packed_tokens_and_datasets_folder(tmp_path: Path) -> None:
     result = _run(tmp_path, records, tokenizer="smollm2-135m-instruct", seq_len=64)
     assert result.report.format == "alpaca" and result.report.documents_out == 40
     folder = Path(result.path, "tokens")
-    ids, labels = open_tokens(folder)
-    assert ids.shape == (result.report.sequences, 64) and labels is not None
+    arr = open_tokens(folder)
+    ids, labels = arr.input_ids, arr.labels
+    assert ids.shape == (result.report.sequences, 64)
     assert (labels != IGNORE).any() and (labels == IGNORE).any()
     masked = np.where(labels != IGNORE, ids, -1)
     assert ((masked == ids) | (masked == -1)).all()
     ds = load_from_disk(str(folder / "hf"))
     assert len(ds) == ids.shape[0] and list(ds[0]["input_ids"]) == ids[0].tolist()
+    assert list(ds[0]["position_ids"]) == arr.positions[0].tolist()
 
 
 @pytest.mark.slow
@@ -339,13 +421,55 @@ def test_raw_text_packs_with_eos_between_documents(tmp_path: Path, tokenizer: An
     result = _run(
         tmp_path, [{"text": t} for t in texts], tokenizer="smollm2-135m-instruct", seq_len=128
     )
-    ids, labels = open_tokens(Path(result.path, "tokens"))
-    assert labels is None and ids.shape[1] == 128
-    flat = ids.reshape(-1)
+    arr = open_tokens(Path(result.path, "tokens"))
+    ids = arr.input_ids
+    assert ids.shape[1] == 128 and (arr.labels[ids != arr.index["pad_token_id"]] >= 0).all()
     eos = tokenizer.eos_token_id
-    assert (flat == eos).sum() >= 25  # one separator per document that fits
-    first_doc = tokenizer(texts[0], add_special_tokens=False)["input_ids"]
-    assert flat[: len(first_doc)].tolist() == first_doc and flat[len(first_doc)] == eos
-    total = result.report.tokens
-    assert total == sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    assert ids.size + result.report.tokens_dropped == total + 30
+    total = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert int(arr.lengths.sum()) == result.report.tokens == total + 30
+    assert int((ids == eos).sum()) >= 30
+    assert result.report.documents_truncated == 0 and result.report.padding_tokens < 128
+
+
+def test_everything_dropped_fails_with_reasons(tmp_path: Path) -> None:
+    records = [{"text": "Too short."} for _ in range(5)]
+    with pytest.raises(DataError, match=r"every one of the 5 documents was dropped.*too_short"):
+        _run(tmp_path, records, filters=FilterSettings(length={"min_words": 50}))
+    from lmfast.artifacts import ArtifactStore
+
+    assert ArtifactStore().list() == []
+
+
+def test_most_dropped_warns(tmp_path: Path) -> None:
+    records = [{"text": prose(i)} for i in range(3)] + [{"text": "Hi."} for _ in range(7)]
+    result = _run(
+        tmp_path, records, filters=FilterSettings(length={"min_words": 5}), dedup={"exact": False}
+    )
+    assert result.report.documents_out == 3
+    assert result.report.warnings and "70%" in result.report.warnings[0]
+    assert "too_short" in result.report.warnings[0]
+
+
+def test_default_filters_keep_ordinary_short_paragraphs(tmp_path: Path) -> None:
+    """Four-sentence paragraphs of plain prose survive the default (auto) filters; the web
+    preset (datatrove's FineWeb thresholds, C4 needs five sentences) still drops them."""
+    records = [{"text": prose(i, sentences=4).replace("\n", " ")} for i in range(20)]
+    kept = _run(tmp_path, records)
+    assert kept.report.documents_out == 20 and not kept.report.warnings
+    web = reasons([r["text"] for r in records], FilterSettings.preset("web"))
+    assert set(web) == {"too_few_sentences"}
+
+
+def test_manifest_parents_are_absolute_with_hashes(tmp_path: Path, monkeypatch: Any) -> None:
+    import lmfast_native
+
+    from lmfast.artifacts import ArtifactStore
+
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "rel.jsonl", [{"text": prose(1)}])
+    result = prep_dataset(PrepRequest(inputs=["rel.jsonl"]))
+    manifest = ArtifactStore().get(result.artifact_id).manifest
+    path = str((tmp_path / "rel.jsonl").resolve())
+    assert manifest.parents == [path]
+    digest, size = lmfast_native.hash_files([path])[0]
+    assert manifest.extra["inputs"] == [{"path": path, "xxh3": digest, "bytes": size}]

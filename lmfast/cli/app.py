@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
 import typer
@@ -44,6 +46,10 @@ class _FriendlyErrors(TyperGroup):
 
             lines = "\n  ".join(f"{p}: {m}" for p, m in validation_problems(e))
             message = f"invalid value:\n  {lines}"
+        if "--json" in sys.argv[1:]:
+            # Scripts asked for JSON: the error is JSON too, on standard output.
+            print(json.dumps({"error": {"message": message}}, ensure_ascii=False))
+            raise typer.Exit(2)
         from rich.console import Console
 
         Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)

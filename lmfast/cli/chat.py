@@ -35,11 +35,19 @@ def chat_command(
     max_tokens: Annotated[int, typer.Option(help="Most tokens per answer.")] = 512,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print each answer as one JSON object per line ({"role", "content"}), '
+            "so a script can tell where a multi-line answer ends.",
+        ),
+    ] = False,
 ) -> None:
     """Chat with MODEL: tokens stream as they are generated; /help lists commands.
 
-    With standard input not a terminal, each line is a message and each answer one line
-    block on standard output, so scripts can drive it."""
+    With standard input not a terminal, each line is a message and each answer goes to
+    standard output (with --json, one JSON object per answer), so scripts can drive it."""
     from rich.console import Console
 
     from lmfast.chat_session import ChatSession, read_message
@@ -74,6 +82,14 @@ def chat_command(
                 )
             continue
         assert reply.pieces is not None
+        if json_out:
+            import json
+
+            text = "".join(reply.pieces)
+            out.write(json.dumps({"role": "assistant", "content": text}, ensure_ascii=False))
+            out.write("\n")
+            out.flush()
+            continue
         try:
             for piece in reply.pieces:
                 out.write(piece)

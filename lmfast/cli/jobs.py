@@ -9,15 +9,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lmfast.cli.output import console, print_json
+from lmfast.cli.output import console, err_console, print_json
 
 app = typer.Typer(help="Follow, wait for and cancel long-running jobs.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 JobId = Annotated[str, typer.Argument(help="Job id (lmfast jobs list shows them).")]
 
 
-def follow(job_id: str) -> None:
-    """Show a progress bar until the job ends; Ctrl-C cancels the job."""
+def follow(job_id: str, quiet: bool = False) -> None:
+    """Show a progress bar (on stderr) until the job ends; Ctrl-C cancels the job."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lmfast.jobs import cancel, wait
@@ -28,8 +28,9 @@ def follow(job_id: str) -> None:
         BarColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=console,
+        console=err_console,
         transient=False,
+        disable=quiet,
     ) as bar:
         task = bar.add_task("queued", total=None, kind=job_id)
 
@@ -53,33 +54,44 @@ def follow(job_id: str) -> None:
         raise LMFastError(f"job {job_id} {info.status}: {info.error or ''}".strip())
 
 
-def run_job(kind: str, request: Any, background: bool) -> dict[str, Any] | None:
+def run_job(
+    kind: str, request: Any, background: bool, quiet: bool = False
+) -> dict[str, Any] | None:
     """Submit a job; print its id (background) or follow it and return its result."""
     from lmfast.jobs import JobStore, submit
 
     job_id = submit(kind, request)
     if background:
-        console.print(job_id)
+        print(job_id)
         return None
-    follow(job_id)
+    follow(job_id, quiet)
     return JobStore().result(job_id) or {}
 
 
 @app.command("list")
 def list_command(
     status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
-    limit: Annotated[int, typer.Option(help="Most jobs to show.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Most jobs to show.")] = 20,
     json_out: JsonOpt = False,
 ) -> None:
     """Recent jobs, newest first."""
-    from lmfast.jobs import JobStore
+    from typing import get_args
 
+    from lmfast.errors import ConfigError
+    from lmfast.jobs import JobStore
+    from lmfast.jobs.store import JobStatus
+
+    if status is not None and status not in get_args(JobStatus):
+        allowed = ", ".join(get_args(JobStatus))
+        raise ConfigError([("--status", f"{status!r} is not one of {allowed}")])
     jobs = JobStore().list(status=status, limit=limit)
     if json_out:
         print_json(jobs)
         return
     table = Table(title="Jobs")
-    for col in ("id", "kind", "status", "progress", "message", "age"):
+    # Ids are copied into other commands: never cut or wrap them.
+    table.add_column("id", no_wrap=True, min_width=max((len(j.id) for j in jobs), default=2))
+    for col in ("kind", "status", "progress", "message", "age"):
         table.add_column(col)
     for j in jobs:
         prog = f"{j.step:g}/{j.total:g}" if j.total else f"{j.step:g}"

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 console = Console()
+err_console = Console(stderr=True)  # progress bars: stdout stays clean for pipes and --json
 
 
 def print_json(model: BaseModel | list[BaseModel]) -> None:

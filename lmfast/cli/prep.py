@@ -26,11 +26,21 @@ def show_report(report: dict[str, Any]) -> None:
     table.add_row("duplicate clusters", str(report["duplicate_clusters"]))
     if report.get("tokens") is not None:
         table.add_row("tokens", f"{report['tokens']:,} in {report['sequences']:,} sequences")
+        table.add_row("  with a loss", f"{report['trainable_tokens']:,}")
+        table.add_row("  padding", f"{report['padding_tokens']:,}")
+        if report.get("documents_truncated"):
+            table.add_row(
+                "  truncated",
+                f"{report['documents_truncated']} documents, "
+                f"{report['tokens_truncated']:,} tokens cut",
+            )
     table.add_row("shards", f"{report['shards']} ({report['resumed_shards']} resumed)")
     table.add_row("throughput", f"{report['mb_per_second']} MB/s over {report['seconds']} s")
     console.print(table)
     for example in report["issue_examples"][:5]:
         console.print(f"[dim]- {example}[/]")
+    for warning in report.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
 def prep_command(
@@ -48,7 +58,7 @@ def prep_command(
     ] = None,
     seq_len: Annotated[int, typer.Option(help="Tokens per packed sequence.")] = 2048,
     no_pack: Annotated[bool, typer.Option("--no-pack", help="One sequence per document.")] = False,
-    filters: Annotated[str, typer.Option(help="auto, web, minimal or off.")] = "auto",
+    filters: Annotated[str, typer.Option(help="auto, web, document, minimal or off.")] = "auto",
     no_exact_dedup: Annotated[bool, typer.Option("--no-exact-dedup")] = False,
     no_near_dedup: Annotated[bool, typer.Option("--no-near-dedup")] = False,
     scrub_pii: Annotated[
@@ -68,6 +78,7 @@ def prep_command(
     background: Annotated[bool, typer.Option("--background", help="Print the job id only.")] = (
         False
     ),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Prepare a dataset: readers, quality filters, exact + MinHash dedup, formatting, packing."""
     from lmfast.cli.jobs import run_job
@@ -97,8 +108,13 @@ def prep_command(
         body["filters"] = preset.model_dump()
     body = merge_dicts(body, parse_overrides(setting or []))
     request = PrepRequest.model_validate(body)
-    result = run_job("prep_dataset", request, background)
+    result = run_job("prep_dataset", request, background, quiet=json_out)
     if result is None:
+        return
+    if json_out:
+        import json
+
+        print(json.dumps(result, indent=2, ensure_ascii=False))
         return
     show_report(result["report"])
     console.print(

@@ -29,6 +29,10 @@ def serve_command(
         int | None, typer.Option(help="Requests allowed to wait; more get HTTP 429.")
     ] = None,
     ctx_size: Annotated[int | None, typer.Option(help="Context window per request.")] = None,
+    max_tokens_default: Annotated[
+        int | None,
+        typer.Option(help="Tokens generated when a request sets no max_tokens (default 1024)."),
+    ] = None,
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="Allow this CORS origin (repeatable).")
     ] = None,
@@ -45,6 +49,7 @@ def serve_command(
         "max_concurrency": parallel,
         "queue_size": queue_size,
         "context_length": ctx_size,
+        "default_max_tokens": max_tokens_default,
         "cors_origins": cors_origin,
         "api_key": api_key or os.environ.get("LMFAST_API_KEY"),
     }

@@ -31,7 +31,9 @@ def doctor_command(json_out: JsonOpt = False) -> None:
     table.add_row("torch", f"{hw.torch_version or 'missing'} (CUDA {hw.cuda_version or '-'})")
     table.add_row("cuda available", "yes" if report.cuda_available else "no")
     if hw.gpu:
-        table.add_row("bf16", "yes" if hw.bf16 else "no (use float16)")
+        table.add_row("bf16", "yes" if hw.bf16 else f"no ({hw.gpu.name}: training uses float16)")
+    else:
+        table.add_row("bf16", f"no ({hw.accelerator}: training uses float32)")
     table.add_row("environment", hw.environment)
     table.add_row("LMFAST_HOME", report.lmfast_home)
     hub = "offline (HF_HUB_OFFLINE)" if report.hub_offline else "online if reachable"
@@ -56,7 +58,8 @@ def plan_command(
         typer.Option(help="Plan for a simulated machine (t4, a100, h100, cpu), not this one."),
     ] = None,
     dataset_tokens: Annotated[
-        int | None, typer.Option(help="Training tokens per epoch, for the time estimate.")
+        int | None,
+        typer.Option(min=1, help="Training tokens per epoch, for the time estimate."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -9,7 +9,6 @@ distributed run: a shuffle on the band keys). Finally format, tokenize and pack.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from lmfast.artifacts import ArtifactStore
+from lmfast.artifacts import ArtifactStore, write_atomic
 from lmfast.data.fields import Format, detect_format, record_text, to_conversation
 from lmfast.data.readers import DataError, ReadIssues, dataset_records, expand_inputs, read_records
 from lmfast.data.settings import PrepRequest
@@ -49,9 +48,15 @@ class PrepReport(BaseModel):
     near_duplicates: int
     duplicate_clusters: int = Field(description="Groups of 2+ documents kept as one.")
     length_histogram: dict[str, int] = Field(description="Kept documents by character count.")
-    tokens: int | None = None
+    tokens: int | None = Field(None, description="Real (non-padding) tokens written.")
+    trainable_tokens: int | None = Field(None, description="Tokens with a loss (labels).")
     sequences: int | None = None
-    tokens_dropped: int | None = Field(None, description="Tail tokens that filled no block.")
+    padding_tokens: int | None = Field(None, description="Pad tokens filling rows.")
+    documents_truncated: int | None = Field(
+        None, description="Documents longer than seq_len, cut to fit a row."
+    )
+    tokens_truncated: int | None = Field(None, description="Tokens cut off those documents.")
+    warnings: list[str] = Field(default_factory=list, description="What a user should check.")
     shards: int
     resumed_shards: int
     seconds: float
@@ -77,12 +82,6 @@ def _scrub(text: str, request: PrepRequest) -> str:
         if getattr(request.scrub, key):
             text = pattern.sub(token, text)
     return text
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _version(request: PrepRequest, files: list[Path], dataset: Any) -> str:
@@ -145,7 +144,7 @@ def prep_dataset(
             resumed += 1
         else:
             stats = _process_shard(work, shard, batch, fmt, field, cfg, request, lmfast_native)
-            _atomic_write(marker, json.dumps(stats).encode())
+            write_atomic(marker, json.dumps(stats).encode())
         docs_in += stats["documents"]
         bytes_in += stats["bytes"]
         dropped.update(stats["dropped"])
@@ -157,21 +156,33 @@ def prep_dataset(
     keep, exact_dups, near_dups, clusters = _dedup(work, shard, request, lmfast_native)
     dropped["exact_duplicate"] += exact_dups
     dropped["near_duplicate"] += near_dups
+    warnings = _drop_warnings(docs_in, int(keep.sum()), dropped, request)
 
     params = request.model_dump(mode="json")
+    digests = lmfast_native.hash_files([str(f) for f in files]) if files else []
+    inputs = [
+        {"path": str(f.resolve()), "xxh3": d, "bytes": n}
+        for f, (d, n) in zip(files, digests, strict=True)
+    ]
     with store.create(
         "dataset",
         name=request.name,
-        parents=[str(f) for f in files][:50],
+        parents=[i["path"] for i in inputs][:50],
         config=params,
         dataset_version=version,
     ) as draft:
         kept_docs, bytes_out, hist = _write_kept(work, shard, keep, draft.path / "data.jsonl")
         progress(85, 100, f"{kept_docs} documents kept")
-        tokens = sequences = tail = None
+        tok_report: dict[str, int] = {}
         if request.tokenizer:
             progress(88, 100, f"tokenizing with {request.tokenizer}")
-            tokens, sequences, tail = _tokenize(draft.path, request, chat)
+            tok_report = _tokenize(draft.path, request, chat)
+            if tok_report["documents_truncated"]:
+                warnings.append(
+                    f"{tok_report['documents_truncated']} documents were longer than "
+                    f"seq_len={request.seq_len} and lost {tok_report['tokens_truncated']} "
+                    "tokens; raise seq_len to keep them whole"
+                )
         seconds = time.perf_counter() - start
         report = PrepReport(
             format=fmt,
@@ -187,9 +198,8 @@ def prep_dataset(
             near_duplicates=near_dups,
             duplicate_clusters=clusters,
             length_histogram=hist,
-            tokens=tokens,
-            sequences=sequences,
-            tokens_dropped=tail,
+            **tok_report,
+            warnings=warnings,
             shards=shard,
             resumed_shards=resumed,
             seconds=round(seconds, 3),
@@ -201,9 +211,9 @@ def prep_dataset(
             "documents_out": kept_docs,
             "bytes_in": bytes_in,
             "bytes_out": bytes_out,
-            **({"tokens": tokens} if tokens is not None else {}),
+            **({"tokens": tok_report["tokens"]} if tok_report else {}),
         }
-        draft.extra = {"report": report.model_dump()}
+        draft.extra = {"report": report.model_dump(), "inputs": inputs[:1000]}
     assert draft.artifact is not None
     shutil.rmtree(work, ignore_errors=True)
     progress(100, 100, f"saved {draft.artifact.id}")
@@ -253,7 +263,7 @@ def _process_shard(
         else:
             conv = [{**m, "content": _scrub(m["content"], request)} for m in convs[i]]
             lines.append(json.dumps({"messages": conv}, ensure_ascii=False))
-    _atomic_write(
+    write_atomic(
         work / f"shard-{shard:05d}.jsonl", ("\n".join(lines) + "\n").encode() if lines else b""
     )
     p = request.dedup.num_perm
@@ -263,7 +273,7 @@ def _process_shard(
         else np.zeros((len(kept), 0), dtype="<u4")
     )
     buf = _npz(exact=np.asarray(exact, dtype=np.uint64)[kept], signatures=sig_arr)
-    _atomic_write(work / f"shard-{shard:05d}.npz", buf)
+    write_atomic(work / f"shard-{shard:05d}.npz", buf)
     return {"documents": len(batch), "bytes": nbytes, "dropped": dict(dropped), "kept": len(kept)}
 
 
@@ -344,42 +354,78 @@ def _write_kept(
     return kept, nbytes, {k: hist.get(k, 0) for k in labels}
 
 
-def _tokenize(folder: Path, request: PrepRequest, chat: bool) -> tuple[int, int, int]:
-    from lmfast.data.tokenize import encode_chat, encode_texts, load_tokenizer, pack, write_tokens
+def _drop_warnings(
+    docs_in: int, kept: int, dropped: Counter[str], request: PrepRequest
+) -> list[str]:
+    """Fail when nothing is left, warn when most was dropped: both name the top reasons."""
+    top = ", ".join(f"{r} ({n})" for r, n in dropped.most_common(3) if n)
+    hint = (
+        "filters='minimal' keeps nearly everything, filters='document' suits non-web text, "
+        "and any threshold can be relaxed with a setting such as "
+        "filters.c4.min_sentences=1"
+    )
+    if docs_in and kept == 0:
+        raise DataError(
+            f"every one of the {docs_in} documents was dropped (top reasons: {top}); "
+            f"nothing to save. {hint}"
+        )
+    share = 1 - kept / docs_in if docs_in else 0.0
+    if share > request.warn_drop_fraction:
+        return [f"{share:.0%} of {docs_in} documents were dropped (top reasons: {top}). {hint}"]
+    return []
+
+
+def _tokenize(folder: Path, request: PrepRequest, chat: bool) -> dict[str, int]:
+    from lmfast.data.tokenize import (
+        encode_chat,
+        encode_texts,
+        load_tokenizer,
+        one_per_row,
+        pack_stream,
+        pack_whole,
+        pad_id,
+        tokenizer_fingerprint,
+        write_tokens,
+    )
 
     assert request.tokenizer is not None
     tok = load_tokenizer(request.tokenizer)
     with open(folder / "data.jsonl", encoding="utf-8") as f:
         docs = [json.loads(line) for line in f]
-    labels: list[list[int]] | None = None
+    pad, eos = pad_id(tok), tok.eos_token_id
     if chat:
         encoded = [encode_chat(tok, d["messages"]) for d in docs]
         ids = [e[0] for e in encoded]
         labels = [e[1] for e in encoded]
+        if request.pack:
+            packed = pack_whole(ids, labels, request.seq_len, pad)
+        else:
+            packed = one_per_row(ids, labels, request.seq_len, pad)
     else:
         ids = encode_texts(tok, [d["text"] for d in docs])
-    eos = tok.eos_token_id
-    if request.pack:
-        input_ids, lab, tail = pack(ids, eos, request.seq_len, labels)
-    else:  # one (truncated, right-padded) sequence per document
-        n = len(ids)
-        input_ids = np.full((n, request.seq_len), tok.pad_token_id or eos, dtype=np.int32)
-        lab = np.full((n, request.seq_len), -100, dtype=np.int32) if labels is not None else None
-        tail = 0
-        for i, d in enumerate(ids):
-            d = d[: request.seq_len]
-            input_ids[i, : len(d)] = d
-            if lab is not None and labels is not None:
-                lab[i, : len(d)] = labels[i][: request.seq_len]
+        if request.pack:
+            packed = pack_stream(ids, eos, request.seq_len, pad)
+        else:  # each document ends with EOS so the model learns where texts stop
+            packed = one_per_row([[*d, eos] for d in ids], None, request.seq_len, pad)
     index = write_tokens(
         folder / "tokens",
-        input_ids,
-        lab,
+        packed,
         {
             "tokenizer": request.tokenizer,
+            "tokenizer_fingerprint": tokenizer_fingerprint(tok),
+            "vocab_size": len(tok),
             "seq_len": request.seq_len,
             "eos_token_id": eos,
+            "pad_token_id": pad,
             "packed": request.pack,
+            "chat": chat,
         },
     )
-    return int(sum(len(d) for d in ids)), int(index["shape"][0]), int(tail)
+    return {
+        "tokens": index["real_tokens"],
+        "trainable_tokens": index["trainable_tokens"],
+        "sequences": index["shape"][0],
+        "padding_tokens": index["padding_tokens"],
+        "documents_truncated": packed.documents_truncated,
+        "tokens_truncated": packed.tokens_truncated,
+    }

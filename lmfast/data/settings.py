@@ -59,6 +59,11 @@ class C4Settings(_S):
     min_sentences: int = Field(5, ge=0, description="Fewest sentences left after cleaning.")
     min_words_per_line: int = Field(3, ge=0, description="Shorter lines are dropped.")
     max_word_length: int = Field(1000, ge=1, description="Lines with longer words dropped.")
+    filter_no_terminal_punct: bool = Field(
+        False,
+        description="Drop lines not ending in terminal punctuation (original C4; off in "
+        "FineWeb, as in datatrove's FineWeb pipeline).",
+    )
 
 
 class FineWebSettings(_S):
@@ -101,11 +106,20 @@ class FilterSettings(_S):
         return cls(gopher_quality=None, gopher_repetition=None, c4=None, fineweb=None)
 
     @classmethod
+    def document(cls) -> FilterSettings:
+        """For raw text that is not a web crawl (books, docs, notes, short paragraphs):
+        length, repetition (boilerplate and spam) and bad words. The sentence-count, line
+        and stop-word rules are tuned for web pages and drop ordinary short documents."""
+        return cls(gopher_quality=None, c4=None, fineweb=None)
+
+    @classmethod
     def preset(cls, name: str) -> FilterSettings | None:
-        """'web' (all filters), 'minimal', 'off', or 'auto' (None: decided by the data)."""
+        """'web' (datatrove's FineWeb filters), 'document', 'minimal', 'off', or 'auto'
+        (None: 'document' for raw text, 'minimal' for chat and instruction data)."""
         presets = {
             "auto": None,
             "web": cls(),
+            "document": cls.document(),
             "minimal": cls.minimal(),
             "off": cls(
                 length=None,
@@ -169,8 +183,8 @@ class PrepRequest(_S):
     strip_markup: bool = Field(True, description="Remove HTML tags and entities.")
     filters: FilterSettings | None = Field(
         None,
-        description="Quality filters; None means web filters for raw text and only "
-        "length and bad words for chat / instruction data.",
+        description="Quality filters; None means the 'document' preset for raw text "
+        "(length, repetition, bad words) and 'minimal' for chat / instruction data.",
     )
     dedup: DedupSettings = Field(default_factory=DedupSettings, description="Deduplication.")
     scrub: ScrubSettings = Field(default_factory=ScrubSettings, description="PII scrubbing.")
@@ -181,13 +195,20 @@ class PrepRequest(_S):
     pack: bool = Field(True, description="Pack documents into seq_len blocks.")
     shard_size: int = Field(20_000, ge=1, description="Documents per resumable shard.")
     strict: bool = Field(False, description="Stop at the first malformed record.")
+    warn_drop_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Warn (in the report and the terminal) when filters and dedup drop more "
+        "than this share of documents. A run that keeps nothing always fails.",
+    )
     name: str | None = Field(None, description="Name for the dataset artifact.")
 
     def filter_config(self, chat: bool) -> dict[str, Any]:
         """The settings the Rust core takes."""
         from lmfast.data.badwords import load_bad_words
 
-        filters = self.filters or (FilterSettings.minimal() if chat else FilterSettings())
+        filters = self.filters or (FilterSettings.minimal() if chat else FilterSettings.document())
         cfg: dict[str, Any] = {
             "normalization": self.normalization,
             "strip_markup": self.strip_markup,

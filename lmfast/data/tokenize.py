@@ -1,17 +1,32 @@
-"""Tokenize for training: chat data through the tokenizer's chat template with loss masks on
-everything but the assistant's answers; raw text tokenized in batches (the `tokenizers`
-library's Rust encode_batch) and packed into fixed-length sequences with EOS separators.
-Output: a memory-mappable token file plus index, and a `datasets`-loadable folder."""
+"""Tokenize for training.
+
+Chat data goes through the tokenizer's chat template with loss only on the assistant's
+answers, each answer trained up to and including exactly one end-of-turn token. Whole
+conversations are packed best-fit (a conversation is cut only when it alone exceeds
+`seq_len`), with no separator since the template already ends each turn. Raw text is encoded
+in batches (the `tokenizers` Rust encoder), joined with EOS and cut into blocks, as in
+pretraining.
+
+Every row carries position ids that restart at each document, so trainers can keep
+documents from attending to each other (position-id packing). Padding is the pad token with
+labels masked; the padded tail of a row is its own "document" and is never attended from
+real tokens. Output: memory-mappable `tokens.bin`, `labels.bin`, `positions.bin`,
+`lengths.bin` (real tokens per row) with `index.json`, plus a `datasets` folder `hf/`.
+"""
 
 from __future__ import annotations
 
+import bisect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 IGNORE = -100
+# End-of-turn markers of common chat templates, besides the tokenizer's own EOS.
+_EOT_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>")
 
 
 def load_tokenizer(reference: str) -> Any:
@@ -25,24 +40,46 @@ def load_tokenizer(reference: str) -> Any:
         return AutoTokenizer.from_pretrained(
             str(resolved.path.parent), gguf_file=resolved.path.name
         )
+    if resolved.format == "adapter" and not (resolved.path / "tokenizer_config.json").is_file():
+        base = json.loads((resolved.path / "adapter_config.json").read_text())
+        return load_tokenizer(base["base_model_name_or_path"])
     return AutoTokenizer.from_pretrained(str(resolved.path))
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of the vocabulary: datasets and models must agree on it token for token."""
+    from lmfast.hashing import config_hash
+
+    vocab = tokenizer.get_vocab()
+    return config_hash(sorted(vocab.items(), key=lambda kv: kv[1]))[:16]
+
+
+def end_of_turn_ids(tokenizer: Any) -> set[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in _EOT_TOKENS if t in vocab)
+    return ids
+
+
+def pad_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id
+    return int(pad if pad is not None else tokenizer.eos_token_id)
 
 
 def encode_chat(tokenizer: Any, conversation: list[dict[str, str]]) -> tuple[list[int], list[int]]:
     """Token ids and labels of one conversation; labels are IGNORE except assistant answers.
 
     Renders growing prefixes of the conversation and tokenizes only what each turn adds, so
-    the split between prompt and answer follows the template exactly."""
+    the split between prompt and answer follows the template exactly. Each answer is trained
+    through its first end-of-turn token; what the template puts after it (a newline) is not
+    trained, and a template with no end-of-turn token gets EOS appended to the answer."""
     ids: list[int] = []
     labels: list[int] = []
     done = ""
+    eot = end_of_turn_ids(tokenizer)
 
-    def add(text: str, train: bool) -> None:
-        if not text:
-            return
-        toks = tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids.extend(toks)
-        labels.extend(toks if train else [IGNORE] * len(toks))
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     for i, message in enumerate(conversation):
         if message["role"] == "assistant":
@@ -52,13 +89,23 @@ def encode_chat(tokenizer: Any, conversation: list[dict[str, str]]) -> tuple[lis
             full = tokenizer.apply_chat_template(conversation[: i + 1], tokenize=False)
             if not (head.startswith(done) and full.startswith(head)):
                 raise ValueError("the chat template does not render conversations as prefixes")
-            add(head[len(done) :], False)
-            add(full[len(head) :], True)
+            prompt = encode(head[len(done) :])
+            ids += prompt
+            labels += [IGNORE] * len(prompt)
+            answer = encode(full[len(head) :])
+            stop = next((j for j, t in enumerate(answer) if t in eot), None)
+            if stop is None:  # the template does not end turns: teach the model to stop
+                answer.append(tokenizer.eos_token_id)
+                stop = len(answer) - 1
+            ids += answer
+            labels += answer[: stop + 1] + [IGNORE] * (len(answer) - stop - 1)
         else:
             full = tokenizer.apply_chat_template(conversation[: i + 1], tokenize=False)
             if not full.startswith(done):
                 raise ValueError("the chat template does not render conversations as prefixes")
-            add(full[len(done) :], False)
+            part = encode(full[len(done) :])
+            ids += part
+            labels += [IGNORE] * len(part)
         done = full
     return ids, labels
 
@@ -76,58 +123,187 @@ def encode_texts(tokenizer: Any, texts: list[str], batch: int = 4096) -> list[li
     return out
 
 
-def pack(
-    docs: list[list[int]], eos: int, seq_len: int, labels: list[list[int]] | None = None
-) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Concatenate documents with EOS after each and cut into (n, seq_len) blocks.
-    Returns (input_ids, labels or None, tokens dropped from the last partial block)."""
-    lengths = np.fromiter((len(d) + 1 for d in docs), dtype=np.int64, count=len(docs))
-    total = int(lengths.sum())
+@dataclass
+class Packed:
+    """Rows of `seq_len` tokens ready for training, and what packing had to do."""
+
+    input_ids: np.ndarray  # (n, seq_len) int32
+    labels: np.ndarray  # (n, seq_len) int32, IGNORE on prompts and padding
+    positions: np.ndarray  # (n, seq_len) int32, restarting at each document
+    lengths: np.ndarray  # (n,) int32, real (non-padding) tokens per row
+    documents_truncated: int = 0
+    tokens_truncated: int = 0
+
+    @property
+    def padding_tokens(self) -> int:
+        return int(self.input_ids.size - self.lengths.sum())
+
+
+def _rows(n: int, seq_len: int, pad: int) -> tuple[np.ndarray, ...]:
+    return (
+        np.full((n, seq_len), pad, dtype=np.int32),
+        np.full((n, seq_len), IGNORE, dtype=np.int32),
+        np.zeros((n, seq_len), dtype=np.int32),
+        np.zeros(n, dtype=np.int32),
+    )
+
+
+def _pad_positions(positions: np.ndarray, lengths: np.ndarray) -> None:
+    """The padded tail of each row counts as its own document (positions from 0)."""
+    seq_len = positions.shape[1]
+    for r, n in enumerate(lengths):
+        if n < seq_len:
+            positions[r, n:] = np.arange(seq_len - n)
+
+
+def pack_whole(docs: list[list[int]], labels: list[list[int]], seq_len: int, pad: int) -> Packed:
+    """Best-fit-decreasing packing of whole documents (conversations): each goes into the
+    fullest row it fits in. A document longer than `seq_len` is cut (and counted)."""
+    order = sorted(range(len(docs)), key=lambda i: -len(docs[i]))
+    free: list[tuple[int, int]] = []  # (space left, row), sorted: best fit by bisection
+    rows: list[list[int]] = []
+    truncated = cut = 0
+    for i in order:
+        n = len(docs[i])
+        if n > seq_len:
+            truncated, cut = truncated + 1, cut + n - seq_len
+            n = seq_len
+        if n == 0:
+            continue
+        k = bisect.bisect_left(free, (n, -1))
+        if k < len(free):
+            space, row = free.pop(k)
+        else:
+            space, row = seq_len, len(rows)
+            rows.append([])
+        rows[row].append(i)
+        if space - n > 0:
+            bisect.insort(free, (space - n, row))
+    ids, lab, pos, lengths = _rows(len(rows), seq_len, pad)
+    for r, members in enumerate(rows):
+        at = 0
+        for i in sorted(members):  # dataset order inside a row
+            d = docs[i][: seq_len - at] if len(docs[i]) > seq_len else docs[i]
+            n = len(d)
+            ids[r, at : at + n] = d
+            lab[r, at : at + n] = labels[i][:n]
+            pos[r, at : at + n] = np.arange(n)
+            at += n
+        lengths[r] = at
+    _pad_positions(pos, lengths)
+    return Packed(ids, lab, pos, lengths, truncated, cut)
+
+
+def pack_stream(docs: list[list[int]], eos: int, seq_len: int, pad: int) -> Packed:
+    """Pretraining-style packing of raw text: documents joined with EOS (trained on) and cut
+    into rows; positions restart at each document and each row; the last row is padded."""
+    lengths_in = np.fromiter((len(d) + 1 for d in docs), dtype=np.int64, count=len(docs))
+    total = int(lengths_in.sum())
     flat = np.empty(total, dtype=np.int32)
-    flat_labels = np.empty(total, dtype=np.int32) if labels is not None else None
-    pos = 0
-    for i, d in enumerate(docs):
+    flat_pos = np.empty(total, dtype=np.int32)
+    at = 0
+    for d in docs:
         n = len(d)
-        flat[pos : pos + n] = d
-        flat[pos + n] = eos
-        if flat_labels is not None and labels is not None:
-            flat_labels[pos : pos + n] = labels[i]
-            flat_labels[pos + n] = eos
-        pos += n + 1
-    n_blocks = total // seq_len
-    used = n_blocks * seq_len
-    ids = flat[:used].reshape(n_blocks, seq_len)
-    lab = flat_labels[:used].reshape(n_blocks, seq_len) if flat_labels is not None else None
-    return ids, lab, total - used
+        flat[at : at + n] = d
+        flat[at + n] = eos
+        flat_pos[at : at + n + 1] = np.arange(n + 1)
+        at += n + 1
+    n_rows = -(-total // seq_len)
+    ids, lab, pos, lengths = _rows(n_rows, seq_len, pad)
+    ids.reshape(-1)[:total] = flat
+    lab.reshape(-1)[:total] = flat
+    pos.reshape(-1)[:total] = flat_pos
+    lengths[:] = seq_len
+    if n_rows:
+        lengths[-1] = total - (n_rows - 1) * seq_len
+    # A document continuing into the next row restarts its positions there.
+    for r in range(1, n_rows):
+        row = pos[r]
+        first_start = np.flatnonzero(row == 0)
+        end = int(first_start[0]) if len(first_start) else int(lengths[r])
+        row[:end] = np.arange(end)
+    _pad_positions(pos, lengths)
+    return Packed(ids, lab, pos, lengths)
 
 
-def write_tokens(
-    out: Path, input_ids: np.ndarray, labels: np.ndarray | None, meta: dict[str, Any]
-) -> dict[str, Any]:
-    """tokens.bin (+ labels.bin) as raw little-endian int32, index.json, and hf/ (datasets)."""
+def one_per_row(
+    docs: list[list[int]], labels: list[list[int]] | None, seq_len: int, pad: int
+) -> Packed:
+    """No packing: each document in its own row, cut at `seq_len` (counted) and padded."""
+    ids, lab, pos, lengths = _rows(len(docs), seq_len, pad)
+    truncated = cut = 0
+    for r, d in enumerate(docs):
+        if len(d) > seq_len:
+            truncated, cut = truncated + 1, cut + len(d) - seq_len
+        d = d[:seq_len]
+        n = len(d)
+        ids[r, :n] = d
+        lab[r, :n] = labels[r][:n] if labels is not None else d
+        pos[r, :n] = np.arange(n)
+        lengths[r] = n
+    _pad_positions(pos, lengths)
+    return Packed(ids, lab, pos, lengths, truncated, cut)
+
+
+FILES = ("tokens", "labels", "positions")
+
+
+def write_tokens(out: Path, packed: Packed, meta: dict[str, Any]) -> dict[str, Any]:
+    """The .bin files as raw little-endian int32, index.json, and hf/ (datasets)."""
     from datasets import Dataset
 
     out.mkdir(parents=True, exist_ok=True)
-    input_ids.astype("<i4").tofile(out / "tokens.bin")
-    if labels is not None:
-        labels.astype("<i4").tofile(out / "labels.bin")
-    index = {**meta, "dtype": "int32", "shape": list(input_ids.shape), "labels": labels is not None}
+    arrays = dict(zip(FILES, (packed.input_ids, packed.labels, packed.positions), strict=True))
+    for name, arr in arrays.items():
+        arr.astype("<i4").tofile(out / f"{name}.bin")
+    packed.lengths.astype("<i4").tofile(out / "lengths.bin")
+    index = {
+        **meta,
+        "format": 2,
+        "dtype": "int32",
+        "shape": list(packed.input_ids.shape),
+        "labels": True,
+        "positions": True,
+        "real_tokens": int(packed.lengths.sum()),
+        "padding_tokens": packed.padding_tokens,
+        "trainable_tokens": int((packed.labels != IGNORE).sum()),
+    }
     (out / "index.json").write_text(json.dumps(index, indent=2))
-    columns: dict[str, Any] = {"input_ids": input_ids.tolist()}
-    if labels is not None:
-        columns["labels"] = labels.tolist()
-    Dataset.from_dict(columns).save_to_disk(str(out / "hf"))
+    Dataset.from_dict(
+        {
+            "input_ids": packed.input_ids.tolist(),
+            "labels": packed.labels.tolist(),
+            "position_ids": packed.positions.tolist(),
+        }
+    ).save_to_disk(str(out / "hf"))
     return index
 
 
-def open_tokens(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
+@dataclass
+class TokenArrays:
+    """A token folder, memory-mapped."""
+
+    input_ids: np.ndarray
+    labels: np.ndarray
+    positions: np.ndarray
+    lengths: np.ndarray
+    index: dict[str, Any]
+
+
+def open_tokens(folder: Path) -> TokenArrays:
     """Memory-map a token folder written by write_tokens."""
     index = json.loads((folder / "index.json").read_text())
+    if index.get("format") != 2:
+        raise ValueError(
+            f"{folder} was written by an older LMFast (no positions or labels); "
+            "run prep_dataset again"
+        )
     shape = tuple(index["shape"])
-    ids = np.memmap(folder / "tokens.bin", dtype="<i4", mode="r", shape=shape)
-    labels = (
-        np.memmap(folder / "labels.bin", dtype="<i4", mode="r", shape=shape)
-        if index["labels"]
-        else None
-    )
-    return ids, labels
+
+    def mm(name: str, shp: tuple[int, ...]) -> np.ndarray:
+        return np.memmap(folder / f"{name}.bin", dtype="<i4", mode="r", shape=shp)
+
+    return TokenArrays(
+        mm("tokens", shape), mm("labels", shape), mm("positions", shape),
+        mm("lengths", shape[:1]), index,
+    )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from lmfast.errors import BackendError
 from lmfast.inference.base import (
     ChatMessage,
     Engine,
@@ -45,12 +46,8 @@ def load_engine(
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
     if backend == "auto":
         backend = "llamacpp" if resolved.format == "gguf" else "transformers"
+    check_backend(resolved, backend)
     if backend == "llamacpp":
-        if resolved.format != "gguf":
-            raise ValueError(
-                f"backend='llamacpp' needs a .gguf model; {resolved.name} is a {resolved.format} "
-                "folder. Use backend='transformers' (or export it to GGUF first)."
-            )
         from lmfast.inference.llamacpp import LlamaCppEngine
 
         return LlamaCppEngine(
@@ -67,3 +64,41 @@ def load_engine(
     from lmfast.inference.hf import TransformersEngine
 
     return TransformersEngine.load(resolved, device=device, queue_size=queue_size)
+
+
+def fitting_backends(resolved: ResolvedModel) -> list[str]:
+    """Backends that can run this model on this machine."""
+    fits = ["llamacpp"] if resolved.format == "gguf" else []
+    fits.append("transformers")
+    if resolved.format != "gguf" and _vllm_problem() is None:
+        fits.append("vllm")
+    return fits
+
+
+def _vllm_problem() -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return "the vllm package is not installed (uv pip install vllm, on a CUDA machine)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "it needs a CUDA GPU and this machine has none"
+    return None
+
+
+def check_backend(resolved: ResolvedModel, backend: str) -> None:
+    """Refuse a backend that cannot run `resolved` here, naming the ones that can."""
+    problem = None
+    if backend == "llamacpp" and resolved.format != "gguf":
+        problem = f"it needs a .gguf model and {resolved.name} is a {resolved.format} folder"
+    elif backend == "vllm":
+        problem = _vllm_problem()
+        if problem is None and resolved.format == "gguf":
+            problem = "LMFast serves GGUF files with llama.cpp, not vLLM"
+    if problem is not None:
+        fits = ", ".join(fitting_backends(resolved))
+        raise BackendError(
+            f"backend={backend!r} cannot run {resolved.name}: {problem}. "
+            f"Backends that fit this model here: {fits}."
+        )

@@ -85,6 +85,11 @@ class SamplingParams(BaseModel):
     )
     logprobs: bool = Field(False, description="Return the log probability of each token.")
     top_logprobs: int = Field(0, ge=0, le=20, description="Also the n most likely alternatives.")
+    logit_bias: dict[int, float] = Field(
+        default_factory=dict,
+        max_length=1024,
+        description="Added to these token ids' logits before sampling (-100 bans, 100 forces).",
+    )
 
 
 class TopLogprob(BaseModel):
@@ -201,8 +206,24 @@ class PromptTooLongError(ValueError):
         )
 
 
+def check_logit_bias(params: SamplingParams, vocab_size: int) -> None:
+    bad = [t for t in params.logit_bias if not 0 <= t < vocab_size]
+    if bad:
+        raise RequestFieldError(
+            "logit_bias", f"token ids must be in [0, {vocab_size}); got {bad[:5]}"
+        )
+
+
 class UnsupportedFeatureError(ValueError):
     """The engine cannot honour a requested feature (HTTP 400)."""
+
+
+class RequestFieldError(ValueError):
+    """One request field is invalid (HTTP 400 with `param` naming it)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(f"{param}: {message}")
 
 
 @runtime_checkable

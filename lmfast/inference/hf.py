@@ -24,6 +24,7 @@ from lmfast.inference.base import (
     TokenLogprob,
     ToolSpec,
     UnsupportedFeatureError,
+    check_logit_bias,
 )
 from lmfast.inference.chat_format import render_with_tokenizer
 from lmfast.inference.decoding import TextAssembler, token_logprob
@@ -51,6 +52,19 @@ class _OpenAIPenalties:
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
+class _LogitBias:
+    """OpenAI's logit_bias: add a fixed value to chosen token ids' logits."""
+
+    def __init__(self, bias: dict[int, float]) -> None:
+        self.ids, self.values = list(bias), list(bias.values())
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores[:, self.ids] += torch.tensor(self.values, dtype=scores.dtype, device=scores.device)
+        return scores
+
+
 def _processors(params: SamplingParams, prompt_len: int) -> Any:
     from transformers import (
         LogitsProcessorList,
@@ -62,6 +76,8 @@ def _processors(params: SamplingParams, prompt_len: int) -> Any:
     )
 
     procs: list[Any] = []
+    if params.logit_bias:
+        procs.append(_LogitBias(params.logit_bias))
     if params.repetition_penalty != 1.0:
         procs.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
     if params.frequency_penalty or params.presence_penalty:
@@ -136,6 +152,7 @@ class TransformersEngine:
             raise ValueError(f"prompt token ids must be in [0, {vocab})")
         if len(ids) >= self.context_length:
             raise PromptTooLongError(len(ids), self.context_length)
+        check_logit_bias(request.params, vocab)
         stream = GenerationStream()
         with self._cv:
             if self._closed or len(self._queue) >= self.queue_size:

@@ -31,6 +31,7 @@ from lmfast.inference.base import (
     PromptTooLongError,
     TokenLogprob,
     ToolSpec,
+    check_logit_bias,
 )
 from lmfast.inference.chat_format import openai_tools, prepare_messages, template_supports_tools
 from lmfast.inference.decoding import TextAssembler, token_logprob
@@ -162,6 +163,7 @@ class LlamaCppEngine:
             raise ValueError(f"prompt token ids must be in [0, {self._n_vocab})")
         if len(prompt) >= self.context_length:
             raise PromptTooLongError(len(prompt), self.context_length)
+        check_logit_bias(request.params, self._n_vocab)
         if request.grammar is not None:
             from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -256,6 +258,8 @@ class LlamaCppEngine:
             penalty_freq=p.frequency_penalty,
             penalty_present=p.presence_penalty,
         )
+        if p.logit_bias:
+            sampler.add_logit_bias(self._n_vocab, p.logit_bias)
         if request.grammar is not None:
             grammar = LlamaGrammar.from_string(request.grammar, verbose=False)
             if request.grammar_trigger:

@@ -119,6 +119,7 @@ class VLLMEngine:
             frequency_penalty=p.frequency_penalty,
             presence_penalty=p.presence_penalty,
             seed=p.seed,
+            logit_bias=p.logit_bias or None,
             stop=p.stop or None,
             logprobs=p.top_logprobs if p.logprobs else None,
             prompt_logprobs=p.top_logprobs if request.prompt_logprobs else None,

@@ -109,7 +109,10 @@ class JobStore:
         with self._connect() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise JobNotFoundError(f"no job with id {job_id!r}; `list_jobs` shows the known ones")
+            raise JobNotFoundError(
+                f"no job with id {job_id!r}; `lmfast jobs list` (MCP: list_jobs) shows the "
+                "known ones"
+            )
         return row
 
     def get(self, job_id: str) -> JobInfo:

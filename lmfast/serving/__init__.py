@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lmfast.config import DEFAULT_MODEL, ServeConfig
+from lmfast.errors import LMFastError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
-def build_app(model: str | None, config: ServeConfig) -> FastAPI:
+def build_app(
+    model: str | None,
+    config: ServeConfig,
+    on_load_error: Callable[[str], None] | None = None,
+) -> FastAPI:
     """Resolve `model` now (bad references fail before the server starts); load it in the
     background once the server runs."""
-    from lmfast.inference import load_engine
+    from lmfast.inference import check_backend, load_engine
     from lmfast.registry import resolve_model
     from lmfast.serving.app import create_app
 
     reference = model or DEFAULT_MODEL
     resolved = resolve_model(reference)
+    if config.backend != "auto":
+        check_backend(resolved, config.backend)
     aliases = {reference, resolved.reference, str(resolved.path)}
     if resolved.name == DEFAULT_MODEL:
         aliases.add("default")
@@ -32,13 +40,30 @@ def build_app(model: str | None, config: ServeConfig) -> FastAPI:
             queue_size=config.queue_size,
         )
 
-    return create_app(config, model_id=resolved.name, load=load, aliases=aliases)
+    return create_app(
+        config, model_id=resolved.name, load=load, aliases=aliases, on_load_error=on_load_error
+    )
 
 
 def run_server(model: str | None, config: ServeConfig) -> None:
+    """Serve until stopped. A model that fails to load stops the server with an error
+    (exit status 2 from the CLI) instead of leaving it up answering 503."""
     import uvicorn
 
-    app = build_app(model, config)
-    uvicorn.run(
-        app, host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=5
+    failure: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def stop(reason: str) -> None:
+        failure.append(reason)
+        if server is not None:
+            server.should_exit = True
+
+    app = build_app(model, config, on_load_error=stop)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=5
+        )
     )
+    server.run()
+    if failure:
+        raise LMFastError(f"the model failed to load, so the server stopped: {failure[0]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
 import time
@@ -21,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmfast.config import ServeConfig
 from lmfast.inference.base import Engine
 from lmfast.pipeline import Pipeline
+
+log = logging.getLogger("lmfast.serve")
 
 
 class APIError(Exception):
@@ -177,9 +180,11 @@ def create_app(
     model_id: str,
     load: Callable[[], Engine],
     aliases: set[str] | None = None,
+    on_load_error: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """An app serving the engine `load()` returns; loading runs in the background so the
-    server answers /health (503 'loading') at once."""
+    server answers /health (503 'loading') at once. A failed load is logged, reported on
+    /health, and passed to `on_load_error` (`lmfast serve` stops with an error there)."""
     state = ServerState(model_id=model_id, config=config, aliases=aliases or set())
 
     def _load() -> None:
@@ -187,6 +192,9 @@ def create_app(
             engine = load()
         except Exception as e:
             state.load_error = f"{type(e).__name__}: {e}"
+            log.error("model %s failed to load: %s", model_id, state.load_error)
+            if on_load_error is not None:
+                on_load_error(state.load_error)
             return
         if state.closing:  # the server stopped while we loaded
             engine.close()
@@ -223,6 +231,13 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            # loc is ("body", character offset): a position, not a parameter.
+            pos = first.get("loc", (None, None))[-1]
+            reason = (first.get("ctx") or {}).get("error", "JSON decode error")
+            return APIError(
+                400, f"the request body is not valid JSON: {reason} at character {pos}"
+            ).response()
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = ".".join(loc) or None
         msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")

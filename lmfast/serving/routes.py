@@ -21,6 +21,7 @@ from lmfast.inference.base import (
     Finished,
     GenerationStream,
     PromptTooLongError,
+    RequestFieldError,
     TokenLogprob,
     UnsupportedFeatureError,
 )
@@ -44,6 +45,8 @@ def _submit_errors(state: ServerState, exc: Exception, param: str) -> APIError:
         loc = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         return APIError(400, f"{param}: {loc + ': ' if loc else ''}{msg}", param=param)
+    if isinstance(exc, RequestFieldError):
+        return APIError(400, str(exc), param=exc.param)
     if isinstance(exc, (UnsupportedFeatureError, ValueError)):
         return APIError(400, str(exc), param=param)
     raise exc
@@ -88,7 +91,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
         try:
             ctx, stream, tools_on = pipeline.submit(
                 body.chat_messages(),
-                body.params(pipeline.engine.context_length),
+                body.params(min(state.config.default_max_tokens, pipeline.engine.context_length)),
                 tools=body.tool_specs(),
                 tool_choice=body.tool_choice_name(),
                 response_format=body.format(),

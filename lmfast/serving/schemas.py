@@ -9,9 +9,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from lmfast.inference.base import ChatMessage, SamplingParams, ToolCall, ToolSpec
 from lmfast.pipeline import ResponseFormat
@@ -19,6 +21,19 @@ from lmfast.pipeline import ResponseFormat
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+# Parameters that would change the output if honoured; we do not implement them, so a request
+# carrying them is refused rather than answered as if they had been applied.
+_UNSUPPORTED = {
+    "functions": "use tools",
+    "function_call": "use tool_choice",
+    "suffix": "insertion is not supported",
+    "audio": "only text is supported",
+    "modalities": "only text is supported",
+    "prediction": "predicted outputs are not supported",
+    "web_search_options": "web search is not supported",
+}
 
 
 class _Sampling(_Body):
@@ -35,6 +50,28 @@ class _Sampling(_Body):
     n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    logit_bias: dict[str, float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, why in _UNSUPPORTED.items():
+                if data.get(key) not in (None, [], {}):
+                    raise PydanticCustomError(
+                        "unsupported", "{key} is not supported ({why})", {"key": key, "why": why}
+                    )
+        return data
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for key, bias in (v or {}).items():
+            if not key.isdigit():
+                raise ValueError(f"keys are token ids as strings, got {key!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"biases lie in [-100, 100], got {bias} for token {key}")
+        return v
 
     @field_validator("stop")
     @classmethod
@@ -59,6 +96,7 @@ class _Sampling(_Body):
             stop=stops,
             logprobs=logprobs,
             top_logprobs=top_logprobs,
+            logit_bias={int(k): v for k, v in (self.logit_bias or {}).items()},
         )
 
 
@@ -136,13 +174,21 @@ class ChatCompletionRequest(_Sampling):
     parallel_tool_calls: bool | None = None  # unset means one call per turn
     response_format: ResponseFormatBody | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ChatCompletionRequest:
-        if self.top_logprobs and not self.logprobs:
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v and not info.data.get("logprobs"):
             raise ValueError("top_logprobs needs logprobs=true")
-        if self.tool_choice not in (None, "none", "auto") and not self.tools:
+        return v
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_needs_tools(cls, v: Any, info: ValidationInfo) -> Any:
+        if v not in (None, "none", "auto") and not info.data.get("tools"):
             raise ValueError("tool_choice needs tools")
-        return self
+        if isinstance(v, NamedToolChoice) and not v.function.get("name"):
+            raise ValueError("tool_choice.function.name is required")
+        return v
 
     def chat_messages(self) -> list[ChatMessage]:
         out = []
@@ -170,10 +216,7 @@ class ChatCompletionRequest(_Sampling):
 
     def tool_choice_name(self) -> str:
         if isinstance(self.tool_choice, NamedToolChoice):
-            name = self.tool_choice.function.get("name")
-            if not name:
-                raise ValueError("tool_choice.function.name is required")
-            return name
+            return self.tool_choice.function["name"]
         return self.tool_choice or "auto"
 
     def format(self) -> ResponseFormat | None:

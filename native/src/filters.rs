@@ -79,6 +79,8 @@ pub struct C4Quality {
     pub min_sentences: usize,
     pub min_words_per_line: usize,
     pub max_word_length: usize,
+    /// Drop lines that do not end in terminal punctuation (original C4; FineWeb turns it off).
+    pub filter_no_terminal_punct: bool,
 }
 
 impl Default for C4Quality {
@@ -87,6 +89,7 @@ impl Default for C4Quality {
             min_sentences: 5,
             min_words_per_line: 3,
             max_word_length: 1000,
+            filter_no_terminal_punct: false,
         }
     }
 }
@@ -479,9 +482,10 @@ fn c4(text: &str, f: &C4Quality) -> Result<Option<String>, &'static str> {
         }
         let words: Vec<&str> = line.split_whitespace().collect();
         let drop = words.iter().any(|w| w.chars().count() > f.max_word_length)
-            || !line.ends_with(TERMINAL)
-            || line.ends_with("...")
-            || line.ends_with('\u{2026}')
+            || (f.filter_no_terminal_punct
+                && (!line.ends_with(TERMINAL)
+                    || line.ends_with("...")
+                    || line.ends_with('\u{2026}')))
             || words.len() < f.min_words_per_line
             || boilerplate;
         if drop {

@@ -105,6 +105,7 @@ fn parse_config(cfg: &Bound<'_, PyDict>) -> PyResult<PipelineConfig> {
             min_sentences: get(&d, "min_sentences")?,
             min_words_per_line: get(&d, "min_words_per_line")?,
             max_word_length: get(&d, "max_word_length")?,
+            filter_no_terminal_punct: get(&d, "filter_no_terminal_punct")?,
         });
     }
     if let Some(d) = section(cfg, "fineweb")? {
