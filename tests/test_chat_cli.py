@@ -48,6 +48,44 @@ def test_session_commands(tmp_path: Path) -> None:
     assert s.handle("/exit").kind == "exit"
 
 
+def test_save_errors_keep_the_session_and_leave_no_stray_files(tmp_path: Path) -> None:
+    s = ChatSession(pipeline=_FakePipeline())  # type: ignore[arg-type]
+    "".join(s.handle("hi").pieces or [])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert "is a folder" in s.handle(f"/save {folder}").text
+    assert "does not exist" in s.handle(f"/save {tmp_path / 'missing' / 'c.json'}").text
+    assert len(s.history) == 2  # the conversation survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no <dir>.tmp beside it
+    assert list(folder.iterdir()) == []
+    folder.chmod(0o500)
+    try:
+        msg = s.handle(f"/save {folder / 'c.json'}").text
+        if "saved" not in msg:  # root may write anyway; otherwise a clear refusal
+            assert "cannot save" in msg and "kept" in msg
+    finally:
+        folder.chmod(0o700)
+    assert "saved 2 messages" in s.handle(f"/save {folder / 'c.json'}").text
+    assert [p.name for p in folder.iterdir()] == ["c.json"]
+
+
+@pytest.mark.slow
+def test_chat_json_lines_through_a_pipe() -> None:
+    script = "Write two short lines about the sea, one per line.\nSay hello.\n"
+    out = subprocess.run(
+        [sys.executable, "-m", "lmfast", "chat", "--temperature", "0", "--json",
+         "--max-tokens", "40"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(answers) == 2 and all(a["role"] == "assistant" for a in answers)
+    assert all(a["content"] for a in answers)
+
+
 def test_multiline_input() -> None:
     assert read_message("one \\", iter(["two"])) == "one \ntwo"
     assert read_message('"""', iter(["a", "b", '"""'])) == "a\nb"

@@ -81,6 +81,10 @@ def test_plan_for_a_t4() -> None:
         (["jobs", "status", "job-nope"], "no job with id"),
         (["jobs", "result", "job-nope"], "no job with id"),
         (["serve", "--host", "0.0.0.0"], "api_key"),
+        (["jobs", "list", "--status", "bogus"], "--status"),
+        (["jobs", "status", "job-nope"], "lmfast jobs list"),
+        (["generate", "hi", "--backend", "vllm"], "Backends that fit this model here: llamacpp"),
+        (["chat", "--backend", "bogus"], "backend='bogus' is not one of"),
     ],
 )
 def test_errors_are_one_clear_message(args: list[str], expected: str) -> None:
@@ -110,6 +114,69 @@ def test_generate_through_the_installed_command() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
+
+
+def test_plan_refuses_negative_dataset_tokens() -> None:
+    result = runner.invoke(app, ["plan", "--dataset-tokens", "-5"])
+    assert result.exit_code == 2 and "dataset-tokens" in result.output + result.stderr
+
+
+def test_doctor_has_a_bf16_row() -> None:
+    table = runner.invoke(app, ["doctor"])
+    assert "bf16" in table.output
+    assert "bf16" in json.loads(runner.invoke(app, ["doctor", "--json"]).output)
+
+
+def test_json_errors_are_json() -> None:
+    result = runner.invoke(app, ["jobs", "list", "--status", "bogus", "--json"])
+    assert result.exit_code == 2
+    assert "--status" in json.loads(result.stdout)["error"]["message"]
+
+
+def test_hub_message_without_offline_variable(monkeypatch: Any) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+    result = runner.invoke(app, ["models", "info", "nobody/nothing"])
+    assert result.exit_code == 2
+    assert "HF_HUB_OFFLINE=''" not in result.stderr
+    assert "only reads local files" in result.stderr
+
+
+def test_hf_folder_with_llamacpp_backend_is_a_clear_error(tmp_path: Any) -> None:
+    from transformers import LlamaConfig
+
+    LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=32, vocab_size=64).save_pretrained(tmp_path)  # fmt: skip
+    result = runner.invoke(app, ["generate", "hi", "-m", str(tmp_path), "--backend", "llamacpp"])
+    assert result.exit_code == 2, result.output
+    assert "needs a .gguf model" in result.stderr and "transformers" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_job_ids_are_never_cut(lmfast_home: Any) -> None:
+    from lmfast.jobs.store import JobStore
+
+    store = JobStore()
+    ids = [store.create("prep_dataset", {"x": i}) for i in range(2)]
+    narrow = CliRunner(env={"COLUMNS": "60"})
+    result = narrow.invoke(app, ["jobs", "list"], terminal_width=60)
+    for job_id in ids:
+        assert job_id in result.output
+
+
+def test_serve_stops_when_the_model_fails_to_load(tmp_path: Any) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    from tests.server_utils import free_port
+
+    out = subprocess.run(
+        [sys.executable, "-m", "lmfast", "serve", str(bad), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "failed to load" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_prep_command_runs_a_job_and_prints_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -267,8 +267,8 @@ def test_completions_echo_logprobs_and_batches(client: openai.OpenAI) -> None:
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
         ({"messages": PARIS, "n": 2}, "n"),
-        ({"messages": PARIS, "top_logprobs": 3}, None),
-        ({"messages": PARIS, "tool_choice": "required"}, None),
+        ({"messages": PARIS, "top_logprobs": 3}, "top_logprobs"),
+        ({"messages": PARIS, "tool_choice": "required"}, "tool_choice"),
         ({"messages": PARIS, "response_format": {"type": "json_schema"}}, "response_format"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages"),
         ({"messages": [{"role": "user"}]}, "messages"),
@@ -283,6 +283,84 @@ def test_bad_chat_requests_are_400(base: str, body: dict[str, Any], param: str |
     assert err["type"] == "invalid_request_error" and err["message"]
     if param:
         assert param in err["message"]
+
+
+BANANA_TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "banana"}}}
+REF_SCHEMA = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tools": [WEATHER, BANANA_TOOL]}, "tools[1].function.parameters"),
+        ({"tools": [BANANA_TOOL], "tool_choice": "required"}, "tools[0].function.parameters"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": REF_SCHEMA}}},
+            "response_format.json_schema",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+            "tool_choice",
+        ),
+        ({"logit_bias": {"999999": 5}}, "logit_bias"),
+        ({"logit_bias": {"12": 500}}, "logit_bias"),
+        ({"functions": [{"name": "f"}]}, None),
+    ],
+)
+def test_invalid_schemas_and_parameters_name_the_field(
+    base: str, body: dict[str, Any], param: str | None
+) -> None:
+    r = httpx.post(
+        f"{base}/v1/chat/completions",
+        json={"model": MODEL, "messages": PARIS, "max_tokens": 4, **body},
+        timeout=30,
+    )
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    if param:
+        assert err["param"] == param and param in err["message"], err
+    else:
+        assert "functions is not supported" in err["message"]
+
+
+def test_malformed_json_names_the_position(base: str) -> None:
+    r = httpx.post(
+        f"{base}/v1/chat/completions",
+        content='{"model": "m", "messages": [}',
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["param"] is None
+    assert "not valid JSON" in err["message"] and "at character 28" in err["message"]
+
+
+def test_logit_bias_is_honoured(client: openai.OpenAI) -> None:
+    plain = client.chat.completions.create(model=MODEL, messages=PARIS, temperature=0, max_tokens=8)
+    text = plain.choices[0].message.content or ""
+    assert "Paris" in text
+    from lmfast.data.tokenize import load_tokenizer
+
+    tok = load_tokenizer(MODEL)
+    banned = {str(t): -100 for t in tok(" Paris", add_special_tokens=False)["input_ids"]}
+    banned.update({str(t): -100 for t in tok("Paris", add_special_tokens=False)["input_ids"]})
+    biased = client.chat.completions.create(
+        model=MODEL, messages=PARIS, temperature=0, max_tokens=8, logit_bias=banned
+    )
+    assert "Paris" not in (biased.choices[0].message.content or "")
+
+
+def test_default_max_tokens_caps_requests_without_one() -> None:
+    app = build_app(None, ServeConfig(context_length=2048, default_max_tokens=5))
+    with running(app) as url:
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        out = c.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+            temperature=0,
+        )
+    assert out.usage.completion_tokens == 5 and out.choices[0].finish_reason == "length"
 
 
 def test_malformed_bodies_are_400_not_500(base: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import typer
@@ -36,6 +35,10 @@ COMMANDS: dict[str, str] = {
 class _FriendlyErrors(TyperGroup):
     """Turn LMFast and validation errors into one clear message and exit code 2."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["lmfast.json"] = "--json" in args
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -46,13 +49,16 @@ class _FriendlyErrors(TyperGroup):
 
             lines = "\n  ".join(f"{p}: {m}" for p, m in validation_problems(e))
             message = f"invalid value:\n  {lines}"
-        if "--json" in sys.argv[1:]:
+        if ctx.meta.get("lmfast.json"):
             # Scripts asked for JSON: the error is JSON too, on standard output.
             print(json.dumps({"error": {"message": message}}, ensure_ascii=False))
             raise typer.Exit(2)
         from rich.console import Console
 
-        Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+        # soft_wrap: long paths and ids stay on one line, so they can be copied.
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(2)
 
 
