@@ -31,6 +31,10 @@ _EXPORTS = {
     "convert_to_hf": "lmfast.convert",
     "prep_dataset": "lmfast.data",
     "PrepRequest": "lmfast.data",
+    "fine_tune": "lmfast.training",
+    "FineTuneRequest": "lmfast.training",
+    "SLMTrainer": "lmfast.training",
+    "merge_adapter": "lmfast.training",
 }
 
 __all__ = ["__version__", *_EXPORTS]

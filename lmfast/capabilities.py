@@ -10,6 +10,8 @@ from __future__ import annotations
 CAPABILITIES: dict[str, tuple[str, str]] = {
     "generate": ("generate", "generate"),
     "prep_dataset": ("prep", "prep_dataset"),
+    "fine_tune": ("train", "fine_tune"),
+    "merge_adapter": ("merge", "merge_adapter"),
     "list_models": ("models list", "list_models"),
     "model_info": ("models info", "model_info"),
     "convert_model": ("models convert", "convert_model"),

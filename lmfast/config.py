@@ -75,6 +75,11 @@ class LoRAConfig(_Section):
 class TrainingConfig(_Section):
     """Optimisation settings shared by SFT, continued pretraining, distillation and ORPO."""
 
+    method: Literal["sft", "cpt"] = Field(
+        "sft",
+        description="'sft': supervised fine-tuning, loss on the assistant's answers of chat "
+        "data (every token of raw text); 'cpt': continued pretraining, loss on every token.",
+    )
     lora: LoRAConfig = Field(default_factory=LoRAConfig, description="Adapter settings.")
     learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
@@ -118,6 +123,33 @@ class TrainingConfig(_Section):
     save_steps: int | None = Field(
         None, ge=1, description="Checkpoint every this many steps (None: only at the end)."
     )
+    save_total_limit: int = Field(
+        2, ge=1, le=1000, description="Checkpoints kept: the newest, plus the best by eval loss."
+    )
+    eval_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Evaluate on the held-out split every this many steps (None: at each "
+        "checkpoint, or only at the end). Needs data.validation_split > 0.",
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many evaluations without a better eval loss (None: off).",
+    )
+    neftune_noise_alpha: float | None = Field(
+        None, gt=0, le=100, description="NEFTune: noise on embeddings while training (e.g. 5)."
+    )
+    sample_prompts: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Prompts answered greedily at each evaluation, so you see the model learn.",
+    )
+    tracker: Literal["auto", "mlflow", "tensorboard", "wandb", "none"] = Field(
+        "auto",
+        description="Experiment tracker; 'auto' uses MLflow with a local store under "
+        "LMFAST_HOME/mlruns when it is installed, else none.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
@@ -136,6 +168,10 @@ class TrainingConfig(_Section):
         if micro and eff and eff % micro:
             raise ValueError(
                 f"effective_batch_size={eff} is not a multiple of micro_batch_size={micro}"
+            )
+        if self.early_stopping_patience and not (self.eval_steps or self.save_steps):
+            raise ValueError(
+                "early_stopping_patience needs periodic evaluation: set eval_steps or save_steps"
             )
         return self
 
@@ -230,6 +266,16 @@ class LMFastConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig, description="Data settings.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving settings.")
+
+    @model_validator(mode="after")
+    def _evaluation_needs_a_split(self) -> LMFastConfig:
+        t = self.training
+        if (t.eval_steps or t.early_stopping_patience) and self.data.validation_split == 0:
+            raise ValueError(
+                "training.eval_steps / early_stopping_patience need held-out data: set "
+                "data.validation_split (for example 0.05)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _quantization_needs_adapters(self) -> LMFastConfig:

@@ -38,7 +38,8 @@ def _server_from_root(home: Path, *args: str) -> StdioServerParameters:
 
 def _records(folder: Path) -> Path:
     path = folder / "notes.jsonl"
-    words = "river garden city council budget teacher winter summer library music".split()
+    words = ["river", "garden", "city", "council", "budget"]
+    words += ["teacher", "winter", "summer", "library", "music"]
     text = " ".join(
         f"The {a} and the {b} met in {c}." for a in words for b in words[:3] for c in words[:1]
     )

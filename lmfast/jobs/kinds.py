@@ -35,6 +35,18 @@ KINDS: dict[str, JobKind] = {
             function="lmfast.data.prep:prep_dataset",
             description="Clean, filter, deduplicate, format, tokenize and pack a dataset",
         ),
+        JobKind(
+            name="fine_tune",
+            request="lmfast.training.finetune:FineTuneRequest",
+            function="lmfast.training.finetune:fine_tune",
+            description="LoRA / QLoRA / full fine-tuning or continued pretraining",
+        ),
+        JobKind(
+            name="merge_adapter",
+            request="lmfast.training.merge:MergeRequest",
+            function="lmfast.training.merge:merge_adapter",
+            description="Fold a LoRA adapter into a full model artifact",
+        ),
     ]
 }
 

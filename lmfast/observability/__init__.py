@@ -1,0 +1,1 @@
+"""Observability: plots of runs (loss curves), and later tracing and metrics."""

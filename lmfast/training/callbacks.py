@@ -1,0 +1,108 @@
+"""Trainer callbacks: job progress with loss and ETA, sample answers at each evaluation,
+completion markers that make checkpoints safe to resume from."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from lmfast.progress import ProgressFn
+
+COMPLETE = ".complete"
+
+
+class ProgressReport(TrainerCallback):
+    """Relays step, total, loss, learning rate, throughput and ETA to the progress function
+    (job store, CLI bar, MCP notifications) and keeps the log for the loss curve."""
+
+    def __init__(self, progress: ProgressFn, tokens_per_step: float) -> None:
+        self.progress, self.tokens_per_step = progress, tokens_per_step
+        self.history: list[dict[str, float]] = []
+        self.start = time.perf_counter()
+        self.first_step = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.start, self.first_step = time.perf_counter(), state.global_step
+
+    def tokens_per_second(self, step: int) -> float:
+        elapsed = time.perf_counter() - self.start
+        return (step - self.first_step) * self.tokens_per_step / max(elapsed, 1e-9)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        logs = dict(logs or {})
+        step, total = state.global_step, state.max_steps
+        entry = {"step": float(step), **{k: float(v) for k, v in logs.items() if _num(v)}}
+        self.history.append(entry)
+        done = step - self.first_step
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / done * (total - step) if done else None
+        metrics = {k: float(v) for k, v in logs.items() if k in ("loss", "eval_loss") and _num(v)}
+        if done:
+            metrics["tokens_per_second"] = round(self.tokens_per_second(step), 1)
+        if eta is not None:
+            metrics["eta_seconds"] = round(eta, 1)
+        parts = [f"step {step}/{total}"]
+        if "loss" in logs:
+            parts.append(f"loss {logs['loss']:.4f}")
+        if "eval_loss" in logs:
+            parts.append(f"eval loss {logs['eval_loss']:.4f}")
+        if eta is not None:
+            parts.append(f"ETA {eta:.0f}s")
+        self.progress(step, total, ", ".join(parts), **metrics)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class SampleAnswers(TrainerCallback):
+    """Greedy answers to a few prompts at each evaluation, logged with the step."""
+
+    def __init__(self, tokenizer: Any, prompts: list[str], progress: ProgressFn) -> None:
+        self.tokenizer, self.prompts, self.progress = tokenizer, prompts, progress
+        self.samples: list[dict[str, Any]] = []
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any
+    ) -> None:
+        if not self.prompts or model is None:
+            return
+        from lmfast.training.generation import greedy_answers
+
+        answers = greedy_answers(model, self.tokenizer, self.prompts, max_new_tokens=48)
+        self.samples.append({"step": state.global_step, "answers": answers})
+        shown = "; ".join(f"{p!r} -> {a!r}" for p, a in zip(self.prompts, answers, strict=True))
+        self.progress(state.global_step, state.max_steps, f"samples: {shown}"[:500])
+
+
+class MarkComplete(TrainerCallback):
+    """Trainer writes a checkpoint folder in place; the marker is written after everything
+    in it, so a resume never picks a checkpoint a crash left half-written."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            from lmfast.artifacts import write_atomic
+
+            write_atomic(folder / COMPLETE, str(state.global_step))
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint with a completion marker; half-written ones are removed."""
+    import shutil
+
+    if not output_dir.is_dir():
+        return None
+    found = []
+    for path in output_dir.glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if not step.isdigit():
+            continue
+        if (path / COMPLETE).is_file():
+            found.append((int(step), path))
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    return max(found)[1] if found else None

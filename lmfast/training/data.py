@@ -1,0 +1,174 @@
+"""Training data: prep_dataset's packed token files, memory-mapped, as torch batches.
+
+Raw files (and `datasets` objects) go through prep_dataset itself (readers, chat rendering,
+loss masks, packing), so fine-tuning trains on exactly what `lmfast prep` would write. Rows
+carry position ids that restart at each document: with no attention mask, transformers
+builds a block-diagonal causal mask from them, so packed documents never attend to each
+other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmfast.artifacts import ArtifactStore
+from lmfast.config import LMFastConfig
+from lmfast.data.readers import DataError
+from lmfast.data.tokenize import IGNORE, TokenArrays, open_tokens, tokenizer_fingerprint
+from lmfast.progress import ProgressFn, no_progress
+
+
+@dataclass
+class TrainingData:
+    """Token rows for training and evaluation, plus where they came from."""
+
+    arrays: TokenArrays
+    train_rows: np.ndarray
+    eval_rows: np.ndarray
+    dataset_artifact: str
+    dataset_version: str | None
+    loss_on_all_tokens: bool
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.arrays.input_ids.shape[1])
+
+    def real_tokens(self, rows: np.ndarray) -> int:
+        return int(self.arrays.lengths[rows].sum())
+
+
+def _token_folder(artifact_path: Path) -> Path | None:
+    folder = artifact_path / "tokens"
+    return folder if (folder / "index.json").is_file() else None
+
+
+def prepare(
+    config: LMFastConfig,
+    tokenizer: Any,
+    progress: ProgressFn = no_progress,
+    dataset: Any = None,
+    store: ArtifactStore | None = None,
+) -> TrainingData:
+    """Resolve `data.path` (or `dataset`) to packed, masked token rows and check them against
+    the model's tokenizer and context."""
+    from lmfast.data import PrepRequest, prep_dataset
+
+    store = store or ArtifactStore()
+    source = config.data.path
+    if dataset is None and not source:
+        raise DataError("data.path: give a dataset artifact id, a file, a folder or a glob")
+    seq_len = config.training.max_seq_length
+    artifact = None
+    if dataset is None and source and store.exists(source):
+        artifact = store.get(source)
+        if artifact.manifest.kind != "dataset":
+            raise DataError(
+                f"data.path: {source!r} is a {artifact.manifest.kind} artifact, not a dataset"
+            )
+    if artifact is None or _token_folder(artifact.path) is None:
+        # Raw data (or an untokenized dataset artifact): prep it with this model's tokenizer.
+        inputs = [str(artifact.path / "data.jsonl")] if artifact else [source] if source else []
+        request = PrepRequest(
+            inputs=inputs,
+            format=config.data.format,
+            text_field=config.data.text_field,
+            tokenizer=config.model.reference,
+            seq_len=seq_len,
+            pack=config.training.packing,
+        )
+        progress(0, None, f"preparing {source or 'the dataset'} (prep_dataset)")
+        result = prep_dataset(request, dataset=dataset, store=store)
+        artifact = store.get(result.artifact_id)
+    folder = _token_folder(artifact.path)
+    assert folder is not None
+    arrays = open_tokens(folder)
+    index = arrays.index
+
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    if index.get("tokenizer_fingerprint") != fingerprint:
+        raise DataError(
+            f"data.path: dataset {artifact.id} was tokenized with {index.get('tokenizer')!r}, "
+            f"whose vocabulary differs from {config.model.reference!r}'s; prepare it again with "
+            f"--tokenizer {config.model.reference}"
+        )
+    context = getattr(tokenizer, "model_max_length", None) or 0
+    n_rows = int(arrays.input_ids.shape[0])
+    if n_rows == 0:
+        raise DataError(f"data.path: dataset {artifact.id} holds no token rows")
+    loss_on_all = config.training.method == "cpt"
+    trainable = index["real_tokens"] if loss_on_all else index["trainable_tokens"]
+    if trainable == 0:
+        raise DataError(
+            f"data.path: every label in dataset {artifact.id} is masked (no assistant answers "
+            "to learn); use method 'cpt' to train on every token, or check the data's roles"
+        )
+    if 0 < context < 10**9 and arrays.input_ids.shape[1] > context:
+        raise DataError(
+            f"training.max_seq_length: rows of {arrays.input_ids.shape[1]} tokens exceed the "
+            f"model's context of {context}; use at most {context}"
+        )
+
+    rng = np.random.default_rng(config.training.seed)
+    order = rng.permutation(n_rows)
+    n_eval = round(n_rows * config.data.validation_split) if config.data.validation_split else 0
+    if config.data.validation_split and n_eval == 0:
+        n_eval = 1
+    if n_eval >= n_rows:
+        raise DataError(
+            f"data.validation_split={config.data.validation_split} leaves no training rows out "
+            f"of {n_rows}; lower it or add data"
+        )
+    train_rows, eval_rows = np.sort(order[n_eval:]), np.sort(order[:n_eval])
+    if config.data.max_samples:
+        train_rows = train_rows[: config.data.max_samples]
+    return TrainingData(
+        arrays=arrays,
+        train_rows=train_rows,
+        eval_rows=eval_rows,
+        dataset_artifact=artifact.id,
+        dataset_version=artifact.manifest.dataset_version,
+        loss_on_all_tokens=loss_on_all,
+    )
+
+
+class RowDataset:
+    """A torch map-style dataset over some rows of the memory-mapped token files."""
+
+    def __init__(self, data: TrainingData, rows: np.ndarray) -> None:
+        self.arrays, self.rows, self.all_tokens = data.arrays, rows, data.loss_on_all_tokens
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        r = int(self.rows[i])
+        a = self.arrays
+        n = int(a.lengths[r])
+        ids = np.asarray(a.input_ids[r], dtype=np.int64)
+        if self.all_tokens:
+            labels = np.full_like(ids, IGNORE)
+            labels[:n] = ids[:n]
+        else:
+            labels = np.asarray(a.labels[r], dtype=np.int64)
+        return {
+            "input_ids": ids,
+            "labels": labels,
+            "position_ids": np.asarray(a.positions[r], dtype=np.int64),
+            "length": n,
+        }
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack rows, trimmed to the longest real length in the batch (padding only costs
+    compute; rows are padded at the end, so trimming never cuts real tokens)."""
+    import torch
+
+    width = max(int(it["length"]) for it in items)
+    return {
+        key: torch.from_numpy(np.stack([it[key][:width] for it in items]))
+        for key in ("input_ids", "labels", "position_ids")
+    }

@@ -1,0 +1,342 @@
+"""fine_tune: one typed function behind `lmfast train`, the MCP tool and the Python API.
+
+It resolves the hardware plan, prepares packed token rows (prep_dataset), loads the model
+with LoRA / QLoRA / full training, runs transformers' Trainer with resumable checkpoints,
+and stores the result as an adapter (or model) artifact whose parents are the base model and
+the dataset. Distillation and ORPO reuse `prepare`, `build` and the run folder layout.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from lmfast.artifacts import ArtifactStore, write_atomic
+from lmfast.config import LMFastConfig
+from lmfast.errors import LMFastError
+from lmfast.hashing import config_hash
+from lmfast.home import lmfast_home
+from lmfast.plan import TrainingPlan
+from lmfast.progress import ProgressFn, no_progress
+
+
+class FineTuneRequest(BaseModel):
+    """Train a model on a dataset; everything else comes from the recipe."""
+
+    config: LMFastConfig = Field(
+        default_factory=LMFastConfig, description="The recipe: model, data, training sections."
+    )
+    name: str | None = Field(None, max_length=200, description="Name for the output artifact.")
+    run_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,80}$",
+        description="Run folder under LMFAST_HOME/runs; the same run resumes from its last "
+        "complete checkpoint. Default: derived from the recipe and the data's version.",
+    )
+    fresh: bool = Field(False, description="Ignore earlier checkpoints of the same run.")
+    profile: str | None = Field(
+        None, description="Plan for a simulated machine (tests): t4, a100, h100, cpu."
+    )
+
+
+class FineTuneResult(BaseModel):
+    artifact_id: str = Field(description="The trained adapter (LoRA) or model (full) artifact.")
+    kind: str = Field(description="adapter or model.")
+    path: str
+    run_id: str
+    run_dir: str
+    dataset_artifact: str
+    backend: str
+    backend_reason: str
+    resumed_from_step: int | None
+    metrics: dict[str, float]
+    plan: TrainingPlan
+    samples: list[dict[str, Any]] = Field(default_factory=list)
+    loss_curve: str | None = None
+
+
+def _tracker(choice: str) -> list[str]:
+    import importlib.util
+
+    if choice == "none":
+        return []
+    if choice != "auto":
+        return [choice]
+    if importlib.util.find_spec("mlflow") is not None:
+        return ["mlflow"]
+    return []
+
+
+def _peak_memory_gb(device: str) -> float:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker: list[str]) -> Any:
+    from transformers import TrainingArguments
+
+    t = config.training
+    evaluate = config.data.validation_split > 0
+    eval_steps = t.eval_steps or t.save_steps
+    return TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=plan.micro_batch_size,
+        per_device_eval_batch_size=plan.micro_batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=t.weight_decay,
+        max_steps=t.max_steps or -1,
+        num_train_epochs=t.epochs or 1.0,
+        max_grad_norm=t.max_grad_norm,
+        optim=plan.optimizer,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if evaluate and eval_steps else "no",
+        eval_steps=eval_steps,
+        load_best_model_at_end=bool(evaluate and t.save_steps and t.early_stopping_patience),
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        seed=t.seed,
+        data_seed=t.seed,
+        fp16=plan.dtype == "float16" and plan.device.startswith("cuda"),
+        bf16=plan.dtype == "bfloat16" and plan.device.startswith("cuda"),
+        use_cpu=plan.device == "cpu",
+        neftune_noise_alpha=t.neftune_noise_alpha,
+        report_to=tracker,
+        run_name=out.parent.name,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        save_only_model=False,
+    )
+
+
+def _save_guard(trainer_cls: Any) -> Any:
+    """A Trainer whose checkpoint writes fail clearly on a full disk, keeping the previous."""
+
+    class GuardedTrainer(trainer_cls):  # type: ignore[misc, valid-type]
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            step = self.state.global_step
+            folder = Path(self.args.output_dir) / f"checkpoint-{step}"
+            try:
+                super()._save_checkpoint(model, trial)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                shutil.rmtree(folder, ignore_errors=True)
+                previous = sorted(Path(self.args.output_dir).glob("checkpoint-*"))
+                need = (
+                    sum(f.stat().st_size for f in previous[-1].rglob("*") if f.is_file())
+                    if (previous)
+                    else 0
+                )
+                raise LMFastError(
+                    f"disk full while writing checkpoint {step} in {self.args.output_dir}: "
+                    f"about {need / 2**20:.0f} MB are needed per checkpoint. The previous "
+                    "checkpoint is intact; free space and run the same command to resume."
+                ) from None
+
+    return GuardedTrainer
+
+
+def run_folder(request: FineTuneRequest, dataset_version: str | None) -> Path:
+    cfg = request.config.model_dump(mode="json")
+    run_id = request.run_id or "run-" + config_hash({"config": cfg, "data": dataset_version})[:12]
+    return lmfast_home() / "runs" / run_id
+
+
+def fine_tune(
+    request: FineTuneRequest,
+    progress: ProgressFn = no_progress,
+    *,
+    dataset: Any = None,
+    store: ArtifactStore | None = None,
+) -> FineTuneResult:
+    """Train; resumable; returns the adapter or model artifact."""
+    from transformers import EarlyStoppingCallback, Trainer
+
+    from lmfast.data.tokenize import load_tokenizer
+    from lmfast.hardware import PROFILES, detect_hardware
+    from lmfast.plan import plan_training
+    from lmfast.registry import model_spec, resolve_model
+    from lmfast.training import data as training_data
+    from lmfast.training.callbacks import (
+        MarkComplete,
+        ProgressReport,
+        SampleAnswers,
+        last_complete_checkpoint,
+    )
+    from lmfast.training.model import build
+
+    store = store or ArtifactStore()
+    config = request.config
+    started = time.perf_counter()
+    hardware = PROFILES[request.profile] if request.profile else detect_hardware()
+    resolved = resolve_model(config.model.reference, store=store)
+    spec = model_spec(config.model.reference)
+    plan = plan_training(config, hardware, spec)  # contradictions fail before any loading
+    if config.training.max_seq_length > spec.context_length:
+        raise LMFastError(
+            f"training.max_seq_length={config.training.max_seq_length} exceeds "
+            f"{resolved.name}'s context of {spec.context_length}; use at most that"
+        )
+
+    progress(0, None, f"tokenizer of {resolved.name}")
+    tokenizer = load_tokenizer(config.model.reference)
+    data = training_data.prepare(config, tokenizer, progress, dataset=dataset, store=store)
+    tokens_per_epoch = data.real_tokens(data.train_rows)
+    plan = plan_training(config, hardware, spec, dataset_tokens=tokens_per_epoch)
+    if plan.max_seq_length != data.seq_len:
+        plan = plan.model_copy(update={"max_seq_length": data.seq_len})
+
+    run_dir = run_folder(request, data.dataset_version)
+    checkpoints = run_dir / "checkpoints"
+    if request.fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "request.json", request.model_dump_json(indent=2))
+    resume = last_complete_checkpoint(checkpoints)
+
+    if plan.num_threads:
+        import torch
+
+        torch.set_num_threads(plan.num_threads)
+    progress(0, None, f"loading {resolved.name} for training")
+    trainable = build(resolved, config, plan)
+    tracker = _tracker(config.training.tracker)
+    if "mlflow" in tracker:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (lmfast_home() / "mlruns").as_uri())
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "lmfast")
+    args = _training_args(config, plan, checkpoints, tracker)
+    rows_per_step = plan.micro_batch_size * plan.gradient_accumulation_steps
+    per_row = tokens_per_epoch / max(1, len(data.train_rows))
+    report = ProgressReport(progress, per_row * rows_per_step)
+    samples = SampleAnswers(trainable.tokenizer, config.training.sample_prompts, progress)
+    callbacks: list[Any] = [report, samples, MarkComplete()]
+    if config.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(config.training.early_stopping_patience))
+    trainer = _save_guard(Trainer)(
+        model=trainable.model,
+        args=args,
+        train_dataset=training_data.RowDataset(data, data.train_rows),
+        eval_dataset=(
+            training_data.RowDataset(data, data.eval_rows) if len(data.eval_rows) else None
+        ),
+        data_collator=training_data.collate,
+        callbacks=callbacks,
+    )
+    est = plan.estimated_training_time_minutes
+    progress(
+        0,
+        None,
+        f"{trainable.backend} ({trainable.backend_reason}); trainable "
+        f"{trainable.trainable_parameters:,} of {trainable.total_parameters:,} parameters "
+        f"({trainable.trainable_ratio:.2%}); planned peak {plan.estimated_peak_memory_gb} GB; "
+        f"estimated {est if est is not None else '?'} min"
+        + (f"; resuming from {resume.name}" if resume else ""),
+    )
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    metrics: dict[str, float] = {
+        "train_loss": float(output.training_loss),
+        "steps": float(trainer.state.global_step),
+        "trainable_parameters": float(trainable.trainable_parameters),
+        "total_parameters": float(trainable.total_parameters),
+        "trainable_ratio": trainable.trainable_ratio,
+        "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
+        "peak_memory_gb": round(_peak_memory_gb(plan.device), 3),
+        "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if len(data.eval_rows):
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+    final_losses = [h["loss"] for h in report.history if "loss" in h]
+    if final_losses:
+        metrics["last_logged_loss"] = final_losses[-1]
+    return _save_result(
+        request, trainer, trainable, data, plan, report, samples, metrics, run_dir, resume, store
+    )
+
+
+def _save_result(
+    request: FineTuneRequest,
+    trainer: Any,
+    trainable: Any,
+    data: Any,
+    plan: TrainingPlan,
+    report: Any,
+    samples: Any,
+    metrics: dict[str, float],
+    run_dir: Path,
+    resume: Path | None,
+    store: ArtifactStore,
+) -> FineTuneResult:
+    from lmfast.observability.plots import loss_curve
+
+    config = request.config
+    lora = config.training.lora.enabled
+    kind = "adapter" if lora else "model"
+    base = config.model.reference
+    if Path(base).expanduser().exists():
+        base = str(Path(base).expanduser().resolve())
+    with store.create(
+        kind,  # type: ignore[arg-type]
+        name=request.name,
+        parents=[base, data.dataset_artifact],
+        config=config.model_dump(mode="json"),
+        dataset_version=data.dataset_version,
+    ) as draft:
+        model = trainer.model
+        model.save_pretrained(str(draft.path))
+        trainable.tokenizer.save_pretrained(str(draft.path))
+        if lora:  # the adapter names the base as LMFast resolves it, not a temporary path
+            cfg_path = draft.path / "adapter_config.json"
+            adapter_cfg = json.loads(cfg_path.read_text())
+            adapter_cfg["base_model_name_or_path"] = base
+            cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
+        curve = loss_curve(report.history, draft.path / "loss_curve.png", title=f"{base}")
+        (draft.path / "log_history.json").write_text(json.dumps(report.history, indent=2))
+        if samples.samples:
+            (draft.path / "samples.json").write_text(json.dumps(samples.samples, indent=2))
+        draft.metrics = metrics
+        draft.extra = {
+            "backend": trainable.backend,
+            "backend_reason": trainable.backend_reason,
+            "plan": plan.model_dump(mode="json"),
+            "run_id": run_dir.name,
+            "base_model": base,
+            "method": config.training.method,
+        }
+    assert draft.artifact is not None
+    art = draft.artifact
+    return FineTuneResult(
+        artifact_id=art.id,
+        kind=kind,
+        path=str(art.path),
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
+        dataset_artifact=data.dataset_artifact,
+        backend=trainable.backend,
+        backend_reason=trainable.backend_reason,
+        resumed_from_step=int(resume.name.split("-")[1]) if resume else None,
+        metrics=metrics,
+        plan=plan,
+        samples=samples.samples,
+        loss_curve=str(art.path / "loss_curve.png") if curve else None,
+    )

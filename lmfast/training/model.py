@@ -1,0 +1,138 @@
+"""The model being trained: base weights (4-bit on CUDA for QLoRA) plus LoRA adapters, or all
+weights for full fine-tuning. Which backend ran, and why, is recorded for the run's log."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+from lmfast.config import LMFastConfig
+from lmfast.errors import ConfigError
+from lmfast.plan import TrainingPlan
+from lmfast.registry import ResolvedModel
+
+
+@dataclass
+class TrainableModel:
+    model: Any
+    tokenizer: Any
+    backend: str
+    backend_reason: str
+    trainable_parameters: int
+    total_parameters: int
+
+    @property
+    def trainable_ratio(self) -> float:
+        return self.trainable_parameters / max(1, self.total_parameters)
+
+
+def choose_backend(plan: TrainingPlan) -> tuple[str, str]:
+    """Unsloth when installed on CUDA; otherwise transformers + peft, saying why."""
+    on_cuda = plan.device.startswith("cuda")
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if on_cuda and has_unsloth:
+        # Unsloth's kernels are not wired in yet: say so rather than pretend.
+        return "transformers+peft", "unsloth is installed but LMFast does not drive it yet"
+    if not on_cuda:
+        return "transformers+peft", f"no CUDA GPU ({plan.device}): unsloth needs one"
+    return "transformers+peft", "unsloth is not installed"
+
+
+def linear_layer_names(model: Any) -> list[str]:
+    """Distinct names (last path component) of the model's linear layers, lm_head excluded."""
+    import torch
+
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+        or type(module).__name__ in ("Linear4bit", "Linear8bitLt")
+    }
+    names.discard("lm_head")
+    return sorted(names)
+
+
+def _load_base(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan) -> Any:
+    from lmfast.loading import load_transformers
+
+    if plan.quantization == "none":
+        return load_transformers(resolved, dtype=plan.dtype, device=plan.device)
+    # QLoRA: bitsandbytes quantizes while loading a Hugging Face folder.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    if resolved.format != "hf":
+        raise ConfigError(
+            [
+                (
+                    "model.reference",
+                    f"{resolved.name} is a {resolved.format} model; 4-bit training loads a "
+                    "Hugging Face folder: run `lmfast models convert` first and train the "
+                    "converted artifact",
+                )
+            ]
+        )
+    compute = getattr(torch, plan.dtype)
+    quant = BitsAndBytesConfig(
+        load_in_4bit=plan.quantization == "nf4",
+        load_in_8bit=plan.quantization == "int8",
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=plan.double_quantization,
+        bnb_4bit_compute_dtype=compute,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        str(resolved.path), quantization_config=quant, dtype=compute, device_map={"": 0}
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def build(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan) -> TrainableModel:
+    """Load the base model and make the right parameters trainable."""
+    backend, reason = choose_backend(plan)
+    model, tokenizer = _load_base(resolved, config, plan)
+    model.config.use_cache = False  # no KV cache while training
+    total = sum(p.numel() for p in model.parameters())
+    lora = config.training.lora
+    if plan.quantization != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=plan.gradient_checkpointing
+        )
+    elif plan.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora.enabled:
+            model.enable_input_require_grads()
+    if lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        targets = lora.target_modules
+        if targets != "all-linear":
+            available = linear_layer_names(model)
+            unknown = [t for t in targets if t not in available]
+            if unknown:
+                raise ConfigError(
+                    [
+                        (
+                            "training.lora.target_modules",
+                            f"{unknown} are not linear layers of {resolved.name}; its linear "
+                            f"layers are: {', '.join(available)} (or use 'all-linear')",
+                        )
+                    ]
+                )
+        peft_config = LoraConfig(
+            r=lora.rank,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=targets,
+            use_rslora=lora.use_rslora,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, peft_config)
+    model.train()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return TrainableModel(model, tokenizer, backend, reason, trainable, total)
