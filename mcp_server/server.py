@@ -34,8 +34,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 INSTRUCTIONS = """LMFast runs small language models locally: generate text, list and inspect
-models, and convert models. Long work (convert_model) runs as a job: pass wait=true to follow
-it with progress, or poll job_status / job_result with the returned job_id."""
+models, convert models, prepare datasets, fine-tune and merge adapters. Long work
+(convert_model, prep_dataset, fine_tune, merge_adapter) runs as a job: pass wait=true to
+follow it with progress, or poll job_status / job_result with the returned job_id."""
 
 
 def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -287,6 +288,95 @@ def build_server() -> MCPServer:
             name=name,
         )
         return await _start_job("prep_dataset", request, wait, ctx)
+
+    # -- training ----------------------------------------------------------------------
+    @mcp.tool(
+        description="Fine-tune a model on a dataset: LoRA by default (QLoRA on small GPUs, "
+        "full with lora=false), SFT on chat data (loss on the answers) or continued "
+        "pretraining (method='cpt'). A job with progress (step, total, loss, ETA): returns a "
+        "job_id, or with wait=true runs to the end. The result names the adapter or model "
+        "artifact; calling again with the same settings resumes from the last checkpoint."
+    )
+    @_errors
+    async def fine_tune(
+        ctx: Context,
+        data: Annotated[
+            str, Field(description="Dataset artifact id, or a JSONL / Parquet file or folder.")
+        ],
+        model: Annotated[str, Field(description="Base model to train.")] = DEFAULT_MODEL,
+        method: Annotated[
+            Literal["sft", "cpt"], Field(description="sft (answers) or cpt (every token).")
+        ] = "sft",
+        lora: Annotated[
+            bool, Field(description="Train LoRA adapters (false: all weights).")
+        ] = True,
+        lora_rank: Annotated[int, Field(ge=1, le=1024, description="LoRA rank.")] = 16,
+        epochs: Annotated[
+            float | None, Field(gt=0, le=100, description="Passes over the data.")
+        ] = None,
+        max_steps: Annotated[
+            int | None, Field(ge=1, le=1_000_000, description="Optimizer steps.")
+        ] = None,
+        learning_rate: Annotated[float, Field(gt=0, le=1, description="Peak rate.")] = 2e-4,
+        max_seq_length: Annotated[
+            int, Field(ge=16, le=131072, description="Tokens per sequence.")
+        ] = 1024,
+        validation_split: Annotated[
+            float, Field(ge=0, le=0.5, description="Held-out fraction for eval loss.")
+        ] = 0.0,
+        overrides: Annotated[
+            dict[str, Any] | None,
+            Field(description="Any other recipe settings, e.g. {'training.lora.alpha': 32}."),
+        ] = None,
+        name: Annotated[str | None, Field(max_length=200, description="Artifact name.")] = None,
+        wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
+    ) -> JobOutcome:
+        from lmfast.mcp_server.paths import confine_input
+
+        from lmfast.artifacts import ArtifactStore
+        from lmfast.config import load_config
+        from lmfast.training.finetune import FineTuneRequest
+
+        roots = await _client_roots(ctx)
+        if not ArtifactStore().exists(data):
+            data = confine_input(data, "data", roots)
+        values = {
+            "model.reference": confine_model_reference(model, client_roots=roots),
+            "data.path": data,
+            "data.validation_split": validation_split,
+            "training.method": method,
+            "training.lora.enabled": lora,
+            "training.lora.rank": lora_rank,
+            "training.epochs": epochs,
+            "training.max_steps": max_steps,
+            "training.learning_rate": learning_rate,
+            "training.max_seq_length": max_seq_length,
+            **(overrides or {}),
+        }
+        items = [f"{k}={json.dumps(v)}" for k, v in values.items() if v is not None]
+        request = FineTuneRequest(config=load_config(None, items), name=name)
+        return await _start_job("fine_tune", request, wait, ctx)
+
+    @mcp.tool(
+        description="Fold a LoRA adapter into its base model: a full Hugging Face model "
+        "artifact (safetensors, tokenizer, chat template). A job."
+    )
+    @_errors
+    async def merge_adapter(
+        ctx: Context,
+        adapter: Annotated[str, Field(description="Adapter artifact id or folder.")],
+        dtype: Annotated[
+            Literal["auto", "float32", "float16", "bfloat16"], Field(description="Weights.")
+        ] = "auto",
+        name: Annotated[str | None, Field(max_length=200, description="Artifact name.")] = None,
+        wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
+    ) -> JobOutcome:
+        from lmfast.training.merge import MergeRequest
+
+        roots = await _client_roots(ctx)
+        reference = confine_model_reference(adapter, "adapter", roots)
+        request = MergeRequest(adapter=reference, dtype=dtype, name=name)
+        return await _start_job("merge_adapter", request, wait, ctx)
 
     # -- jobs --------------------------------------------------------------------------
     @mcp.tool(description="A job's status and progress (step, total, message, metrics).")

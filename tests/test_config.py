@@ -95,4 +95,18 @@ def test_bad_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(recipe: Path) -> None:
-    load_config(recipe)
+    """Every recipe loads, and plans on the machine it is written for (T4 ones on a T4)."""
+    from lmfast.hardware import PROFILES
+    from lmfast.plan import plan_training
+    from lmfast.registry import model_spec
+
+    cfg = load_config(recipe)
+    profile = PROFILES["t4" if "t4" in recipe.stem else "cpu"]
+    plan = plan_training(cfg, profile, model_spec(cfg.model.reference))
+    assert plan.fits, plan.notes
+    if recipe.stem == "qlora_t4":
+        assert (plan.quantization, plan.dtype, plan.optimizer) == (
+            "nf4",
+            "float16",
+            "paged_adamw_8bit",
+        ) and plan.gradient_checkpointing

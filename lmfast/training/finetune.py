@@ -219,6 +219,9 @@ def fine_tune(
 
         torch.set_num_threads(plan.num_threads)
     progress(0, None, f"loading {resolved.name} for training")
+    from transformers import set_seed
+
+    set_seed(config.training.seed)  # adapter initialisation is part of the recipe
     trainable = build(resolved, config, plan)
     tracker = _tracker(config.training.tracker)
     if "mlflow" in tracker:
@@ -242,6 +245,9 @@ def fine_tune(
         data_collator=training_data.collate,
         callbacks=callbacks,
     )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not print
     est = plan.estimated_training_time_minutes
     progress(
         0,

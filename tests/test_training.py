@@ -1,0 +1,336 @@
+"""fine_tune on tiny models the tests build: learning, masking, resume after SIGKILL, merge,
+the planner's T4 choices, bad input, and the MCP tool as a job."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lmfast.config import load_config
+from lmfast.errors import ConfigError, LMFastError, PlanError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama (hidden 32) with the embedded model's tokenizer and chat template."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lmfast.data.tokenize import load_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny")
+    tok = load_tokenizer("smollm2-135m-instruct")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        # Wide enough initial embeddings that frozen-base LoRA can move the logits.
+        initializer_range=0.5,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("data") / "chats.jsonl"
+    with open(path, "w") as f:
+        for _ in range(120):
+            a, b = rng.randint(1, 50), rng.randint(1, 50)
+            turns = [
+                {"role": "user", "content": f"Add {a} and {b}."},
+                {"role": "assistant", "content": f"{a + b}"},
+            ]
+            f.write(json.dumps({"messages": turns}) + "\n")
+    return path
+
+
+def _request(model: Path, data: Path | str, *extra: str, **kw: Any) -> Any:
+    from lmfast.training import FineTuneRequest
+
+    cfg = load_config(
+        None,
+        [
+            f"model.reference={model}",
+            f"data.path={data}",
+            "training.max_seq_length=128",
+            "training.learning_rate=0.01",
+            "training.logging_steps=1",
+            "training.micro_batch_size=4",
+            "training.gradient_accumulation_steps=1",
+            "training.warmup_ratio=0",
+            *extra,
+        ],
+    )
+    return FineTuneRequest(config=cfg, **kw)
+
+
+def test_lora_loss_falls_and_every_trainable_parameter_changes(tiny: Path, chats: Path) -> None:
+    import torch
+    from transformers import set_seed
+
+    from lmfast.hardware import detect_hardware
+    from lmfast.plan import plan_training
+    from lmfast.registry import model_spec, resolve_model
+    from lmfast.training import fine_tune
+    from lmfast.training.model import build
+
+    request = _request(tiny, chats, "training.max_steps=30")
+    result = fine_tune(request)
+    history = json.loads(Path(result.path, "log_history.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) >= 10 and np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+    assert Path(result.loss_curve or "").is_file() and result.kind == "adapter"
+
+    cfg = request.config
+    set_seed(cfg.training.seed)
+    plan = plan_training(cfg, detect_hardware(), model_spec(str(tiny)))
+    initial = build(resolve_model(str(tiny)), cfg, plan).model
+    before = {n: p.detach().clone() for n, p in initial.named_parameters() if p.requires_grad}
+    from safetensors.torch import load_file
+
+    after = load_file(str(Path(result.path, "adapter_model.safetensors")))
+    assert len(after) == len(before) > 0
+    for name, value in after.items():
+        key = next(k for k in before if k.startswith(name.removesuffix(".weight")))
+        assert not torch.allclose(before[key], value), f"{name} did not change"
+    manifest = json.loads(Path(result.path, "manifest.json").read_text())
+    assert manifest["parents"] == [str(tiny.resolve()), result.dataset_artifact]
+    assert 0 < result.metrics["trainable_ratio"] < 0.1
+
+
+def test_sft_masks_prompts_and_cpt_trains_every_token(tiny: Path, chats: Path) -> None:
+    from lmfast.data.tokenize import IGNORE, load_tokenizer
+    from lmfast.training.data import RowDataset, prepare
+
+    tok = load_tokenizer(str(tiny))
+    sft = prepare(_request(tiny, chats).config, tok)
+    row = RowDataset(sft, sft.train_rows)[0]
+    n = row["length"]
+    trained = row["labels"][:n] != IGNORE
+    assert 0 < trained.sum() < n / 3  # answers only: the prompt and template are masked
+    text = tok.decode(row["input_ids"][:n][trained])
+    assert "Add" not in text and "<|im_end|>" in text
+    cpt = prepare(_request(tiny, chats, "training.method=cpt").config, tok)
+    row = RowDataset(cpt, cpt.train_rows)[0]
+    n = row["length"]
+    assert (row["labels"][:n] == row["input_ids"][:n]).all() and (row["labels"][n:] == IGNORE).all()
+
+
+_RUN = """
+import sys, json
+from lmfast.training import fine_tune, FineTuneRequest
+req = FineTuneRequest.model_validate_json(sys.argv[1])
+print(json.dumps(fine_tune(req).metrics))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_resumes_to_the_same_final_loss(
+    tiny: Path, chats: Path, lmfast_home: Path
+) -> None:
+    args = ("training.max_steps=16", "training.save_steps=4", "training.lora.dropout=0.1")
+    killed = _request(tiny, chats, *args, run_id="killed")
+    env = {**os.environ, "LMFAST_HOME": str(lmfast_home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUN, killed.model_dump_json()], env=env, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    marker = lmfast_home / "runs" / "killed" / "checkpoints" / "checkpoint-8" / ".complete"
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from lmfast.training import fine_tune
+
+    resumed = fine_tune(killed)
+    assert resumed.resumed_from_step is not None and resumed.resumed_from_step >= 8
+    straight = fine_tune(_request(tiny, chats, *args, run_id="straight"))
+    assert straight.resumed_from_step is None
+    assert abs(resumed.metrics["last_logged_loss"] - straight.metrics["last_logged_loss"]) < 1e-4
+
+
+def test_merged_model_equals_base_plus_adapter(tiny: Path, chats: Path) -> None:
+    import torch
+
+    from lmfast.loading import load_transformers
+    from lmfast.training import MergeRequest, fine_tune, merge_adapter
+
+    adapter = fine_tune(_request(tiny, chats, "training.max_steps=6"))
+    merged = merge_adapter(MergeRequest(adapter=adapter.artifact_id))
+    peft_model, tok = load_transformers(adapter.artifact_id)
+    full, _ = load_transformers(merged.artifact_id)
+    ids = tok("Add 3 and 4.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        a, b = peft_model(ids).logits, full(ids).logits
+    assert torch.allclose(a, b, atol=1e-5)
+    base, _ = load_transformers(str(tiny))
+    with torch.no_grad():
+        assert not torch.allclose(base(ids).logits, b, atol=1e-4)  # the adapter did something
+    assert merged.base_model == str(tiny.resolve())
+
+
+def test_t4_plan_reaches_the_trainer_arguments(tmp_path: Path) -> None:
+    from lmfast.hardware import PROFILES
+    from lmfast.plan import plan_training
+    from lmfast.registry import model_spec
+    from lmfast.training.finetune import _training_args
+
+    cfg = load_config(REPO / "examples" / "smollm2_lora_t4.yaml")
+    plan = plan_training(cfg, PROFILES["t4"], model_spec(cfg.model.reference))
+    args = _training_args(cfg, plan, tmp_path, [])
+    assert plan.quantization == "nf4" and plan.gradient_checkpointing
+    assert args.fp16 and not args.bf16 and args.optim == "paged_adamw_8bit"
+    assert args.per_device_train_batch_size == plan.micro_batch_size
+    assert args.gradient_accumulation_steps == plan.gradient_accumulation_steps
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 32
+    assert args.max_steps == 500 and args.lr_scheduler_type == "cosine"
+
+
+@pytest.mark.parametrize(
+    ("extra", "profile", "error", "match"),
+    [
+        (["model.quantization=nf4"], None, PlanError, "needs a CUDA GPU"),
+        (["model.dtype=bfloat16"], "t4", PlanError, "compute capability 8.0"),
+        (["training.lora.rank=0"], None, ConfigError, "training.lora.rank"),
+        (["training.max_seq_length=1024"], None, LMFastError, "context of 512"),
+        (["training.lora.target_modules=[q_proj, nope]"], None, ConfigError, "k_proj"),
+    ],
+)
+def test_bad_settings_are_named(
+    tiny: Path, chats: Path, extra: list[str], profile: str | None, error: type, match: str
+) -> None:
+    from lmfast.training import fine_tune
+
+    with pytest.raises(error, match=match):
+        fine_tune(_request(tiny, chats, *extra, profile=profile))
+
+
+def test_bad_data_is_named(tiny: Path, tmp_path: Path, chats: Path) -> None:
+    from lmfast.data.readers import DataError
+    from lmfast.data.tokenize import load_tokenizer
+    from lmfast.training import fine_tune
+
+    only_users = tmp_path / "users.jsonl"
+    only_users.write_text(
+        "\n".join(
+            json.dumps({"messages": [{"role": "user", "content": f"Question {i} here?"}]})
+            for i in range(5)
+        )
+    )
+    with pytest.raises(DataError, match="every label"):
+        fine_tune(_request(tiny, only_users))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="no records"):
+        fine_tune(_request(tiny, empty))
+    # A dataset tokenized with another vocabulary.
+    other = tmp_path / "other"
+    tok = load_tokenizer(str(tiny))
+    tok.add_tokens(["<brand-new-token>"])
+    tok.save_pretrained(other)
+    (other / "config.json").write_text((tiny / "config.json").read_text())
+    (other / "model.safetensors").symlink_to(tiny / "model.safetensors")
+    from lmfast.data import PrepRequest, prep_dataset
+
+    ds = prep_dataset(PrepRequest(inputs=[str(chats)], tokenizer=str(other), seq_len=128))
+    with pytest.raises(DataError, match="vocabulary differs"):
+        fine_tune(_request(tiny, ds.artifact_id))
+
+
+def test_full_disk_keeps_the_previous_checkpoint(
+    tiny: Path, chats: Path, lmfast_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import Trainer
+
+    from lmfast.training import fine_tune
+
+    calls = {"n": 0}
+    original = Trainer._save_optimizer_and_scheduler
+
+    def flaky(self: Any, output_dir: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", flaky)
+    request = _request(tiny, chats, "training.max_steps=8", "training.save_steps=3", run_id="full")
+    with pytest.raises(LMFastError, match=r"disk full .* MB are needed"):
+        fine_tune(request)
+    checkpoints = lmfast_home / "runs" / "full" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-3"]
+    assert (checkpoints / "checkpoint-3" / ".complete").is_file()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_mcp_fine_tune_job_with_progress_and_cancel(
+    tiny: Path, chats: Path, lmfast_home: Path, anyio_backend: str, monkeypatch: Any
+) -> None:
+    import anyio
+    from lmfast.mcp_server import build_server
+    from mcp import Client
+
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append((value, total, message))
+
+    monkeypatch.setenv("LMFAST_MCP_ROOTS", f"{tiny.parent}{os.pathsep}{chats.parent}")
+    args = {"data": str(chats), "model": str(tiny), "max_seq_length": 128}
+    async with Client(build_server()) as client:
+        done = await client.call_tool(
+            "fine_tune",
+            {**args, "max_steps": 6, "overrides": {"training.logging_steps": 1}, "wait": True},
+            progress_callback=on_progress,
+        )
+        out = done.structured_content
+        assert not done.is_error, done.content
+        assert out["status"] == "succeeded", out
+        assert out["result"]["artifact_id"].startswith("adapter-")
+        steps = [v for v, total, m in seen if total == 6 and m and "loss" in m]
+        assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] <= 6
+        assert out["result"]["metrics"]["steps"] == 6
+        assert any(m and "ETA" in m for _, _, m in seen)
+
+        started = await client.call_tool("fine_tune", {**args, "max_steps": 5000})
+        job_id = started.structured_content["job_id"]
+        for _ in range(600):
+            status = (await client.call_tool("job_status", {"job_id": job_id})).structured_content
+            if status["status"] == "running" and status["step"] >= 2:
+                break
+            await anyio.sleep(0.1)
+        assert status["metrics"].get("loss") is not None
+        cancelled = await client.call_tool("cancel_job", {"job_id": job_id})
+        assert cancelled.structured_content["status"] == "cancelled"
+        bad = await client.call_tool("fine_tune", {**args, "lora_rank": 0})
+        assert bad.is_error and "lora_rank" in " ".join(c.text for c in bad.content)
+    adapters = list((lmfast_home / "artifacts").glob("adapter-*"))
+    assert len(adapters) == 1  # the cancelled run left no artifact
