@@ -24,10 +24,33 @@ import time
 from datetime import date
 from pathlib import Path
 
-WORDS = (
-    "apple river stone cloud music garden window silver yellow ocean forest candle paper "
-    "tiger rocket planet winter summer bridge castle dragon engine violin pencil mirror"
-).split()
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "music",
+    "garden",
+    "window",
+    "silver",
+    "yellow",
+    "ocean",
+    "forest",
+    "candle",
+    "paper",
+    "tiger",
+    "rocket",
+    "planet",
+    "winter",
+    "summer",
+    "bridge",
+    "castle",
+    "dragon",
+    "engine",
+    "violin",
+    "pencil",
+    "mirror",
+]
 MODEL = "smollm2-135m-instruct"
 
 
@@ -151,7 +174,8 @@ def main() -> None:
     m = result["metrics"]
     report = {
         "date": str(date.today()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "task": f"{a.train} train / {len(test)} held-out examples, {a.steps} steps x 8 rows",
         "exact_match_before": before,
         "exact_match_after": after,

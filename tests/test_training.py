@@ -308,16 +308,16 @@ async def test_mcp_fine_tune_job_with_progress_and_cancel(
     async with Client(build_server()) as client:
         done = await client.call_tool(
             "fine_tune",
-            {**args, "max_steps": 6, "overrides": {"training.logging_steps": 1}, "wait": True},
+            {**args, "max_steps": 30, "overrides": {"training.logging_steps": 1}, "wait": True},
             progress_callback=on_progress,
         )
         out = done.structured_content
         assert not done.is_error, done.content
         assert out["status"] == "succeeded", out
         assert out["result"]["artifact_id"].startswith("adapter-")
-        steps = [v for v, total, m in seen if total == 6 and m and "loss" in m]
-        assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] <= 6
-        assert out["result"]["metrics"]["steps"] == 6
+        steps = [v for v, total, m in seen if total == 30 and m and "loss" in m]
+        assert len(steps) >= 1 and steps == sorted(steps) and steps[-1] <= 30
+        assert out["result"]["metrics"]["steps"] == 30
         assert any(m and "ETA" in m for _, _, m in seen)
 
         started = await client.call_tool("fine_tune", {**args, "max_steps": 5000})
@@ -334,3 +334,28 @@ async def test_mcp_fine_tune_job_with_progress_and_cancel(
         assert bad.is_error and "lora_rank" in " ".join(c.text for c in bad.content)
     adapters = list((lmfast_home / "artifacts").glob("adapter-*"))
     assert len(adapters) == 1  # the cancelled run left no artifact
+
+
+def test_masked_loss_equals_the_models_own_loss(tiny: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from lmfast.training.loss import masked_lm_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    ids = torch.randint(0, 1000, (3, 20))
+    labels = ids.clone()
+    labels[:, :8] = -100
+    labels[1, 15:] = -100
+    positions = torch.cat([torch.arange(12), torch.arange(8)]).repeat(3, 1)
+    inputs = {"input_ids": ids, "labels": labels, "position_ids": positions}
+    # As DataCollatorWithFlattening does: a document's first token is no target.
+    boundary = labels.clone()
+    boundary[:, 12] = -100
+    for m in (model, get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))):
+        # use_cache=False: with a cache transformers ignores packed position ids.
+        expected = m(**{**inputs, "labels": boundary}, use_cache=False).loss
+        assert torch.allclose(masked_lm_loss(m, inputs), expected, atol=1e-5)
+        total = (boundary[:, 1:] != -100).sum()
+        assert torch.allclose(masked_lm_loss(m, inputs, total * 2), expected / 2, atol=1e-5)

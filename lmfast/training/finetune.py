@@ -125,13 +125,30 @@ def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker:
         dataloader_num_workers=0,
         disable_tqdm=True,
         save_only_model=False,
+        prediction_loss_only=True,
     )
 
 
-def _save_guard(trainer_cls: Any) -> Any:
-    """A Trainer whose checkpoint writes fail clearly on a full disk, keeping the previous."""
+def _trainer_class(trainer_cls: Any) -> Any:
+    """transformers' Trainer with two changes: the loss is computed from the LM head on the
+    positions that have labels only (SFT masks most tokens; the vocabulary projection and its
+    logits are the largest single cost of a small model), and checkpoint writes fail clearly
+    on a full disk, keeping the previous checkpoint."""
+    from lmfast.training.loss import masked_lm_loss
 
     class GuardedTrainer(trainer_cls):  # type: ignore[misc, valid-type]
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            loss = masked_lm_loss(model, inputs, num_items_in_batch)
+            if loss is None:  # an architecture the fast path does not cover
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return (loss, {}) if return_outputs else loss
+
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             step = self.state.global_step
             folder = Path(self.args.output_dir) / f"checkpoint-{step}"
@@ -235,7 +252,7 @@ def fine_tune(
     callbacks: list[Any] = [report, samples, MarkComplete()]
     if config.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.training.early_stopping_patience))
-    trainer = _save_guard(Trainer)(
+    trainer = _trainer_class(Trainer)(
         model=trainable.model,
         args=args,
         train_dataset=training_data.RowDataset(data, data.train_rows),

@@ -1,0 +1,58 @@
+"""Causal-LM loss computed only where there are labels.
+
+The vocabulary projection of a small model is a large share of its compute and memory
+(SmolLM2-135M: 28M of 135M parameters; the logits of 8 x 256 tokens are 400 MB in float32,
+plus their gradient). SFT masks the prompt, so most positions need no logits at all: run the
+decoder, keep the hidden states whose next token is a label, and project only those.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+IGNORE = -100
+
+
+def _parts(model: Any) -> tuple[Any, Any, Any] | None:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    # Logit soft-capping or scaling would need the model's own head code.
+    if config is None or any(
+        getattr(config, k, None) not in (None, 1.0)
+        for k in ("final_logit_softcapping", "logit_scale")
+    ):
+        return None
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    head = base.get_output_embeddings()
+    if decoder is None or head is None:
+        return None
+    return base, decoder, head
+
+
+def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> Any:
+    """Mean next-token cross-entropy over labelled positions (summed and divided by
+    `num_items` when the Trainer counts labels across gradient accumulation); None when the
+    model's architecture needs its own forward."""
+    import torch
+    import torch.nn.functional as F
+
+    parts = _parts(model)
+    if parts is None:
+        return None
+    _, decoder, head = parts
+    labels = inputs["labels"]
+    hidden = decoder(
+        input_ids=inputs["input_ids"], position_ids=inputs.get("position_ids"), use_cache=False
+    ).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    positions = inputs.get("position_ids")
+    if positions is not None:  # a document's first token is not predicted from the one before
+        keep &= positions[:, 1:] != 0
+    logits = head(hidden[:, :-1][keep]).float()
+    loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+    if num_items is None:
+        return loss / keep.sum().clamp(min=1)
+    if isinstance(num_items, torch.Tensor):
+        num_items = num_items.to(loss.device)
+    return loss / num_items
