@@ -359,3 +359,23 @@ def test_masked_loss_equals_the_models_own_loss(tiny: Path) -> None:
         assert torch.allclose(masked_lm_loss(m, inputs), expected, atol=1e-5)
         total = (boundary[:, 1:] != -100).sum()
         assert torch.allclose(masked_lm_loss(m, inputs, total * 2), expected / 2, atol=1e-5)
+
+
+def test_train_and_merge_commands_print_json(tiny: Path, chats: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
+
+    runner = CliRunner()
+    args = ["train", "-m", str(tiny), "-d", str(chats), "--max-steps", "2", "--seq-len", "128"]
+    trained = runner.invoke(app, [*args, "--json"])
+    assert trained.exit_code == 0, trained.output
+    result = json.loads(trained.stdout)
+    assert result["kind"] == "adapter" and result["metrics"]["steps"] == 2
+    merged = runner.invoke(app, ["merge", result["artifact_id"], "--json"])
+    assert merged.exit_code == 0, merged.output
+    assert json.loads(merged.stdout)["artifact_id"].startswith("model-")
+    again = runner.invoke(app, [*args, "--json"])  # same recipe and data: same run, resumed
+    assert json.loads(again.stdout)["run_id"] == result["run_id"]
+    bad = runner.invoke(app, ["train", "-m", str(tiny), "-d", str(chats), "--method", "dpo"])
+    assert bad.exit_code == 2 and "training.method" in bad.stderr

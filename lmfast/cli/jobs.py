@@ -68,6 +68,18 @@ def run_job(
     return JobStore().result(job_id) or {}
 
 
+def run_job_for_people(
+    kind: str, request: Any, background: bool, json_out: bool
+) -> dict[str, Any] | None:
+    """`run_job`, then print the result as JSON for --json; returns it only when a table
+    should be shown (foreground, no --json)."""
+    result = run_job(kind, request, background, quiet=json_out)
+    if result is not None and json_out:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return None
+    return result
+
+
 @app.command("list")
 def list_command(
     status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,

@@ -81,7 +81,7 @@ def prep_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Prepare a dataset: readers, quality filters, exact + MinHash dedup, formatting, packing."""
-    from lmfast.cli.jobs import run_job
+    from lmfast.cli.jobs import run_job_for_people
     from lmfast.config import merge_dicts, parse_overrides
     from lmfast.data.settings import FilterSettings, PrepRequest
 
@@ -108,13 +108,8 @@ def prep_command(
         body["filters"] = preset.model_dump()
     body = merge_dicts(body, parse_overrides(setting or []))
     request = PrepRequest.model_validate(body)
-    result = run_job("prep_dataset", request, background, quiet=json_out)
+    result = run_job_for_people("prep_dataset", request, background, json_out)
     if result is None:
-        return
-    if json_out:
-        import json
-
-        print(json.dumps(result, indent=2, ensure_ascii=False))
         return
     show_report(result["report"])
     console.print(

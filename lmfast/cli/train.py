@@ -48,7 +48,7 @@ def train_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Fine-tune a model (LoRA by default; QLoRA on small GPUs; --full) as a job with progress."""
-    from lmfast.cli.jobs import run_job
+    from lmfast.cli.jobs import run_job_for_people
     from lmfast.config import load_config
     from lmfast.training.finetune import FineTuneRequest
 
@@ -68,13 +68,9 @@ def train_command(
         }
         cfg = load_config(config, _flags_to_overrides(flags) + items)
         request = FineTuneRequest(config=cfg, name=name, fresh=fresh)
-    result = run_job("fine_tune", request, background, quiet=json_out)
-    if result is None:
-        return
-    if json_out:
-        print(json.dumps(result, indent=2))
-        return
-    show_result(result)
+    result = run_job_for_people("fine_tune", request, background, json_out)
+    if result is not None:
+        show_result(result)
 
 
 def _resumed_request(run_id: str) -> Any:
@@ -128,14 +124,12 @@ def merge_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Fold a LoRA adapter into its base model: a full Hugging Face model artifact."""
-    from lmfast.cli.jobs import run_job
+    from lmfast.cli.jobs import run_job_for_people
     from lmfast.training.merge import MergeRequest
 
     request = MergeRequest(adapter=adapter, dtype=dtype, name=name)  # type: ignore[arg-type]
-    result = run_job("merge_adapter", request, background, quiet=json_out)
-    if result is None:
-        return
-    if json_out:
-        print(json.dumps(result, indent=2))
-        return
-    console.print(f"[green]saved[/] {result['artifact_id']} ({result['parameters']:,} parameters)")
+    result = run_job_for_people("merge_adapter", request, background, json_out)
+    if result is not None:
+        console.print(
+            f"[green]saved[/] {result['artifact_id']} ({result['parameters']:,} parameters)"
+        )
