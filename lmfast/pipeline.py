@@ -101,9 +101,6 @@ class Pipeline:
         tools = ctx.tools if ctx.tools and tool_choice != "none" else None
         grammar = trigger = None
         if tools:
-            from lmfast.inference.tools import tool_call_grammar
-
-            check_tool_schemas(tools)
             if tool_choice not in ("auto", "required"):
                 chosen = [t for t in tools if t.name == tool_choice]
                 if not chosen:
@@ -111,9 +108,9 @@ class Pipeline:
                     raise RequestFieldError(
                         "tool_choice", f"names {tool_choice!r}, not one of: {names}"
                     )
-                grammar = tool_call_grammar(chosen, parallel=False)
+                grammar = tools_grammar(tools, chosen, parallel=False)
             else:
-                grammar = tool_call_grammar(tools, parallel=parallel_tool_calls)
+                grammar = tools_grammar(tools, tools, parallel=parallel_tool_calls)
                 trigger = "<tool_call>" if tool_choice == "auto" else None
         elif response_format is not None and response_format.type != "text":
             grammar = json_grammar(response_format)
@@ -252,13 +249,12 @@ class _Accumulator:
         )
 
 
-def schema_grammar(schema: dict[str, Any], param: str, **kw: Any) -> str:
-    """GBNF for a JSON schema; an invalid or unsupported schema names `param`.
+_CONVERTER_ERRORS = (AssertionError, KeyError, ValueError, TypeError, IndexError, RecursionError)
 
-    The schema is checked against the JSON Schema meta-schema first, then converted by
-    llama.cpp's converter, which signals what it cannot handle with assertions and lookups."""
+
+def _check_schema(schema: dict[str, Any], param: str) -> None:
+    """Against the JSON Schema meta-schema (cheap; llama.cpp's converter does not check)."""
     from jsonschema import SchemaError, validators
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
         validators.validator_for(schema).check_schema(schema)
@@ -266,21 +262,45 @@ def schema_grammar(schema: dict[str, Any], param: str, **kw: Any) -> str:
         where = "/".join(str(p) for p in e.absolute_path)
         at = f" at {where}" if where else ""
         raise RequestFieldError(param, f"invalid JSON schema{at}: {e.message}") from None
+
+
+def schema_grammar(schema: dict[str, Any], param: str) -> str:
+    """GBNF for a JSON schema; an invalid or unsupported schema names `param`. llama.cpp's
+    converter signals what it cannot handle with assertions and lookups."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    _check_schema(schema, param)
     try:
-        return json_schema_to_gbnf(json.dumps(schema), **kw)
-    except (AssertionError, KeyError, ValueError, TypeError, IndexError, RecursionError) as e:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except _CONVERTER_ERRORS as e:
         detail = str(e) or type(e).__name__
         raise RequestFieldError(
             param, f"unsupported JSON schema ({detail}); $ref must point inside the schema"
         ) from None
 
 
-def check_tool_schemas(tools: list[ToolSpec]) -> None:
-    """Each tool's parameter schema must be valid and convertible, named by its index."""
+def tools_grammar(tools: list[ToolSpec], chosen: list[ToolSpec], parallel: bool) -> str:
+    """The tool-call grammar for `chosen`; a bad parameter schema is named by its index in
+    `tools`. Schemas are converted once; only a failure converts them one by one to say
+    which."""
+    from lmfast.inference.tools import tool_call_grammar
+
+    def param(i: int) -> str:
+        return f"tools[{i}].function.parameters"
+
+    def schema(tool: ToolSpec) -> dict[str, Any]:
+        return {"type": "object", **(tool.parameters or {})}
+
     for i, tool in enumerate(tools):
-        schema_grammar(
-            {"type": "object", **(tool.parameters or {})}, f"tools[{i}].function.parameters"
-        )
+        _check_schema(schema(tool), param(i))
+    try:
+        return tool_call_grammar(chosen, parallel=parallel)
+    except _CONVERTER_ERRORS as e:
+        for i, tool in enumerate(tools):
+            if tool in chosen:
+                schema_grammar(schema(tool), param(i))
+        detail = str(e) or type(e).__name__
+        raise RequestFieldError("tools", f"cannot build a call grammar ({detail})") from None
 
 
 def json_grammar(fmt: ResponseFormat) -> str:

@@ -58,6 +58,10 @@ def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapper
 
 
+# Recipe settings that name files: set only through confined tool arguments.
+_PATH_SETTINGS = ("data.path", "model.reference")
+
+
 class JobOutcome(BaseModel):
     """A job handle, and its result once it has one."""
 
@@ -340,6 +344,13 @@ def build_server() -> MCPServer:
         roots = await _client_roots(ctx)
         if not ArtifactStore().exists(data):
             data = confine_input(data, "data", roots)
+        for key in overrides or {}:
+            # Paths come only through `data` and `model`, which are confined above.
+            if key in _PATH_SETTINGS or not key.startswith(("training.", "data.", "model.")):
+                raise ToolError(
+                    f"overrides: {key!r} cannot be overridden here; give paths as `data` / "
+                    "`model`, and other settings as training.*, data.* or model.* fields"
+                )
         values = {
             "model.reference": confine_model_reference(model, client_roots=roots),
             "data.path": data,

@@ -109,3 +109,12 @@ async def test_unknown_arguments_are_refused_with_the_valid_ones() -> None:
         assert typo.is_error and "'temprature'" in _text(typo) and "temperature" in _text(typo)
         tools = (await client.list_tools()).tools
     assert all(t.input_schema.get("additionalProperties") is False for t in tools)
+
+
+async def test_fine_tune_overrides_cannot_reach_paths() -> None:
+    async with Client(build_server()) as client:
+        for key in ("data.path", "model.reference", "serve.host"):
+            result = await client.call_tool(
+                "fine_tune", {"data": "README.md", "overrides": {key: "/etc/passwd"}}
+            )
+            assert result.is_error and f"{key!r} cannot be overridden" in _text(result)

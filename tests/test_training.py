@@ -127,14 +127,14 @@ def test_sft_masks_prompts_and_cpt_trains_every_token(tiny: Path, chats: Path) -
     from lmfast.training.data import RowDataset, prepare
 
     tok = load_tokenizer(str(tiny))
-    sft = prepare(_request(tiny, chats).config, tok)
+    sft = prepare(_request(tiny, chats).config, tok, 512)
     row = RowDataset(sft, sft.train_rows)[0]
     n = row["length"]
     trained = row["labels"][:n] != IGNORE
     assert 0 < trained.sum() < n / 3  # answers only: the prompt and template are masked
     text = tok.decode(row["input_ids"][:n][trained])
     assert "Add" not in text and "<|im_end|>" in text
-    cpt = prepare(_request(tiny, chats, "training.method=cpt").config, tok)
+    cpt = prepare(_request(tiny, chats, "training.method=cpt").config, tok, 512)
     row = RowDataset(cpt, cpt.train_rows)[0]
     n = row["length"]
     assert (row["labels"][:n] == row["input_ids"][:n]).all() and (row["labels"][n:] == IGNORE).all()
@@ -379,3 +379,16 @@ def test_train_and_merge_commands_print_json(tiny: Path, chats: Path) -> None:
     assert json.loads(again.stdout)["run_id"] == result["run_id"]
     bad = runner.invoke(app, ["train", "-m", str(tiny), "-d", str(chats), "--method", "dpo"])
     assert bad.exit_code == 2 and "training.method" in bad.stderr
+
+
+def test_requests_use_absolute_paths_and_safe_run_ids(
+    tiny: Path, chats: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.chdir(chats.parent)
+    request = _request(tiny, chats.name)
+    assert request.config.data.path == str(chats.resolve())
+    for bad in ("..", ".hidden", "a/b"):
+        with pytest.raises(ValidationError, match="run_id"):
+            _request(tiny, chats, run_id=bad)

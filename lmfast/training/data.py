@@ -49,6 +49,7 @@ def _token_folder(artifact_path: Path) -> Path | None:
 def prepare(
     config: LMFastConfig,
     tokenizer: Any,
+    context_length: int,
     progress: ProgressFn = no_progress,
     dataset: Any = None,
     store: ArtifactStore | None = None,
@@ -95,7 +96,6 @@ def prepare(
             f"whose vocabulary differs from {config.model.reference!r}'s; prepare it again with "
             f"--tokenizer {config.model.reference}"
         )
-    context = getattr(tokenizer, "model_max_length", None) or 0
     n_rows = int(arrays.input_ids.shape[0])
     if n_rows == 0:
         raise DataError(f"data.path: dataset {artifact.id} holds no token rows")
@@ -106,10 +106,11 @@ def prepare(
             f"data.path: every label in dataset {artifact.id} is masked (no assistant answers "
             "to learn); use method 'cpt' to train on every token, or check the data's roles"
         )
-    if 0 < context < 10**9 and arrays.input_ids.shape[1] > context:
+    if arrays.input_ids.shape[1] > context_length:  # a dataset prepared for a longer model
         raise DataError(
-            f"training.max_seq_length: rows of {arrays.input_ids.shape[1]} tokens exceed the "
-            f"model's context of {context}; use at most {context}"
+            f"data.path: dataset {artifact.id} has rows of {arrays.input_ids.shape[1]} tokens, "
+            f"past the model's context of {context_length}; prepare it with --seq-len "
+            f"{context_length} or less"
         )
 
     rng = np.random.default_rng(config.training.seed)

@@ -8,15 +8,14 @@ the dataset. Distillation and ORPO reuse `prepare`, `build` and the run folder l
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from lmfast.artifacts import ArtifactStore, write_atomic
 from lmfast.config import LMFastConfig
@@ -36,14 +35,25 @@ class FineTuneRequest(BaseModel):
     name: str | None = Field(None, max_length=200, description="Name for the output artifact.")
     run_id: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_.-]{1,80}$",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",  # a folder name: no '..', no '/'
         description="Run folder under LMFAST_HOME/runs; the same run resumes from its last "
         "complete checkpoint. Default: derived from the recipe and the data's version.",
     )
     fresh: bool = Field(False, description="Ignore earlier checkpoints of the same run.")
-    profile: str | None = Field(
-        None, description="Plan for a simulated machine (tests): t4, a100, h100, cpu."
+    profile: Literal["t4", "a100", "h100", "cpu"] | None = Field(
+        None, description="Plan for a simulated machine instead of this one (checks recipes)."
     )
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> FineTuneRequest:
+        """Local paths become absolute, so a run resumes from any folder (and the detached
+        job worker reads the same files)."""
+        data, model = self.config.data, self.config.model
+        for section, key in ((data, "path"), (model, "reference")):
+            value = getattr(section, key)
+            if value and not Path(value).is_absolute() and Path(value).expanduser().exists():
+                setattr(section, key, str(Path(value).expanduser().resolve()))
+        return self
 
 
 class FineTuneResult(BaseModel):
@@ -129,50 +139,6 @@ def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker:
     )
 
 
-def _trainer_class(trainer_cls: Any) -> Any:
-    """transformers' Trainer with two changes: the loss is computed from the LM head on the
-    positions that have labels only (SFT masks most tokens; the vocabulary projection and its
-    logits are the largest single cost of a small model), and checkpoint writes fail clearly
-    on a full disk, keeping the previous checkpoint."""
-    from lmfast.training.loss import masked_lm_loss
-
-    class GuardedTrainer(trainer_cls):  # type: ignore[misc, valid-type]
-        def compute_loss(
-            self,
-            model: Any,
-            inputs: dict[str, Any],
-            return_outputs: bool = False,
-            num_items_in_batch: Any = None,
-        ) -> Any:
-            loss = masked_lm_loss(model, inputs, num_items_in_batch)
-            if loss is None:  # an architecture the fast path does not cover
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return (loss, {}) if return_outputs else loss
-
-        def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            step = self.state.global_step
-            folder = Path(self.args.output_dir) / f"checkpoint-{step}"
-            try:
-                super()._save_checkpoint(model, trial)
-            except OSError as e:
-                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                    raise
-                shutil.rmtree(folder, ignore_errors=True)
-                previous = sorted(Path(self.args.output_dir).glob("checkpoint-*"))
-                need = (
-                    sum(f.stat().st_size for f in previous[-1].rglob("*") if f.is_file())
-                    if (previous)
-                    else 0
-                )
-                raise LMFastError(
-                    f"disk full while writing checkpoint {step} in {self.args.output_dir}: "
-                    f"about {need / 2**20:.0f} MB are needed per checkpoint. The previous "
-                    "checkpoint is intact; free space and run the same command to resume."
-                ) from None
-
-    return GuardedTrainer
-
-
 def run_folder(request: FineTuneRequest, dataset_version: str | None) -> Path:
     cfg = request.config.model_dump(mode="json")
     run_id = request.run_id or "run-" + config_hash({"config": cfg, "data": dataset_version})[:12]
@@ -187,7 +153,7 @@ def fine_tune(
     store: ArtifactStore | None = None,
 ) -> FineTuneResult:
     """Train; resumable; returns the adapter or model artifact."""
-    from transformers import EarlyStoppingCallback, Trainer
+    from transformers import EarlyStoppingCallback
 
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.hardware import PROFILES, detect_hardware
@@ -201,6 +167,7 @@ def fine_tune(
         last_complete_checkpoint,
     )
     from lmfast.training.model import build
+    from lmfast.training.trainer import LMFastTrainer
 
     store = store or ArtifactStore()
     config = request.config
@@ -217,7 +184,9 @@ def fine_tune(
 
     progress(0, None, f"tokenizer of {resolved.name}")
     tokenizer = load_tokenizer(config.model.reference)
-    data = training_data.prepare(config, tokenizer, progress, dataset=dataset, store=store)
+    data = training_data.prepare(
+        config, tokenizer, spec.context_length, progress, dataset=dataset, store=store
+    )
     tokens_per_epoch = data.real_tokens(data.train_rows)
     plan = plan_training(config, hardware, spec, dataset_tokens=tokens_per_epoch)
     if plan.max_seq_length != data.seq_len:
@@ -252,7 +221,7 @@ def fine_tune(
     callbacks: list[Any] = [report, samples, MarkComplete()]
     if config.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.training.early_stopping_patience))
-    trainer = _trainer_class(Trainer)(
+    trainer = LMFastTrainer(
         model=trainable.model,
         args=args,
         train_dataset=training_data.RowDataset(data, data.train_rows),
