@@ -84,13 +84,15 @@ def exact_match(model_ref: str, rows: list[dict[str, str]]) -> float:
     return hits / len(rows)
 
 
-def run_lmfast(data: Path, steps: int, home: Path) -> tuple[dict, float]:
+def run_lmfast(
+    data: Path, steps: int, home: Path, extra: tuple[str, ...] = ()
+) -> tuple[dict, float]:
     cmd = [
         sys.executable, "-m", "lmfast", "train", "-m", MODEL, "-d", str(data),
         "--max-steps", str(steps), "--lr", "2e-3", "--seq-len", "256", "--json", "--fresh",
         "training.micro_batch_size=8", "training.gradient_accumulation_steps=1",
         "training.lora.rank=16", "training.lora.alpha=32", "training.lora.dropout=0",
-        "training.logging_steps=10", "training.warmup_ratio=0.05",
+        "training.logging_steps=10", "training.warmup_ratio=0.05", *extra,
     ]  # fmt: skip
     t0 = time.perf_counter()
     out = subprocess.run(
@@ -142,6 +144,43 @@ def run_trl(data: Path, steps: int, batch: int) -> dict[str, float]:
     return {"tokens_per_second": real / seconds, "seconds": seconds, "real_tokens": real}
 
 
+def memory(data: Path, home: Path, steps: int) -> None:
+    """Peak memory of the training phase (model loaded, steps running), LoRA vs full, same
+    model, batch 8 x 256 and steps; each run is its own process."""
+    runs = {
+        "LoRA r=16, dropout 0 (default)": (),
+        "LoRA r=16, dropout 0.05": ("training.lora.dropout=0.05",),
+        "full fine-tuning": ("training.lora.enabled=false", "training.learning_rate=1e-5"),
+        "full fine-tuning, float32": (
+            "training.lora.enabled=false", "training.learning_rate=1e-5", "model.dtype=float32",
+        ),
+        "LoRA r=16, float32": ("model.dtype=float32",),
+    }  # fmt: skip
+    rows = {}
+    for name, extra in runs.items():
+        result, _ = run_lmfast(data, steps, home, extra)
+        m = result["metrics"]
+        rows[name] = {
+            "peak_gb": m["peak_memory_gb"],
+            "planned_gb": m["planned_peak_memory_gb"],
+            "tokens_per_second": m["tokens_per_second"],
+            "dtype": result["plan"]["dtype"],
+        }
+        print(name, rows[name], flush=True)
+    full, lora = rows["full fine-tuning"]["peak_gb"], rows["LoRA r=16, dropout 0 (default)"]
+    report = {
+        "date": str(date.today()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "steps": steps,
+        "runs": rows,
+        "lora_over_full": round(lora["peak_gb"] / full, 3),
+    }
+    print(json.dumps(report, indent=2))
+    out = Path(__file__).parent / "results" / "train_memory.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", type=int, default=400)
@@ -151,6 +190,7 @@ def main() -> None:
     ap.add_argument(
         "--throughput-only", action="store_true", help="skip exact match; time both trainers"
     )
+    ap.add_argument("--memory", action="store_true", help="peak memory, LoRA vs full")
     ap.add_argument("--work", default="/tmp/lmfast-train-bench")
     a = ap.parse_args()
     work = Path(a.work)
@@ -161,6 +201,9 @@ def main() -> None:
     test = [r for r in rows[a.train :] if r["prompt"] not in seen]
     data = work / "train.jsonl"
     write_chats(rows[: a.train], data)
+    if a.memory:
+        memory(data, work / "home", a.steps)
+        return
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)

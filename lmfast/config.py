@@ -63,7 +63,13 @@ class LoRAConfig(_Section):
     enabled: bool = Field(True, description="Train LoRA adapters instead of all weights.")
     rank: int = Field(16, ge=1, le=1024, description="Adapter rank r.")
     alpha: int = Field(32, ge=1, description="Scaling numerator: updates are scaled by alpha/r.")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Dropout on the adapter input. Off by default: peft then keeps a dropped-out "
+        "copy of every adapted layer's input (memory and ~18% speed on a 2-core CPU).",
+    )
     target_modules: Literal["all-linear"] | list[str] = Field(
         "all-linear",
         description="Modules that get adapters: 'all-linear' (every linear projection of "

@@ -176,6 +176,43 @@ def test_sigkill_mid_run_resumes_to_the_same_final_loss(
     assert abs(resumed.metrics["last_logged_loss"] - straight.metrics["last_logged_loss"]) < 1e-4
 
 
+@pytest.mark.parametrize("lora", [True, False])
+def test_out_of_memory_halves_the_micro_batch_and_trains_the_same_run(
+    tiny: Path, chats: Path, monkeypatch: pytest.MonkeyPatch, lora: bool
+) -> None:
+    """A micro-batch of 4 that does not fit runs as 2 x 2 from the same step on; the run ends
+    where the one that fitted ends (same effective batch, same updates)."""
+    import torch
+
+    from lmfast.training import fine_tune
+    from lmfast.training import trainer as trainer_module
+
+    steps = ["training.max_steps=4", "model.dtype=float32", f"training.lora.enabled={lora}"]
+    reference = fine_tune(_request(tiny, chats, *steps, run_id=f"fits-{lora}"))
+    real = trainer_module.masked_lm_loss
+    calls: list[int] = []
+
+    def small_memory(model: Any, inputs: dict[str, Any], num_items: Any = None) -> Any:
+        rows = inputs["input_ids"].shape[0]
+        calls.append(rows)
+        if rows > 2 and len(calls) > 2:  # the first steps fit, then memory runs short
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, inputs, num_items)
+
+    monkeypatch.setattr(trainer_module, "masked_lm_loss", small_memory)
+    messages: list[str] = []
+    result = fine_tune(
+        _request(tiny, chats, *steps, run_id=f"oom-{lora}"),
+        progress=lambda done, total, message, **kw: messages.append(message or ""),
+    )
+    assert result.metrics["oom_splits"] == 2 and result.metrics["steps"] == 4
+    assert 2 in calls and max(calls) == 4
+    assert any("out of memory at step 3: micro-batch 4 -> 2 rows" in m for m in messages)
+    assert result.metrics["train_loss"] == pytest.approx(
+        reference.metrics["train_loss"], rel=1e-4
+    )
+
+
 def test_merged_model_equals_base_plus_adapter(tiny: Path, chats: Path) -> None:
     import torch
 
@@ -189,10 +226,11 @@ def test_merged_model_equals_base_plus_adapter(tiny: Path, chats: Path) -> None:
     ids = tok("Add 3 and 4.", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         a, b = peft_model(ids).logits, full(ids).logits
-    assert torch.allclose(a, b, atol=1e-5)
+    scale = a.abs().max().item()
+    assert (a - b).abs().max().item() <= 1e-5 * scale  # float32 rounding, nothing more
     base, _ = load_transformers(str(tiny))
-    with torch.no_grad():
-        assert not torch.allclose(base(ids).logits, b, atol=1e-4)  # the adapter did something
+    with torch.no_grad():  # the adapter did something
+        assert (base(ids).logits - b).abs().max().item() > 1e-3 * scale
     assert merged.base_model == str(tiny.resolve())
 
 
@@ -211,6 +249,21 @@ def test_t4_plan_reaches_the_trainer_arguments(tmp_path: Path) -> None:
     assert args.gradient_accumulation_steps == plan.gradient_accumulation_steps
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 32
     assert args.max_steps == 500 and args.lr_scheduler_type == "cosine"
+
+
+@pytest.mark.parametrize(("cpu_bf16", "dtype"), [(True, "bfloat16"), (False, "float32")])
+def test_cpu_mixed_precision_follows_the_cpu(tmp_path: Path, cpu_bf16: bool, dtype: str) -> None:
+    """AVX512-BF16 CPUs train with bfloat16 autocast (about 2x); others stay in float32."""
+    from lmfast.hardware import PROFILES
+    from lmfast.plan import plan_training
+    from lmfast.registry import model_spec
+    from lmfast.training.finetune import _training_args
+
+    cfg = load_config(REPO / "examples" / "chat_sft_cpu.yaml")
+    cpu = PROFILES["cpu"].model_copy(update={"cpu_bf16": cpu_bf16})
+    plan = plan_training(cfg, cpu, model_spec(cfg.model.reference))
+    args = _training_args(cfg, plan, tmp_path, [])
+    assert plan.dtype == dtype and args.bf16 == cpu_bf16 and not args.fp16 and args.use_cpu
 
 
 @pytest.mark.parametrize(

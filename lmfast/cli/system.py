@@ -33,7 +33,12 @@ def doctor_command(json_out: JsonOpt = False) -> None:
     if hw.gpu:
         table.add_row("bf16", "yes" if hw.bf16 else f"no ({hw.gpu.name}: training uses float16)")
     else:
-        table.add_row("bf16", f"no ({hw.accelerator}: training uses float32)")
+        table.add_row(
+            "bf16",
+            "yes (CPU bfloat16 instructions: mixed-precision training)"
+            if hw.bf16
+            else f"no ({hw.accelerator}: training uses float32)",
+        )
     table.add_row("environment", hw.environment)
     table.add_row("LMFAST_HOME", report.lmfast_home)
     hub = "offline (HF_HUB_OFFLINE)" if report.hub_offline else "online if reachable"

@@ -8,7 +8,9 @@ the dataset. Distillation and ORPO reuse `prepare`, `build` and the run folder l
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -24,6 +26,8 @@ from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 from lmfast.plan import TrainingPlan
 from lmfast.progress import ProgressFn, no_progress
+
+logger = logging.getLogger(__name__)
 
 
 class FineTuneRequest(BaseModel):
@@ -84,11 +88,29 @@ def _tracker(choice: str) -> list[str]:
     return []
 
 
+def _reset_peak_memory(device: str) -> None:
+    """Start the peak-memory count at training, not at model loading (GGUF dequantization
+    alone can peak above the training step)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        return
+    with contextlib.suppress(OSError):  # Linux: 5 resets the peak resident set (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def _peak_memory_gb(device: str) -> float:
     if device.startswith("cuda"):
         import torch
 
         return torch.cuda.max_memory_allocated() / 2**30
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
@@ -125,8 +147,8 @@ def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker:
         greater_is_better=False,
         seed=t.seed,
         data_seed=t.seed,
-        fp16=plan.dtype == "float16" and plan.device.startswith("cuda"),
-        bf16=plan.dtype == "bfloat16" and plan.device.startswith("cuda"),
+        fp16=plan.dtype == "float16",  # mixed precision: autocast on CUDA and on CPUs alike
+        bf16=plan.dtype == "bfloat16",
         use_cpu=plan.device == "cpu",
         neftune_noise_alpha=t.neftune_noise_alpha,
         report_to=tracker,
@@ -234,6 +256,12 @@ def fine_tune(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not print
+
+    def notice(message: str) -> None:
+        logger.warning(message)
+        progress(trainer.state.global_step, trainer.state.max_steps or None, message)
+
+    trainer.notice = notice  # type: ignore[method-assign]
     est = plan.estimated_training_time_minutes
     progress(
         0,
@@ -244,6 +272,7 @@ def fine_tune(
         f"estimated {est if est is not None else '?'} min"
         + (f"; resuming from {resume.name}" if resume else ""),
     )
+    _reset_peak_memory(plan.device)
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     metrics: dict[str, float] = {
         "train_loss": float(output.training_loss),
@@ -255,6 +284,7 @@ def fine_tune(
         "peak_memory_gb": round(_peak_memory_gb(plan.device), 3),
         "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
         "seconds": round(time.perf_counter() - started, 1),
+        "oom_splits": float(trainer.oom_splits),
     }
     if len(data.eval_rows):
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])

@@ -57,7 +57,11 @@ def _load_base(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan
     from lmfast.loading import load_transformers
 
     if plan.quantization == "none":
-        return load_transformers(resolved, dtype=plan.dtype, device=plan.device)
+        # Frozen LoRA bases are stored in the compute dtype (half the memory); full
+        # fine-tuning keeps float32 master weights and gets 16-bit compute from autocast,
+        # since optimizer updates to 16-bit weights round away.
+        dtype = plan.dtype if config.training.lora.enabled else "float32"
+        return load_transformers(resolved, dtype=dtype, device=plan.device)
     # QLoRA: bitsandbytes quantizes while loading a Hugging Face folder.
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig

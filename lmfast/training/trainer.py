@@ -1,17 +1,21 @@
-"""transformers' Trainer with two changes LMFast needs.
+"""transformers' Trainer with the changes LMFast needs.
 
-The loss comes from the LM head at labelled positions only (lmfast.training.loss), and a
-checkpoint write that fills the disk stops with a clear error while the previous checkpoint
-stays intact. Imported only when training starts: transformers is heavy.
+The loss comes from the LM head at labelled positions only (lmfast.training.loss); running
+out of memory splits the micro-batch in two and goes on from the same step (the effective
+batch, and so the run, stays the same); a checkpoint write that fills the disk stops with a
+clear error while the previous checkpoint stays intact. Imported only when training starts:
+transformers is heavy.
 """
 
 from __future__ import annotations
 
 import errno
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import Trainer
 
 from lmfast.errors import LMFastError
@@ -22,7 +26,83 @@ def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    # CUDA raises OutOfMemoryError; CPU allocation failures are plain RuntimeErrors.
+    return isinstance(e, torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
+    )
+
+
+def _split(inputs: dict[str, Any], parts: int) -> list[dict[str, Any]]:
+    n = next(iter(inputs.values())).shape[0]
+    size = -(-n // parts)
+    return [{k: v[i : i + size] for k, v in inputs.items()} for i in range(0, n, size)]
+
+
 class LMFastTrainer(Trainer):
+    # Micro-batches run as this many pieces after out-of-memory errors (1: not split).
+    oom_splits: int = 1
+    notice: Callable[[str], None] = staticmethod(lambda message: None)
+    _snapshot_params: list[Any] | None = None
+
+    def training_step(
+        self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> Any:
+        """One micro-batch; on out-of-memory, the rest of it again in halves (and every later
+        micro-batch too), with the loss normalised over the whole micro-batch so the update
+        is the one the recipe asked for."""
+        pending = _split(inputs, self.oom_splits) if self.oom_splits > 1 else [inputs]
+        total = None
+        while pending:
+            piece = pending[0]
+            saved = self._grad_snapshot(model)
+            try:
+                loss = super().training_step(model, piece, num_items_in_batch)
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not _out_of_memory(e):
+                    raise
+                rows = piece["input_ids"].shape[0]
+                if rows == 1:
+                    raise
+                self._restore_grads(model, saved)
+                del e
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.oom_splits *= 2
+                pending[:1] = _split(piece, 2)
+                if num_items_in_batch is None:  # pieces normalise by the whole micro-batch
+                    labels = inputs["labels"][:, 1:]
+                    ga = self.current_gradient_accumulation_steps
+                    num_items_in_batch = int((labels != -100).sum()) * ga
+                self.notice(
+                    f"out of memory at step {self.state.global_step + 1}: micro-batch "
+                    f"{rows} -> {-(-rows // 2)} rows, {self.oom_splits}x accumulation per "
+                    "micro-batch; continuing from the same step"
+                )
+                continue
+            pending.pop(0)
+            total = loss if total is None else total + loss
+        return total
+
+    def _grad_snapshot(self, model: Any) -> list[tuple[Any, Any]] | None:
+        """Gradients before a piece runs, so a piece that fails half-way through backward
+        adds nothing. Kept only for adapters (a few MB); full fine-tuning would double the
+        gradient memory, so there a failed backward's partial gradient stays in the step."""
+        if self._snapshot_params is None:
+            params = [p for p in model.parameters() if p.requires_grad]
+            small = sum(p.numel() for p in params) <= 0.1 * model.num_parameters()
+            self._snapshot_params = params if small else []
+        params = self._snapshot_params
+        if not params:
+            return None
+        return [(p, None if p.grad is None else p.grad.clone()) for p in params]
+
+    @staticmethod
+    def _restore_grads(model: Any, saved: list[tuple[Any, Any]] | None) -> None:
+        if saved is not None:
+            for p, g in saved:
+                p.grad = g
+
     def compute_loss(
         self,
         model: Any,
