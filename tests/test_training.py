@@ -208,9 +208,7 @@ def test_out_of_memory_halves_the_micro_batch_and_trains_the_same_run(
     assert result.metrics["oom_splits"] == 2 and result.metrics["steps"] == 4
     assert 2 in calls and max(calls) == 4
     assert any("out of memory at step 3: micro-batch 4 -> 2 rows" in m for m in messages)
-    assert result.metrics["train_loss"] == pytest.approx(
-        reference.metrics["train_loss"], rel=1e-4
-    )
+    assert result.metrics["train_loss"] == pytest.approx(reference.metrics["train_loss"], rel=1e-4)
 
 
 def test_merged_model_equals_base_plus_adapter(tiny: Path, chats: Path) -> None:
