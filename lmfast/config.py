@@ -191,6 +191,13 @@ class TrainingConfig(_Section):
         return 16
 
 
+class DataSource(_Section):
+    """One streamed source and its share of the mix."""
+
+    path: str = Field(min_length=1, description="A file, folder or glob (prep's readers).")
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight.")
+
+
 class DataConfig(_Section):
     """Where training data comes from and how to read it."""
 
@@ -207,6 +214,18 @@ class DataConfig(_Section):
         0.0, ge=0.0, le=0.5, description="Fraction held out for evaluation during training."
     )
     max_samples: int | None = Field(None, ge=1, description="Use at most this many records.")
+    streaming: bool = Field(
+        False,
+        description="Tokenize and pack while training reads (datasets larger than memory; "
+        "needs training.max_steps) instead of preparing the dataset first.",
+    )
+    sources: list[DataSource] = Field(
+        default_factory=list,
+        description="Streaming: several sources interleaved by weight (instead of data.path).",
+    )
+    shuffle_buffer: int = Field(
+        10_000, ge=1, description="Streaming: records held for shuffling (memory vs. mixing)."
+    )
 
 
 class EvalConfig(_Section):

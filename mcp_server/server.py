@@ -59,7 +59,7 @@ def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 
 
 # Recipe settings that name files: set only through confined tool arguments.
-_PATH_SETTINGS = ("data.path", "model.reference")
+_PATH_SETTINGS = ("data.path", "data.sources", "model.reference")
 
 
 class JobOutcome(BaseModel):
@@ -346,7 +346,9 @@ def build_server() -> MCPServer:
             data = confine_input(data, "data", roots)
         for key in overrides or {}:
             # Paths come only through `data` and `model`, which are confined above.
-            if key in _PATH_SETTINGS or not key.startswith(("training.", "data.", "model.")):
+            if key.split("[")[0] in _PATH_SETTINGS or not key.startswith(
+                ("training.", "data.", "model.")
+            ):
                 raise ToolError(
                     f"overrides: {key!r} cannot be overridden here; give paths as `data` / "
                     "`model`, and other settings as training.*, data.* or model.* fields"

@@ -27,6 +27,12 @@ def train_command(
         str | None, typer.Option("--data", "-d", help="Dataset artifact id, file, folder, glob.")
     ] = None,
     method: Annotated[str | None, typer.Option(help="sft or cpt.")] = None,
+    streaming: Annotated[
+        bool,
+        typer.Option(
+            "--streaming", help="Tokenize while training reads (large data; needs --max-steps)."
+        ),
+    ] = False,
     full: Annotated[
         bool, typer.Option("--full", help="Train all weights instead of LoRA adapters.")
     ] = False,
@@ -60,6 +66,7 @@ def train_command(
             "model.reference": model,
             "data.path": data,
             "training.method": method,
+            "data.streaming": True if streaming else None,
             "training.lora.enabled": False if full else None,
             "training.epochs": epochs,
             "training.max_steps": max_steps,

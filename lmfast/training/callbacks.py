@@ -4,6 +4,7 @@ completion markers that make checkpoints safe to resume from."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,29 @@ class ProgressReport(TrainerCallback):
     """Relays step, total, loss, learning rate, throughput and ETA to the progress function
     (job store, CLI bar, MCP notifications) and keeps the log for the loss curve."""
 
-    def __init__(self, progress: ProgressFn, tokens_per_step: float) -> None:
+    def __init__(
+        self,
+        progress: ProgressFn,
+        tokens_per_step: float,
+        tokens_seen: Callable[[], int] | None = None,
+    ) -> None:
+        """`tokens_per_step` is the prepared data's mean; `tokens_seen`, when given, counts
+        real tokens exactly (streamed rows have no precomputed lengths)."""
         self.progress, self.tokens_per_step = progress, tokens_per_step
+        self.tokens_seen = tokens_seen
         self.history: list[dict[str, float]] = []
         self.start = time.perf_counter()
-        self.first_step = 0
+        self.first_step = self.first_tokens = 0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self.start, self.first_step = time.perf_counter(), state.global_step
+        self.first_tokens = self.tokens_seen() if self.tokens_seen else 0
 
     def tokens_per_second(self, step: int) -> float:
-        elapsed = time.perf_counter() - self.start
-        return (step - self.first_step) * self.tokens_per_step / max(elapsed, 1e-9)
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        if self.tokens_seen:
+            return (self.tokens_seen() - self.first_tokens) / elapsed
+        return (step - self.first_step) * self.tokens_per_step / elapsed
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
         logs = dict(logs or {})

@@ -173,3 +173,79 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         key: torch.from_numpy(np.stack([it[key][:width] for it in items]))
         for key in ("input_ids", "labels", "position_ids")
     }
+
+
+class CountingCollator:
+    """`collate` that also counts the real (non-padding) tokens it has batched."""
+
+    def __init__(self) -> None:
+        self.real_tokens = 0
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        self.real_tokens += sum(int(it["length"]) for it in items)
+        return collate(items)
+
+
+@dataclass
+class Feed:
+    """What the trainer reads, whichever way the data came: prepared or streamed."""
+
+    train: Any
+    eval: Any
+    collator: Any
+    dataset_artifact: str
+    dataset_version: str | None
+    seq_len: int
+    tokens_per_epoch: int | None  # unknown for a stream
+    tokens_per_row: float  # mean real tokens per row (prepared data)
+    tokens_seen: Any = None  # exact real-token count (streamed data)
+
+
+def prepared_feed(
+    config: LMFastConfig,
+    tokenizer: Any,
+    context_length: int,
+    progress: ProgressFn = no_progress,
+    dataset: Any = None,
+    store: ArtifactStore | None = None,
+) -> Feed:
+    data = prepare(config, tokenizer, context_length, progress, dataset=dataset, store=store)
+    tokens = data.real_tokens(data.train_rows)
+    return Feed(
+        train=RowDataset(data, data.train_rows),
+        eval=RowDataset(data, data.eval_rows) if len(data.eval_rows) else None,
+        collator=collate,
+        dataset_artifact=data.dataset_artifact,
+        dataset_version=data.dataset_version,
+        seq_len=data.seq_len,
+        tokens_per_epoch=tokens,
+        tokens_per_row=tokens / max(1, len(data.train_rows)),
+    )
+
+
+def streaming_feed(config: LMFastConfig, tokenizer: Any, store: ArtifactStore) -> Feed:
+    from lmfast.training.streaming import StreamingRows, stream_dataset_artifact
+
+    if not config.training.max_steps:
+        raise DataError(
+            "training.max_steps: a streamed dataset has no known length; set the number of "
+            "optimizer steps (data.streaming=true)"
+        )
+    if config.data.validation_split:
+        raise DataError(
+            f"data.validation_split={config.data.validation_split}: a held-out split needs a "
+            "prepared dataset; with data.streaming=true leave it at 0"
+        )
+    rows = StreamingRows(config, tokenizer, config.training.max_seq_length)
+    collator = CountingCollator()
+    return Feed(
+        train=rows,
+        eval=None,
+        collator=collator,
+        dataset_artifact=stream_dataset_artifact(rows, tokenizer, store, config.model.reference),
+        dataset_version=rows.version,
+        seq_len=config.training.max_seq_length,
+        tokens_per_epoch=None,
+        tokens_per_row=float(config.training.max_seq_length),
+        tokens_seen=lambda: collator.real_tokens,
+    )

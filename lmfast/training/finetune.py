@@ -53,7 +53,11 @@ class FineTuneRequest(BaseModel):
         """Local paths become absolute, so a run resumes from any folder (and the detached
         job worker reads the same files)."""
         data, model = self.config.data, self.config.model
-        for section, key in ((data, "path"), (model, "reference")):
+        for section, key in (
+            (data, "path"),
+            (model, "reference"),
+            *((s, "path") for s in data.sources),
+        ):
             value = getattr(section, key)
             if value and not Path(value).is_absolute() and Path(value).expanduser().exists():
                 setattr(section, key, str(Path(value).expanduser().resolve()))
@@ -206,15 +210,17 @@ def fine_tune(
 
     progress(0, None, f"tokenizer of {resolved.name}")
     tokenizer = load_tokenizer(config.model.reference)
-    data = training_data.prepare(
-        config, tokenizer, spec.context_length, progress, dataset=dataset, store=store
-    )
-    tokens_per_epoch = data.real_tokens(data.train_rows)
-    plan = plan_training(config, hardware, spec, dataset_tokens=tokens_per_epoch)
-    if plan.max_seq_length != data.seq_len:
-        plan = plan.model_copy(update={"max_seq_length": data.seq_len})
+    if config.data.streaming:
+        feed = training_data.streaming_feed(config, tokenizer, store)
+    else:
+        feed = training_data.prepared_feed(
+            config, tokenizer, spec.context_length, progress, dataset=dataset, store=store
+        )
+    plan = plan_training(config, hardware, spec, dataset_tokens=feed.tokens_per_epoch)
+    if plan.max_seq_length != feed.seq_len:
+        plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
 
-    run_dir = run_folder(request, data.dataset_version)
+    run_dir = run_folder(request, feed.dataset_version)
     checkpoints = run_dir / "checkpoints"
     if request.fresh and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -237,8 +243,7 @@ def fine_tune(
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "lmfast")
     args = _training_args(config, plan, checkpoints, tracker)
     rows_per_step = plan.micro_batch_size * plan.gradient_accumulation_steps
-    per_row = tokens_per_epoch / max(1, len(data.train_rows))
-    report = ProgressReport(progress, per_row * rows_per_step)
+    report = ProgressReport(progress, feed.tokens_per_row * rows_per_step, feed.tokens_seen)
     samples = SampleAnswers(trainable.tokenizer, config.training.sample_prompts, progress)
     callbacks: list[Any] = [report, samples, MarkComplete()]
     if config.training.early_stopping_patience:
@@ -246,11 +251,9 @@ def fine_tune(
     trainer = LMFastTrainer(
         model=trainable.model,
         args=args,
-        train_dataset=training_data.RowDataset(data, data.train_rows),
-        eval_dataset=(
-            training_data.RowDataset(data, data.eval_rows) if len(data.eval_rows) else None
-        ),
-        data_collator=training_data.collate,
+        train_dataset=feed.train,
+        eval_dataset=feed.eval,
+        data_collator=feed.collator,
         callbacks=callbacks,
     )
     from transformers.trainer_callback import PrinterCallback
@@ -286,13 +289,13 @@ def fine_tune(
         "seconds": round(time.perf_counter() - started, 1),
         "oom_splits": float(trainer.oom_splits),
     }
-    if len(data.eval_rows):
+    if feed.eval is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
     final_losses = [h["loss"] for h in report.history if "loss" in h]
     if final_losses:
         metrics["last_logged_loss"] = final_losses[-1]
     return _save_result(
-        request, trainer, trainable, data, plan, report, samples, metrics, run_dir, resume, store
+        request, trainer, trainable, feed, plan, report, samples, metrics, run_dir, resume, store
     )
 
 
@@ -300,7 +303,7 @@ def _save_result(
     request: FineTuneRequest,
     trainer: Any,
     trainable: Any,
-    data: Any,
+    feed: Any,
     plan: TrainingPlan,
     report: Any,
     samples: Any,
@@ -320,9 +323,9 @@ def _save_result(
     with store.create(
         kind,  # type: ignore[arg-type]
         name=request.name,
-        parents=[base, data.dataset_artifact],
+        parents=[base, feed.dataset_artifact],
         config=config.model_dump(mode="json"),
-        dataset_version=data.dataset_version,
+        dataset_version=feed.dataset_version,
     ) as draft:
         model = trainer.model
         model.save_pretrained(str(draft.path))
@@ -353,7 +356,7 @@ def _save_result(
         path=str(art.path),
         run_id=run_dir.name,
         run_dir=str(run_dir),
-        dataset_artifact=data.dataset_artifact,
+        dataset_artifact=feed.dataset_artifact,
         backend=trainable.backend,
         backend_reason=trainable.backend_reason,
         resumed_from_step=int(resume.name.split("-")[1]) if resume else None,
