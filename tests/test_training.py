@@ -83,6 +83,7 @@ def _request(model: Path, data: Path | str, *extra: str, **kw: Any) -> Any:
             "training.micro_batch_size=4",
             "training.gradient_accumulation_steps=1",
             "training.warmup_ratio=0",
+            "training.tracker=none",  # the MLflow test below turns it on
             *extra,
         ],
     )
@@ -509,3 +510,27 @@ def test_streaming_fine_tune_trains_and_records_its_sources(tiny: Path, chats: P
     assert dataset.manifest.config["streaming"] is True
     assert str(chats) in (dataset.path / "sources.txt").read_text()
     assert result.dataset_artifact in store.get(result.artifact_id).manifest.parents
+
+
+def test_mlflow_run_records_tags_metrics_and_the_loss_curve(tiny: Path, chats: Path) -> None:
+    """The default tracker: a local SQLite MLflow store under LMFAST_HOME, no server."""
+    from mlflow.tracking import MlflowClient
+
+    from lmfast.training import fine_tune
+
+    result = fine_tune(_request(tiny, chats, "training.max_steps=3", "training.tracker=auto"))
+    assert result.tracking["tracker"] == "mlflow"
+    assert result.tracking["uri"].startswith("sqlite:///") and "mlflow.db" in result.tracking["uri"]
+    client = MlflowClient(tracking_uri=result.tracking["uri"])
+    run = client.get_run(result.tracking["run_id"])
+    tags = run.data.tags
+    assert run.info.status == "FINISHED"
+    assert tags["lmfast.dataset_artifact"] == result.dataset_artifact
+    assert len(tags["lmfast.config_hash"]) >= 12 and tags["lmfast.code_version"]
+    assert tags["lmfast.backend"] == result.backend and tags["lmfast.hardware"]
+    assert tags["lmfast.dataset_version"]
+    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert len(losses) == 3  # logged every step by transformers' MLflow callback
+    assert run.data.metrics["final_train_loss"] == pytest.approx(result.metrics["train_loss"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"loss_curve.png", "request.json"} <= artifacts

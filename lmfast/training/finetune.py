@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -78,18 +77,9 @@ class FineTuneResult(BaseModel):
     plan: TrainingPlan
     samples: list[dict[str, Any]] = Field(default_factory=list)
     loss_curve: str | None = None
-
-
-def _tracker(choice: str) -> list[str]:
-    import importlib.util
-
-    if choice == "none":
-        return []
-    if choice != "auto":
-        return [choice]
-    if importlib.util.find_spec("mlflow") is not None:
-        return ["mlflow"]
-    return []
+    tracking: dict[str, str] = Field(
+        default_factory=dict, description="Tracker run (MLflow: run id and store URI)."
+    )
 
 
 def _reset_peak_memory(device: str) -> None:
@@ -179,21 +169,14 @@ def fine_tune(
     store: ArtifactStore | None = None,
 ) -> FineTuneResult:
     """Train; resumable; returns the adapter or model artifact."""
-    from transformers import EarlyStoppingCallback
-
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.hardware import PROFILES, detect_hardware
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
     from lmfast.training import data as training_data
-    from lmfast.training.callbacks import (
-        MarkComplete,
-        ProgressReport,
-        SampleAnswers,
-        last_complete_checkpoint,
-    )
+    from lmfast.training.callbacks import last_complete_checkpoint
     from lmfast.training.model import build
-    from lmfast.training.trainer import LMFastTrainer
+    from lmfast.training.tracking import run_tags, tracked_run
 
     store = store or ArtifactStore()
     config = request.config
@@ -237,11 +220,89 @@ def fine_tune(
 
     set_seed(config.training.seed)  # adapter initialisation is part of the recipe
     trainable = build(resolved, config, plan)
-    tracker = _tracker(config.training.tracker)
-    if "mlflow" in tracker:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", (lmfast_home() / "mlruns").as_uri())
-        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "lmfast")
-    args = _training_args(config, plan, checkpoints, tracker)
+    tags = run_tags(
+        config_hash=config_hash(config.model_dump(mode="json")),
+        dataset_artifact=feed.dataset_artifact,
+        dataset_version=feed.dataset_version,
+        hardware=plan.hardware,
+        backend=trainable.backend,
+        method=config.training.method,
+        base_model=config.model.reference,
+        run_id=run_dir.name,
+        plan=plan,
+    )
+    with tracked_run(config.training.tracker, run_dir, tags) as tracked:
+        trainer, report, samples = _make_trainer(
+            config, plan, trainable, feed, checkpoints, tracked.report_to, progress
+        )
+        est = plan.estimated_training_time_minutes
+        progress(
+            0,
+            None,
+            f"{trainable.backend} ({trainable.backend_reason}); trainable "
+            f"{trainable.trainable_parameters:,} of {trainable.total_parameters:,} parameters "
+            f"({trainable.trainable_ratio:.2%}); planned peak {plan.estimated_peak_memory_gb} "
+            f"GB; estimated {est if est is not None else '?'} min"
+            + (f"; resuming from {resume.name}" if resume else ""),
+        )
+        _reset_peak_memory(plan.device)
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        metrics: dict[str, float] = {
+            "train_loss": float(output.training_loss),
+            "steps": float(trainer.state.global_step),
+            "trainable_parameters": float(trainable.trainable_parameters),
+            "total_parameters": float(trainable.total_parameters),
+            "trainable_ratio": trainable.trainable_ratio,
+            "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
+            "peak_memory_gb": round(_peak_memory_gb(plan.device), 3),
+            "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
+            "seconds": round(time.perf_counter() - started, 1),
+            "oom_splits": float(trainer.oom_splits),
+        }
+        if feed.eval is not None:
+            metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+        final_losses = [h["loss"] for h in report.history if "loss" in h]
+        if final_losses:
+            metrics["last_logged_loss"] = final_losses[-1]
+        result = _save_result(
+            request,
+            trainer,
+            trainable,
+            feed,
+            plan,
+            report,
+            samples,
+            metrics,
+            run_dir,
+            resume,
+            store,
+        )
+        tracked.finish(metrics, [Path(result.path) / "loss_curve.png", run_dir / "request.json"])
+    if tracked.run_id:
+        result.tracking = {
+            "tracker": "mlflow",
+            "run_id": tracked.run_id,
+            "uri": tracked.tracking_uri or "",
+        }
+    return result
+
+
+def _make_trainer(
+    config: LMFastConfig,
+    plan: TrainingPlan,
+    trainable: Any,
+    feed: Any,
+    checkpoints: Path,
+    report_to: list[str],
+    progress: ProgressFn,
+) -> tuple[Any, Any, Any]:
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    from lmfast.training.callbacks import MarkComplete, ProgressReport, SampleAnswers
+    from lmfast.training.trainer import LMFastTrainer
+
+    args = _training_args(config, plan, checkpoints, report_to)
     rows_per_step = plan.micro_batch_size * plan.gradient_accumulation_steps
     report = ProgressReport(progress, feed.tokens_per_row * rows_per_step, feed.tokens_seen)
     samples = SampleAnswers(trainable.tokenizer, config.training.sample_prompts, progress)
@@ -256,8 +317,6 @@ def fine_tune(
         data_collator=feed.collator,
         callbacks=callbacks,
     )
-    from transformers.trainer_callback import PrinterCallback
-
     trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not print
 
     def notice(message: str) -> None:
@@ -265,38 +324,7 @@ def fine_tune(
         progress(trainer.state.global_step, trainer.state.max_steps or None, message)
 
     trainer.notice = notice  # type: ignore[method-assign]
-    est = plan.estimated_training_time_minutes
-    progress(
-        0,
-        None,
-        f"{trainable.backend} ({trainable.backend_reason}); trainable "
-        f"{trainable.trainable_parameters:,} of {trainable.total_parameters:,} parameters "
-        f"({trainable.trainable_ratio:.2%}); planned peak {plan.estimated_peak_memory_gb} GB; "
-        f"estimated {est if est is not None else '?'} min"
-        + (f"; resuming from {resume.name}" if resume else ""),
-    )
-    _reset_peak_memory(plan.device)
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    metrics: dict[str, float] = {
-        "train_loss": float(output.training_loss),
-        "steps": float(trainer.state.global_step),
-        "trainable_parameters": float(trainable.trainable_parameters),
-        "total_parameters": float(trainable.total_parameters),
-        "trainable_ratio": trainable.trainable_ratio,
-        "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
-        "peak_memory_gb": round(_peak_memory_gb(plan.device), 3),
-        "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
-        "seconds": round(time.perf_counter() - started, 1),
-        "oom_splits": float(trainer.oom_splits),
-    }
-    if feed.eval is not None:
-        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
-    final_losses = [h["loss"] for h in report.history if "loss" in h]
-    if final_losses:
-        metrics["last_logged_loss"] = final_losses[-1]
-    return _save_result(
-        request, trainer, trainable, feed, plan, report, samples, metrics, run_dir, resume, store
-    )
+    return trainer, report, samples
 
 
 def _save_result(
