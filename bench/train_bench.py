@@ -151,10 +151,11 @@ def memory(data: Path, home: Path, steps: int) -> None:
         "LoRA r=16, dropout 0 (default)": (),
         "LoRA r=16, dropout 0.05": ("training.lora.dropout=0.05",),
         "full fine-tuning": ("training.lora.enabled=false", "training.learning_rate=1e-5"),
-        "full fine-tuning, float32": (
-            "training.lora.enabled=false", "training.learning_rate=1e-5", "model.dtype=float32",
+        "LoRA r=16, gradient checkpointing": ("model.gradient_checkpointing=true",),
+        "full fine-tuning, gradient checkpointing": (
+            "training.lora.enabled=false", "training.learning_rate=1e-5",
+            "model.gradient_checkpointing=true",
         ),
-        "LoRA r=16, float32": ("model.dtype=float32",),
     }  # fmt: skip
     rows = {}
     for name, extra in runs.items():
@@ -168,12 +169,15 @@ def memory(data: Path, home: Path, steps: int) -> None:
         }
         print(name, rows[name], flush=True)
     full, lora = rows["full fine-tuning"]["peak_gb"], rows["LoRA r=16, dropout 0 (default)"]
+    ckpt = "gradient checkpointing"
+    full_ckpt = rows[f"full fine-tuning, {ckpt}"]["peak_gb"]
     report = {
         "date": str(date.today()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "steps": steps,
         "runs": rows,
         "lora_over_full": round(lora["peak_gb"] / full, 3),
+        "lora_over_full_checkpointing": round(rows[f"LoRA r=16, {ckpt}"]["peak_gb"] / full_ckpt, 3),
     }
     print(json.dumps(report, indent=2))
     out = Path(__file__).parent / "results" / "train_memory.json"

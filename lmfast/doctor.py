@@ -46,7 +46,11 @@ class DoctorReport(BaseModel):
     native_core: str | None = Field(description="Rust core version, None when not built.")
     hardware: HardwareProfile
     cuda_available: bool
-    bf16: bool = Field(description="bfloat16 training is supported (Ampere or newer GPU).")
+    bf16: bool = Field(
+        description="bfloat16 training is supported (Ampere or newer GPU, AVX512-BF16/AMX CPU)."
+    )
+    training_backend: str = Field(description="What `lmfast train` would train with here.")
+    training_backend_reason: str = Field(description="Why that backend.")
     packages: list[PackageStatus]
     accelerators: list[PackageStatus]
     lmfast_home: str
@@ -75,6 +79,9 @@ def doctor() -> DoctorReport:
     except ImportError:
         native = None
     hw = detect_hardware()
+    from lmfast.training.model import choose_backend
+
+    backend, reason = choose_backend("cuda:0" if hw.accelerator == "cuda" else hw.accelerator)
     return DoctorReport(
         lmfast_version=__version__,
         python=sys.version.split()[0],
@@ -83,6 +90,8 @@ def doctor() -> DoctorReport:
         hardware=hw,
         cuda_available=hw.accelerator == "cuda",
         bf16=hw.bf16,
+        training_backend=backend,
+        training_backend_reason=reason,
         packages=[_status(*p) for p in PACKAGES],
         accelerators=[_status(*p) for p in ACCELERATORS],
         lmfast_home=str(lmfast_home()),

@@ -39,6 +39,9 @@ def doctor_command(json_out: JsonOpt = False) -> None:
             if hw.bf16
             else f"no ({hw.accelerator}: training uses float32)",
         )
+    table.add_row(
+        "training backend", f"{report.training_backend} ({report.training_backend_reason})"
+    )
     table.add_row("environment", hw.environment)
     table.add_row("LMFAST_HOME", report.lmfast_home)
     hub = "offline (HF_HUB_OFFLINE)" if report.hub_offline else "online if reachable"

@@ -27,15 +27,15 @@ class TrainableModel:
         return self.trainable_parameters / max(1, self.total_parameters)
 
 
-def choose_backend(plan: TrainingPlan) -> tuple[str, str]:
-    """Unsloth when installed on CUDA; otherwise transformers + peft, saying why."""
-    on_cuda = plan.device.startswith("cuda")
+def choose_backend(device: str) -> tuple[str, str]:
+    """The training backend for a device, and why (the run's log and `lmfast doctor`)."""
+    on_cuda = device.startswith("cuda")
     has_unsloth = importlib.util.find_spec("unsloth") is not None
     if on_cuda and has_unsloth:
         # Unsloth's kernels are not wired in yet: say so rather than pretend.
         return "transformers+peft", "unsloth is installed but LMFast does not drive it yet"
     if not on_cuda:
-        return "transformers+peft", f"no CUDA GPU ({plan.device}): unsloth needs one"
+        return "transformers+peft", f"no CUDA GPU ({device}): unsloth needs one"
     return "transformers+peft", "unsloth is not installed"
 
 
@@ -96,7 +96,7 @@ def _load_base(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan
 
 def build(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan) -> TrainableModel:
     """Load the base model and make the right parameters trainable."""
-    backend, reason = choose_backend(plan)
+    backend, reason = choose_backend(plan.device)
     model, tokenizer = _load_base(resolved, config, plan)
     model.config.use_cache = False  # no KV cache while training
     total = sum(p.numel() for p in model.parameters())

@@ -112,7 +112,9 @@ class LMFastTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
-        with self._adapter_inputs_uncast(model):
+        # accelerate applies mixed precision by wrapping model.forward, which the masked loss
+        # bypasses (it calls the decoder and the head itself): enter autocast here.
+        with self.accelerator.autocast(), self._adapter_inputs_uncast(model):
             loss = masked_lm_loss(model, inputs, num_items_in_batch)
         if loss is None:  # an architecture the fast path does not cover
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -124,7 +126,7 @@ class LMFastTrainer(Trainer):
         dtype only makes copies (autocast runs the matmul in 16-bit anyway): about 0.6 GB of
         saved activations for SmolLM2-135M at 8 x 256 tokens. Outside autocast (sample
         generation) the cast is needed, so it is switched off only here."""
-        if not torch.is_autocast_enabled(model.device.type):
+        if not torch.is_autocast_enabled(model.device.type) or not hasattr(model, "peft_config"):
             yield
             return
         if self._tuner_layers is None:
