@@ -154,7 +154,7 @@ class TrainingConfig(_Section):
     tracker: Literal["auto", "mlflow", "tensorboard", "wandb", "none"] = Field(
         "auto",
         description="Experiment tracker; 'auto' uses MLflow with a local store under "
-        "LMFAST_HOME/mlruns when it is installed, else none.",
+        "LMFAST_HOME/mlflow.db (SQLite, no server); 'none' turns tracking off.",
     )
 
     @model_validator(mode="after")
