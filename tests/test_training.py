@@ -534,3 +534,20 @@ def test_mlflow_run_records_tags_metrics_and_the_loss_curve(tiny: Path, chats: P
     assert run.data.metrics["final_train_loss"] == pytest.approx(result.metrics["train_loss"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"loss_curve.png", "request.json"} <= artifacts
+
+
+def test_streaming_sources_keep_their_own_layouts(tiny: Path, chats: Path, tmp_path: Path) -> None:
+    """A chat source and a raw-text source mix in one continued-pretraining stream."""
+    from lmfast.data.tokenize import load_tokenizer
+    from lmfast.training.streaming import StreamingRows
+
+    text = _texts(tmp_path / "t.jsonl", "alpha", 50)
+    sources = f'[{{"path": "{chats}"}}, {{"path": "{text}"}}]'
+    cfg = load_config(
+        None,
+        ["training.method=cpt", "data.streaming=true", f"data.sources={sources}"],
+    )
+    tok = load_tokenizer(str(tiny))
+    rows = [r for _, r in zip(range(20), StreamingRows(cfg, tok, 128), strict=False)]
+    decoded = tok.decode([t for r in rows for t in r["input_ids"][: r["length"]]])
+    assert "<|im_start|>user\nAdd" in decoded and "alpha 1" in decoded

@@ -223,9 +223,8 @@ def prepared_feed(
     )
 
 
-def streaming_feed(config: LMFastConfig, tokenizer: Any, store: ArtifactStore) -> Feed:
-    from lmfast.training.streaming import StreamingRows, stream_dataset_artifact
-
+def check_streaming(config: LMFastConfig) -> None:
+    """What a stream cannot do, refused before the tokenizer or model loads."""
     if not config.training.max_steps:
         raise DataError(
             "training.max_steps: a streamed dataset has no known length; set the number of "
@@ -236,6 +235,12 @@ def streaming_feed(config: LMFastConfig, tokenizer: Any, store: ArtifactStore) -
             f"data.validation_split={config.data.validation_split}: a held-out split needs a "
             "prepared dataset; with data.streaming=true leave it at 0"
         )
+
+
+def streaming_feed(config: LMFastConfig, tokenizer: Any, store: ArtifactStore) -> Feed:
+    from lmfast.training.streaming import StreamingRows, stream_dataset_artifact
+
+    check_streaming(config)
     rows = StreamingRows(config, tokenizer, config.training.max_seq_length)
     collator = CountingCollator()
     return Feed(

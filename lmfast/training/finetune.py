@@ -191,6 +191,8 @@ def fine_tune(
             f"{resolved.name}'s context of {spec.context_length}; use at most that"
         )
 
+    if config.data.streaming:
+        training_data.check_streaming(config)
     progress(0, None, f"tokenizer of {resolved.name}")
     tokenizer = load_tokenizer(config.model.reference)
     if config.data.streaming:

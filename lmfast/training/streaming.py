@@ -24,7 +24,7 @@ import torch
 
 from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
-from lmfast.data.fields import detect_format, record_text, to_conversation
+from lmfast.data.fields import Format, detect_format, record_text, to_conversation
 from lmfast.data.readers import DataError, ReadIssues, expand_inputs, read_records
 from lmfast.data.tokenize import IGNORE, encode_chat, pad_id, tokenizer_fingerprint
 from lmfast.hashing import config_hash
@@ -59,13 +59,18 @@ class StreamingRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         self.pad, self.eos = pad_id(tokenizer), int(tokenizer.eos_token_id)
         self.epoch = 0
         sources = _sources(config)
-        self.files = [expand_inputs([path]) for path, _ in sources]
+        self.files = [_source_files(i, path) for i, (path, _) in enumerate(sources)]
         self.weights = [w / sum(w for _, w in sources) for _, w in sources]
+        # Each source keeps its own layout (a chat set mixed with raw text, say).
+        self.layouts = [
+            self._layout(i, path, fs)
+            for i, ((path, _), fs) in enumerate(zip(sources, self.files, strict=True))
+        ]
         streams = [
             datasets.IterableDataset.from_generator(
-                _records, gen_kwargs={"files": [str(f) for f in fs]}
+                _records, gen_kwargs={"files": [str(f) for f in fs], "source": [i] * len(fs)}
             ).shuffle(seed=config.training.seed, buffer_size=config.data.shuffle_buffer)
-            for fs in self.files
+            for i, fs in enumerate(self.files)
         ]
         self.stream = (
             streams[0]
@@ -77,20 +82,27 @@ class StreamingRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
                 stopping_strategy="all_exhausted",
             )
         )
-        first = next(read_records(self.files[0], ReadIssues()), None)
+        self.version = _version(self.files, self.weights, config)
+
+    def _layout(self, i: int, path: str, files: list[Path]) -> tuple[Format, str | None]:
+        first = next(read_records(files, ReadIssues()), None)
         if first is None:
-            raise DataError(f"data.sources: no records in {sources[0][0]}")
-        d = config.data
-        fmt, field = (
-            (d.format, d.text_field) if d.format != "auto" else detect_format(first, d.text_field)
-        )
-        self.format, self.field = fmt, field
+            raise DataError(f"data.sources[{i}]: no records in {path}")
+        d = self.config.data
+        try:
+            fmt, field = (
+                (d.format, d.text_field)
+                if d.format != "auto"
+                else detect_format(first, d.text_field)
+            )
+        except DataError as e:
+            raise DataError(f"data.sources[{i}] ({path}): {e}") from None
         if fmt == "text" and not self.all_tokens:
             raise DataError(
-                f"data.sources: {sources[0][0]} holds raw text, which has no answers to learn "
+                f"data.sources[{i}]: {path} holds raw text, which has no answers to learn "
                 "with method 'sft'; use training.method=cpt"
             )
-        self.version = _version(self.files, self.weights, config)
+        return fmt, field
 
     # torch's DataLoader needs only __iter__; accelerate calls set_epoch between epochs.
     def set_epoch(self, epoch: int) -> None:
@@ -100,7 +112,8 @@ class StreamingRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     def _documents(self) -> Iterator[tuple[list[int], list[int]]]:
         for item in self.stream:
             record = orjson.loads(item["json"])
-            conversation = to_conversation(record, self.format)
+            fmt, field = self.layouts[item["source"]]
+            conversation = to_conversation(record, fmt)
             if conversation is not None:
                 try:
                     ids, labels = encode_chat(self.tokenizer, conversation)
@@ -109,7 +122,7 @@ class StreamingRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
                 if self.all_tokens:
                     labels = list(ids)
             else:
-                text = record_text(record, self.format, self.field)
+                text = record_text(record, fmt, field)
                 if not text:
                     continue
                 ids = [*self.tokenizer(text, add_special_tokens=False)["input_ids"], self.eos]
@@ -148,10 +161,19 @@ class StreamingRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         }
 
 
-def _records(files: list[str]) -> Iterator[dict[str, str]]:
+def _source_files(i: int, path: str) -> list[Path]:
+    try:
+        return expand_inputs([path])
+    except DataError as e:  # prep's readers say `inputs:`; here it is a source
+        raise DataError(f"data.sources[{i}]: {e}".replace("inputs: ", "")) from None
+
+
+def _records(files: list[str], source: list[int]) -> Iterator[dict[str, Any]]:
     # One JSON column holding the whole record: sources with different fields interleave.
-    for record in read_records([Path(f) for f in files], ReadIssues()):
-        yield {"json": orjson.dumps(record).decode()}
+    # `source` is a list so `datasets` shards it with the files.
+    for path, i in zip(files, source, strict=True):
+        for record in read_records([Path(path)], ReadIssues()):
+            yield {"json": orjson.dumps(record).decode(), "source": i}
 
 
 def stream_dataset_artifact(

@@ -37,11 +37,13 @@ def code_version() -> str:
     """LMFast's version, plus the git commit when running from a checkout."""
     from lmfast import __version__
 
-    here = Path(__file__).resolve().parent
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / ".git").exists():  # installed: not some enclosing repository's commit
+        return __version__
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty"],
-            cwd=here,
+            cwd=checkout,
             capture_output=True,
             text=True,
             timeout=5,

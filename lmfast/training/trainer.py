@@ -60,7 +60,7 @@ class LMFastTrainer(Trainer):
             saved = self._grad_snapshot(model)
             try:
                 loss = super().training_step(model, piece, num_items_in_batch)
-            except (torch.OutOfMemoryError, RuntimeError) as e:
+            except RuntimeError as e:  # torch.OutOfMemoryError is one
                 if not _out_of_memory(e):
                     raise
                 rows = piece["input_ids"].shape[0]
