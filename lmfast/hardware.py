@@ -6,7 +6,9 @@ can be exercised with simulated T4, A100 or CPU profiles on any machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 import psutil
@@ -135,3 +137,32 @@ def _cpu_bf16(torch: Any) -> bool:
     them torch emulates bfloat16 and it is slower, so only these flags count."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, torch>=2.3
     return any(getattr(torch.cpu, c, lambda: False)() for c in checks)
+
+
+def reset_peak_memory(device: str) -> None:
+    """Start counting peak memory now (e.g. at training, not at model loading: GGUF
+    dequantization alone can peak above a training step)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        return
+    with contextlib.suppress(OSError):  # Linux: 5 resets the peak resident set (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_gb(device: str) -> float:
+    """Peak memory since the last `reset_peak_memory`: CUDA allocations or the resident set."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**30
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux

@@ -116,6 +116,13 @@ class EngineRequest:
     grammar: str | None = None  # GBNF the output must match
     grammar_trigger: str | None = None  # apply `grammar` only once this text appears
     prompt_logprobs: bool = False  # score the prompt's tokens too (completions echo)
+    # With prompt_logprobs: the first prompt position worth scoring. Earlier positions get
+    # None (evaluation scores only a continuation; its context needs no logits), and a
+    # cached prefix shorter than this is reused.
+    score_from: int = 1
+    # With params.logprobs: also report the end-of-generation token's logprob (OpenAI's and
+    # vLLM's completions do; lm-evaluation-harness counts on one token per max_tokens=1).
+    eos_logprob: bool = False
 
 
 @dataclass

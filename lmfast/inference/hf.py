@@ -204,6 +204,7 @@ class TransformersEngine:
         all_ids = torch.tensor([ids], device=device)
         prompt_lps: list[TokenLogprob | None] | None = None
         generated, reason = 0, "length"
+        eos_lp: TokenLogprob | None = None
         with torch.inference_mode():
             out = self.model(input_ids=all_ids, use_cache=True)
             if request.prompt_logprobs:
@@ -226,6 +227,10 @@ class TransformersEngine:
                     token = int(scores.argmax())
                 if token in self._eos:
                     reason = "stop"
+                    if params.logprobs and request.eos_logprob:
+                        eos_lp = token_logprob(
+                            raw.cpu().numpy(), token, params.top_logprobs, self.piece
+                        )
                     break
                 generated += 1
                 lp = (
@@ -248,6 +253,8 @@ class TransformersEngine:
             text, lps = assembler.flush()
             if text or lps:
                 stream.put(Delta(text, lps))
+        if eos_lp is not None:
+            stream.put(Delta("", [eos_lp]))
         stream.put(
             Finished(final, len(ids), generated, prompt_token_ids=ids, prompt_logprobs=prompt_lps)
         )

@@ -104,6 +104,7 @@ class LlamaCppEngine:
         self._pieces: dict[int, bytes] = {}
 
         template = meta.chat_template
+        self.chat_template = template
         self._native_tools = template_supports_tools(template)
         bos, eos = self._model.token_bos(), self._model.token_eos()
         self._bos_text = self._model.token_get_text(bos) if bos >= 0 else ""
@@ -143,11 +144,33 @@ class LlamaCppEngine:
         native = openai_tools(tools) if tools and self._native_tools else None
         return self._formatter(messages=msgs, tools=native).prompt
 
-    def tokenize(self, text: str) -> list[int]:
-        add_bos = self._model.add_bos_token() and not (
-            self._bos_text and text.startswith(self._bos_text)
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        """Token ids of `text` (special tokens in it parsed); with `add_special`, BOS is
+        prepended when the model expects one and the text does not start with it."""
+        add_bos = (
+            add_special
+            and self._model.add_bos_token()
+            and not (self._bos_text and text.startswith(self._bos_text))
         )
         return list(self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    @property
+    def bos_token(self) -> int | None:
+        """The BOS id when the model expects one at the start of a text, else None."""
+        bos = self._model.token_bos()
+        return bos if bos >= 0 and self._model.add_bos_token() else None
+
+    @property
+    def eos_token(self) -> int:
+        return self._model.token_eos()
+
+    def special_tokens(self) -> dict[str, str | None]:
+        """Text of the BOS / EOS tokens (None when the model has none)."""
+        bos, eos = self._model.token_bos(), self._model.token_eos()
+        return {
+            "bos_token": self._model.token_get_text(bos) if bos >= 0 else None,
+            "eos_token": self._model.token_get_text(eos) if eos >= 0 else None,
+        }
 
     def detokenize(self, tokens: list[int]) -> str:
         return self._model.detokenize(tokens).decode("utf-8", "replace")
@@ -174,6 +197,7 @@ class LlamaCppEngine:
             max_new=min(request.params.max_tokens, self.context_length - len(prompt)),
             stream=GenerationStream(),
             assembler=TextAssembler(list(request.params.stop)),
+            prompt_logprobs=[None] * (len(prompt) - 1) if request.prompt_logprobs else [],
         )
         with self._cv:
             if self._closed:
@@ -237,7 +261,9 @@ class LlamaCppEngine:
         self._free.remove(slot)
         # Keep at least one prompt token to decode (its logits start generation); scoring
         # requests need logits for every prompt position, so they start from scratch.
-        keep = 0 if seq.request.prompt_logprobs else min(shared(slot), len(seq.prompt) - 1)
+        keep = min(shared(slot), len(seq.prompt) - 1)
+        if seq.request.prompt_logprobs:
+            keep = min(keep, max(0, seq.request.score_from - 1))
         if not self._llama.llama_memory_seq_rm(self._ctx.memory, slot, keep, -1):
             self._llama.llama_memory_seq_rm(self._ctx.memory, slot, -1, -1)
             keep = 0
@@ -311,8 +337,9 @@ class LlamaCppEngine:
             for j, tok in enumerate(chunk):
                 pos = seq.fed + j
                 last = pos == len(seq.prompt) - 1
-                add(tok, pos, seq.seq_id, last or seq.request.prompt_logprobs)
-                if seq.request.prompt_logprobs and not last:
+                wanted = seq.request.prompt_logprobs and pos + 1 >= seq.request.score_from
+                add(tok, pos, seq.seq_id, last or wanted)
+                if wanted and not last:
                     scored.append((seq, n - 1, pos))
                 if last:
                     sample_at.append((seq, n - 1))
@@ -325,8 +352,8 @@ class LlamaCppEngine:
             raise RuntimeError(f"llama_decode returned {rc}")
 
         for seq, idx, pos in scored:
-            seq.prompt_logprobs.append(
-                self._logprob(idx, seq.prompt[pos + 1], seq.request.params.top_logprobs)
+            seq.prompt_logprobs[pos] = self._logprob(
+                idx, seq.prompt[pos + 1], seq.request.params.top_logprobs
             )
         for seq, idx in sample_at:
             self._sample(seq, idx)
@@ -357,7 +384,10 @@ class LlamaCppEngine:
             return
         token = self._llama.llama_sampler_sample(seq.sampler.sampler, self._ctx.ctx, idx)
         if self._llama.llama_vocab_is_eog(self._vocab, token):
-            self._finish(seq, "stop")
+            tail = None
+            if params.logprobs and seq.request.eos_logprob:
+                tail = self._logprob(idx, token, params.top_logprobs)
+            self._finish(seq, "stop", tail=tail)
             return
         lp = self._logprob(idx, token, params.top_logprobs) if params.logprobs else None
         seq.generated += 1
@@ -370,11 +400,19 @@ class LlamaCppEngine:
         elif seq.generated >= seq.max_new:
             self._finish(seq, "length")
 
-    def _finish(self, seq: _Seq, reason: FinishReason, error: str | None = None) -> None:
+    def _finish(
+        self,
+        seq: _Seq,
+        reason: FinishReason,
+        error: str | None = None,
+        tail: TokenLogprob | None = None,
+    ) -> None:
         if reason in ("stop", "length"):
             text, lps = seq.assembler.flush()
             if text or lps:
                 seq.stream.put(Delta(text, lps))
+        if tail is not None:
+            seq.stream.put(Delta("", [tail]))
         seq.stream.put(
             Finished(
                 reason,

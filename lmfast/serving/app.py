@@ -130,6 +130,11 @@ class ServerState:
         return self.pipeline
 
 
+# Routes that need the API key when one is set (the tokenizer routes sit at the root, where
+# vLLM and lm-evaluation-harness's remote tokenizer expect them).
+PROTECTED = ("/v1/", "/tokenize", "/detokenize", "/tokenizer_info")
+
+
 class _AuthAndMetrics:
     """Pure ASGI middleware (BaseHTTPMiddleware would hide client disconnects): checks the
     bearer token on /v1/ routes and records request counts and latency."""
@@ -143,7 +148,7 @@ class _AuthAndMetrics:
             return
         metrics = self.state.metrics
         path, start = scope["path"], time.perf_counter()
-        if self.api_key and path.startswith("/v1/") and scope["method"] != "OPTIONS":
+        if self.api_key and path.startswith(PROTECTED) and scope["method"] != "OPTIONS":
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             token = header[7:] if header.lower().startswith("bearer ") else ""
             if not secrets.compare_digest(token.encode(), self.api_key.encode()):
@@ -285,6 +290,8 @@ def create_app(
         }
 
     from lmfast.serving.routes import register_routes
+    from lmfast.serving.tokenizer_routes import register_tokenizer_routes
 
     register_routes(app, state)
+    register_tokenizer_routes(app, state)
     return app

@@ -225,7 +225,12 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
         streams: list[GenerationStream] = []
         try:
             for p in prompts:
-                req = EngineRequest(prompt=p, params=body.params(), prompt_logprobs=scoring)
+                req = EngineRequest(
+                    prompt=p,
+                    params=body.params(),
+                    prompt_logprobs=scoring,
+                    eos_logprob=body.logprobs is not None,
+                )
                 streams.append(pipeline.submit_text(req)[1])
         except (EngineBusyError, PromptTooLongError, UnsupportedFeatureError, ValueError) as e:
             for s in streams:

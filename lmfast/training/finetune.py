@@ -8,7 +8,6 @@ the dataset. Distillation and ORPO reuse `prepare`, `build` and the run folder l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 from lmfast.artifacts import ArtifactStore, write_atomic
 from lmfast.config import LMFastConfig
 from lmfast.errors import LMFastError
+from lmfast.hardware import peak_memory_gb, reset_peak_memory
 from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 from lmfast.plan import TrainingPlan
@@ -80,34 +80,6 @@ class FineTuneResult(BaseModel):
     tracking: dict[str, str] = Field(
         default_factory=dict, description="Tracker run (MLflow: run id and store URI)."
     )
-
-
-def _reset_peak_memory(device: str) -> None:
-    """Start the peak-memory count at training, not at model loading (GGUF dequantization
-    alone can peak above the training step)."""
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-        return
-    with contextlib.suppress(OSError):  # Linux: 5 resets the peak resident set (VmHWM)
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def _peak_memory_gb(device: str) -> float:
-    if device.startswith("cuda"):
-        import torch
-
-        return torch.cuda.max_memory_allocated() / 2**30
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20  # kB
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker: list[str]) -> Any:
@@ -247,7 +219,7 @@ def fine_tune(
             f"GB; estimated {est if est is not None else '?'} min"
             + (f"; resuming from {resume.name}" if resume else ""),
         )
-        _reset_peak_memory(plan.device)
+        reset_peak_memory(plan.device)
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         metrics: dict[str, float] = {
             "train_loss": float(output.training_loss),
@@ -256,7 +228,7 @@ def fine_tune(
             "total_parameters": float(trainable.total_parameters),
             "trainable_ratio": trainable.trainable_ratio,
             "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
-            "peak_memory_gb": round(_peak_memory_gb(plan.device), 3),
+            "peak_memory_gb": round(peak_memory_gb(plan.device), 3),
             "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
             "seconds": round(time.perf_counter() - started, 1),
             "oom_splits": float(trainer.oom_splits),
