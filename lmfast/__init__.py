@@ -35,6 +35,9 @@ _EXPORTS = {
     "FineTuneRequest": "lmfast.training",
     "SLMTrainer": "lmfast.training",
     "merge_adapter": "lmfast.training",
+    "evaluate": "lmfast.evaluation",
+    "EvaluateRequest": "lmfast.evaluation",
+    "EvaluateResult": "lmfast.evaluation",
 }
 
 __all__ = ["__version__", *_EXPORTS]

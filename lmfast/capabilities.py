@@ -12,6 +12,7 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
     "prep_dataset": ("prep", "prep_dataset"),
     "fine_tune": ("train", "fine_tune"),
     "merge_adapter": ("merge", "merge_adapter"),
+    "evaluate": ("eval", "evaluate"),
     "list_models": ("models list", "list_models"),
     "model_info": ("models info", "model_info"),
     "convert_model": ("models convert", "convert_model"),

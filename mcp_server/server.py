@@ -34,9 +34,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 INSTRUCTIONS = """LMFast runs small language models locally: generate text, list and inspect
-models, convert models, prepare datasets, fine-tune and merge adapters. Long work
-(convert_model, prep_dataset, fine_tune, merge_adapter) runs as a job: pass wait=true to
-follow it with progress, or poll job_status / job_result with the returned job_id."""
+models, convert models, prepare datasets, fine-tune, merge adapters and evaluate models. Long
+work (convert_model, prep_dataset, fine_tune, merge_adapter, evaluate) runs as a job: pass
+wait=true to follow it with progress, or poll job_status / job_result with the job_id."""
 
 
 def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -390,6 +390,75 @@ def build_server() -> MCPServer:
         reference = confine_model_reference(adapter, "adapter", roots)
         request = MergeRequest(adapter=reference, dtype=dtype, name=name)
         return await _start_job("merge_adapter", request, wait, ctx)
+
+    @mcp.tool(
+        description="Evaluate one or more models on tasks and write a report artifact "
+        "(Markdown, JSON, plots, per-example records; a comparison when several models are "
+        "given). Tasks: sample names (arithmetic, capitals, definitions, prose, reading) or "
+        "task files (.jsonl, .txt, .yaml: generation, multiple choice, perplexity), and "
+        "optionally lm-evaluation-harness tasks. A job with progress per task and example."
+    )
+    @_errors
+    async def evaluate(
+        ctx: Context,
+        models: Annotated[
+            list[str],
+            Field(min_length=1, max_length=8, description="Model references to evaluate."),
+        ],
+        tasks: Annotated[
+            list[str] | None, Field(max_length=32, description="Sample task names or files.")
+        ] = None,
+        harness_tasks: Annotated[
+            list[str] | None, Field(max_length=32, description="lm-evaluation-harness tasks.")
+        ] = None,
+        harness_include: Annotated[
+            str | None, Field(description="Folder of extra harness YAML tasks.")
+        ] = None,
+        limit: Annotated[
+            int | None, Field(ge=1, le=100_000, description="At most N examples per task.")
+        ] = None,
+        backend: Annotated[
+            Literal["auto", "llamacpp", "transformers"], Field(description="Scorer backend.")
+        ] = "auto",
+        batch_size: Annotated[int, Field(ge=1, le=64, description="Requests together.")] = 8,
+        efficiency: Annotated[
+            bool, Field(description="Measure latency, tokens/s and peak memory.")
+        ] = True,
+        name: Annotated[str | None, Field(max_length=200, description="Report name.")] = None,
+        wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
+    ) -> JobOutcome:
+        from lmfast.mcp_server.paths import confine, confine_input
+
+        from lmfast.evaluation.evaluate import EvaluateRequest
+        from lmfast.evaluation.tasks import load_task, sample_tasks
+
+        roots = await _client_roots(ctx)
+        confined_tasks = []
+        for i, task in enumerate(tasks or []):
+            if task in sample_tasks():
+                confined_tasks.append(task)
+                continue
+            path = confine_input(task, f"tasks[{i}]", roots)
+            loaded = await anyio.to_thread.run_sync(load_task, path)
+            confine(loaded.source, f"tasks[{i}] (its data file)", roots)  # a YAML's `path`
+            confined_tasks.append(str(path))
+        request = EvaluateRequest(
+            models=[
+                confine_model_reference(m, f"models[{i}]", roots) for i, m in enumerate(models)
+            ],
+            tasks=confined_tasks,
+            harness_tasks=harness_tasks or [],
+            harness_include=str(confine(harness_include, "harness_include", roots))
+            if harness_include
+            else None,
+            limit=limit,
+            backend=backend,
+            batch_size=batch_size,
+            efficiency=efficiency,
+            tracker="auto",
+            name=name,
+        )
+        return await _start_job("evaluate", request, wait, ctx)
 
     # -- jobs --------------------------------------------------------------------------
     @mcp.tool(description="A job's status and progress (step, total, message, metrics).")

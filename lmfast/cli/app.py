@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
-from lmfast.cli import chat, generate, jobs, mcp, models, prep, serve, system, train
+from lmfast.cli import chat, evaluate, generate, jobs, mcp, models, prep, serve, system, train
 from lmfast.errors import LMFastError
 
 # Every command `lmfast` registers; a test asserts the app matches this table exactly.
@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "prep": "clean, filter, deduplicate, tokenize and pack a dataset",
     "train": "fine-tune a model (LoRA, QLoRA, full; SFT or continued pretraining)",
     "merge": "fold a LoRA adapter into a full model artifact",
+    "eval": "evaluate models on tasks (perplexity, accuracy, generation, lm-eval) and compare",
     "chat": "chat with a model in the terminal (or through a pipe)",
     "serve": "serve a model over an OpenAI-compatible HTTP API",
     "mcp": "serve LMFast's tools over MCP (stdio or streamable HTTP)",
@@ -79,6 +80,7 @@ app.command("chat")(chat.chat_command)
 app.command("prep")(prep.prep_command)
 app.command("train")(train.train_command)
 app.command("merge")(train.merge_command)
+app.command("eval")(evaluate.eval_command)
 app.command("serve")(serve.serve_command)
 app.command("mcp")(mcp.mcp_command)
 app.add_typer(models.app, name="models")

@@ -21,7 +21,7 @@ def headline(metrics: dict[str, float]) -> tuple[str, float] | None:
     return None
 
 
-def _fmt(name: str, value: float) -> str:
+def fmt(name: str, value: float) -> str:
     if math.isnan(value):
         return "n/a"
     if name in ("accuracy", "accuracy_norm", "exact_match", "f1", "rouge1", "rouge2", "rougeL"):
@@ -52,9 +52,9 @@ def markdown(models: list[dict[str, Any]], disagreements: dict[str, int]) -> str
                 found = next((t for t in mr["tasks"] if t["task"] == task), None)
                 v = found["metrics"].get(key) if found else None
                 values.append(v)
-                cell = _fmt(key, v) if v is not None else "-"
+                cell = fmt(key, v) if v is not None else "-"
                 if found and key in found.get("stderr", {}):
-                    cell += f" ± {_fmt(key, found['stderr'][key])}"
+                    cell += f" ± {fmt(key, found['stderr'][key])}"
                 cells.append(cell)
             best = _best(key, values)
             if best is not None and len(models) > 1:
@@ -68,7 +68,7 @@ def markdown(models: list[dict[str, Any]], disagreements: dict[str, int]) -> str
         keys = sorted({(t, k) for mr in models for t, d in mr["harness"].items() for k in d})
         for task, key in keys:
             cells = [
-                _fmt(key, mr["harness"][task][key])
+                fmt(key, mr["harness"][task][key])
                 if key in mr.get("harness", {}).get(task, {})
                 else "-"
                 for mr in models
@@ -152,7 +152,7 @@ def plot_tasks(models: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_title(f"{task}\n{metric} ({arrow})", fontsize=9)
         for x, v in zip(xs, values, strict=True):
             if not math.isnan(v):
-                ax.annotate(_fmt(metric, v), (x, v), ha="center", va="bottom", fontsize=8)
+                ax.annotate(fmt(metric, v), (x, v), ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

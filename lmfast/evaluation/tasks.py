@@ -369,6 +369,8 @@ def _parse(record: dict[str, Any], kind: TaskKind, index: int, line: int, where:
     if isinstance(answer, (int, float)) and not isinstance(answer, bool):
         answer = str(answer)  # GSM8K-style numeric answers
     return Example(
-        index, line, prompt=_field(record, "prompt", where), answer=_field({"answer": answer},
-        "answer", where)
+        index,
+        line,
+        prompt=_field(record, "prompt", where),
+        answer=_field({"answer": answer}, "answer", where),
     )

@@ -47,6 +47,12 @@ KINDS: dict[str, JobKind] = {
             function="lmfast.training.merge:merge_adapter",
             description="Fold a LoRA adapter into a full model artifact",
         ),
+        JobKind(
+            name="evaluate",
+            request="lmfast.evaluation.evaluate:EvaluateRequest",
+            function="lmfast.evaluation.evaluate:evaluate",
+            description="Score models on tasks and write a comparison report",
+        ),
     ]
 }
 
