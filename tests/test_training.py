@@ -20,6 +20,7 @@ import pytest
 from lmfast.config import load_config
 from lmfast.data.readers import DataError
 from lmfast.errors import ConfigError, LMFastError, PlanError
+from tests.tiny_models import make_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,31 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer Llama (hidden 32) with the embedded model's tokenizer and chat template."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from lmfast.data.tokenize import load_tokenizer
-
-    out = tmp_path_factory.mktemp("tiny")
-    tok = load_tokenizer("smollm2-135m-instruct")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        # Wide enough initial embeddings that frozen-base LoRA can move the logits.
-        initializer_range=0.5,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

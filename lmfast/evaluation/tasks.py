@@ -77,7 +77,7 @@ class TaskSpec(BaseModel):
     def _check(self) -> TaskSpec:
         if self.extraction == "regex":
             if not self.pattern:
-                raise ValueError("extraction=regex needs `pattern`")
+                raise ValueError("pattern: extraction=regex needs `pattern`")
             import re
 
             try:
@@ -85,7 +85,10 @@ class TaskSpec(BaseModel):
             except re.error as e:
                 raise ValueError(f"pattern {self.pattern!r} is not a valid regex: {e}") from None
         if self.kind is not None and self.metrics is not None:
-            check_metrics(self.kind, self.metrics)
+            try:
+                check_metrics(self.kind, self.metrics)
+            except ValueError as e:
+                raise ValueError(f"metrics: {e}") from None
         if self.window and self.stride and self.stride > self.window:
             raise ValueError(f"stride={self.stride} is larger than window={self.window}")
         return self
@@ -225,8 +228,7 @@ def _from_yaml(path: Path) -> Task:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'task'}: "
-            f"{err['msg'].removeprefix('Value error, ')}"
+            ("".join(f"{p}: " for p in err["loc"][:1])) + err["msg"].removeprefix("Value error, ")
             for err in e.errors()
         )
         raise TaskError(f"{path}: {problems}") from None
