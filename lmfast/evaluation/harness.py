@@ -12,6 +12,7 @@ offline), which is how the routes are compared.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -102,38 +103,82 @@ class LMFastLM(LM):
 
 
 def local_task_yaml(task: Task, folder: Path) -> str:
-    """Write `task` (multiple choice) as a harness task in `folder`; return its name.
+    """Write `task` as a harness task (YAML + its JSONL, offline) in `folder`; return its name.
 
-    The harness prompt is LMFast's (template, " " before each choice), so scores match."""
-    if task.kind != "multiple_choice":
-        raise LMFastError(
-            f"task {task.name!r} is {task.kind}; only multiple-choice tasks are written as "
-            "harness tasks (run generation and perplexity tasks with LMFast directly)"
-        )
+    Multiple choice keeps LMFast's prompt (template, " " before each choice), so scores match.
+    Generation tasks in the prompt / answer shape become `generate_until` tasks with the same
+    stop strings and token limit; `last_number` and `regex` extraction become harness filters.
+    Run them with the harness's `apply_chat_template` to match LMFast's chat rendering."""
     if task.spec.few_shot:
         raise LMFastError("harness export of few-shot LMFast tasks is not supported")
     name = f"lmfast_{task.name}".replace("-", "_")
-    has_context = any(e.context for e in task.examples)
-    template = task.spec.prompt or (MC_CONTEXT_TEMPLATE if has_context else MC_TEMPLATE)
-    jinja = template.replace("{question}", "{{question}}").replace("{context}", "{{context}}")
-    config = {
+    config: dict[str, Any] = {
         "task": name,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(task.source)}},
         "test_split": "test",
-        "output_type": "multiple_choice",
-        "doc_to_text": jinja,
-        "doc_to_choice": "{{choices}}",
-        "doc_to_target": "{{answer}}",
-        "target_delimiter": " ",
-        "metric_list": [
-            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
-        ],
     }
+    if task.kind == "multiple_choice":
+        has_context = any(e.context for e in task.examples)
+        template = task.spec.prompt or (MC_CONTEXT_TEMPLATE if has_context else MC_TEMPLATE)
+        config |= {
+            "output_type": "multiple_choice",
+            "doc_to_text": _jinja(template),
+            "doc_to_choice": "{{choices}}",
+            "doc_to_target": "{{answer}}",
+            "target_delimiter": " ",
+            "metric_list": [
+                {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+            ],
+        }
+    elif task.kind == "generation" and all(e.messages is None for e in task.examples):
+        config |= {
+            "output_type": "generate_until",
+            "doc_to_text": _jinja(task.spec.prompt or "{prompt}"),
+            "doc_to_target": "{{answer}}",
+            "generation_kwargs": {
+                "until": task.spec.stop or [],
+                "max_gen_toks": task.spec.max_tokens,
+                "do_sample": False,
+            },
+            "metric_list": [
+                {
+                    "metric": "exact_match",
+                    "aggregation": "mean",
+                    "higher_is_better": True,
+                    "ignore_case": True,
+                    "ignore_punctuation": True,
+                }
+            ],
+        }
+        pattern = {"last_number": r"(-?\d[\d,]*(?:\.\d+)?)", "regex": task.spec.pattern}
+        if task.spec.extraction in pattern:
+            config["filter_list"] = [
+                {
+                    "name": task.spec.extraction,
+                    "filter": [
+                        {
+                            "function": "regex",
+                            "regex_pattern": pattern[task.spec.extraction],
+                            "group_select": -1,
+                        },
+                        {"function": "take_first"},
+                    ],
+                }
+            ]
+    else:
+        raise LMFastError(
+            f"task {task.name!r} ({task.kind}) cannot be written as a harness task: only "
+            "multiple-choice and prompt / answer generation tasks can"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return name
+
+
+def _jinja(template: str) -> str:
+    return re.sub(r"\{(\w+)\}", r"{{\1}}", template)
 
 
 def run_harness(
@@ -144,6 +189,8 @@ def run_harness(
     limit: int | None = None,
     num_fewshot: int | None = None,
     seed: int = 1234,
+    apply_chat_template: bool = False,
+    system_instruction: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Run harness tasks (hub names when online; YAML tasks under `include_path` offline) and
     return task -> metric -> value."""
@@ -172,6 +219,8 @@ def run_harness(
         fewshot_random_seed=seed,
         log_samples=False,
         bootstrap_iters=0,
+        apply_chat_template=apply_chat_template,
+        system_instruction=system_instruction,
     )
     if results is None:
         return {}
