@@ -168,32 +168,51 @@ class LlamaCppScorer:
     def score(
         self, pairs: list[tuple[list[int], list[int]]], tick: Tick | None = None
     ) -> list[tuple[float, bool]]:
+        fitted = [fit_window(with_bos(c, self._bos), x, self.context_length) for c, x in pairs]
+        # Choices of one question share their context. Waves of `parallel` distinct contexts:
+        # first one pair per context (filling the slots' caches), then the rest, which find
+        # their context cached in a slot and decode only the continuation.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (ctx, _) in enumerate(fitted):
+            groups.setdefault(tuple(ctx), []).append(i)
+        members = list(groups.values())
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(fitted)
+        for w in range(0, len(members), self.engine.parallel):
+            wave = members[w : w + self.engine.parallel]
+            self._score_now([g[0] for g in wave], fitted, results, tick)
+            self._score_now([i for g in wave for i in g[1:]], fitted, results, tick)
+        return results
+
+    def _score_now(
+        self,
+        indices: list[int],
+        fitted: list[tuple[list[int], list[int]]],
+        results: list[tuple[float, bool]],
+        tick: Tick | None,
+    ) -> None:
         from lmfast.inference.base import EngineRequest, Finished, SamplingParams
 
         params = SamplingParams(max_tokens=0, temperature=0, top_logprobs=1)
-        streams, spans = [], []
-        for ctx, cont in pairs:
-            ctx, cont = fit_window(with_bos(ctx, self._bos), cont, self.context_length)
+        streams = []
+        for i in indices:
+            ctx, cont = fitted[i]
             request = EngineRequest(
                 prompt=ctx + cont, params=params, prompt_logprobs=True, score_from=len(ctx)
             )
             streams.append(self.engine.submit(request))
-            spans.append((len(ctx), len(cont)))
-        results = []
-        for stream, (n_ctx, n_cont) in zip(streams, spans, strict=True):
+        for i, stream in zip(indices, streams, strict=True):
+            n_ctx, n_cont = len(fitted[i][0]), len(fitted[i][1])
             finished = next(e for e in stream if isinstance(e, Finished))
             if finished.finish_reason == "error" or finished.prompt_logprobs is None:
                 raise LMFastError(f"llama.cpp could not score a request: {finished.error}")
-            entries = finished.prompt_logprobs[n_ctx : n_ctx + n_cont]
             total, greedy = 0.0, True
-            for lp in entries:
+            for lp in finished.prompt_logprobs[n_ctx : n_ctx + n_cont]:
                 assert lp is not None
                 total += lp.logprob
                 greedy = greedy and lp.logprob >= lp.top_logprobs[0].logprob - 1e-6
-            results.append((total, greedy))
+            results[i] = (total, greedy)
             if tick:
                 tick(1)
-        return results
 
     def generate(
         self, prompts: list[str], max_tokens: int, stop: list[str], tick: Tick | None = None
