@@ -229,14 +229,34 @@ class DataConfig(_Section):
 
 
 class EvalConfig(_Section):
-    """What to measure after training."""
+    """What to measure while and after training."""
 
     perplexity: bool = Field(True, description="Report perplexity on the held-out text.")
     tasks: list[str] = Field(
-        default_factory=list, description="lm-evaluation-harness task names to run."
+        default_factory=list,
+        description="LMFast tasks (sample names or task files) scored at every evaluation "
+        "during training (training.eval_steps) and at the end.",
+    )
+    metric: str | None = Field(
+        None,
+        pattern=r"^[^.]+\.[A-Za-z0-9_]+$",
+        description="TASK.METRIC that picks the best checkpoint and drives early stopping, "
+        "e.g. capitals.accuracy (default: the held-out loss).",
     )
     batch_size: int = Field(8, ge=1, le=1024, description="Evaluation batch size.")
     limit: int | None = Field(None, ge=1, description="At most this many examples per task.")
+
+    @model_validator(mode="after")
+    def _metric_names_a_task(self) -> EvalConfig:
+        if self.metric is not None:
+            task = self.metric.split(".")[0]
+            names = [Path(t).stem for t in self.tasks]
+            if task not in names:
+                raise ValueError(
+                    f"metric={self.metric!r} names task {task!r}, which is not in eval.tasks "
+                    f"({', '.join(names) or 'empty'})"
+                )
+        return self
 
 
 class ServeConfig(_Section):

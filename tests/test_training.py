@@ -528,3 +528,45 @@ def test_streaming_sources_keep_their_own_layouts(tiny: Path, chats: Path, tmp_p
     rows = [r for _, r in zip(range(20), StreamingRows(cfg, tok, 128), strict=False)]
     decoded = tok.decode([t for r in rows for t in r["input_ids"][: r["length"]]])
     assert "<|im_start|>user\nAdd" in decoded and "alpha 1" in decoded
+
+
+def test_eval_tasks_run_at_each_evaluation_and_pick_the_best_checkpoint(
+    tiny: Path, chats: Path, tmp_path: Path
+) -> None:
+    from lmfast.training import fine_tune
+
+    mc = tmp_path / "sums.jsonl"
+    mc.write_text(
+        "".join(
+            json.dumps(
+                {"question": f"Add {a} and {a}.", "choices": [str(2 * a), str(a)], "answer": 0}
+            )
+            + "\n"
+            for a in range(1, 7)
+        )
+    )
+    request = _request(
+        tiny, chats, "training.max_steps=6", "training.save_steps=3",
+        "data.validation_split=0.1", f"eval.tasks={json.dumps([str(mc)])}",
+        "eval.metric=sums.accuracy", "training.early_stopping_patience=5",
+    )  # fmt: skip
+    result = fine_tune(request)
+    assert 0.0 <= result.metrics["eval_sums_accuracy"] <= 1.0
+    assert "eval_sums_calibration_error" in result.metrics
+    history = json.loads((Path(result.path) / "log_history.json").read_text())
+    evals = [h for h in history if "eval_sums_accuracy" in h]
+    # steps 3 and 6, then the final evaluation of the best checkpoint
+    assert [h["step"] for h in evals][:2] == [3, 6]
+    from lmfast.home import lmfast_home
+
+    state_file = lmfast_home() / "runs" / result.run_id / "checkpoints/checkpoint-6"
+    state = json.loads((state_file / "trainer_state.json").read_text())
+    assert state["best_metric"] == max(h["eval_sums_accuracy"] for h in evals[:2])
+    with pytest.raises(ConfigError, match="names task 'other'"):
+        load_config(None, [f"eval.tasks={json.dumps([str(mc)])}", "eval.metric=other.accuracy"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "choices": ["a", "b"], "answer": 5}\n')
+    with pytest.raises(LMFastError, match=r"bad\.jsonl, line 1: field 'answer' is 5"):
+        fine_tune(
+            _request(tiny, chats, "training.max_steps=2", f"eval.tasks={json.dumps([str(bad)])}")
+        )

@@ -82,6 +82,16 @@ class FineTuneResult(BaseModel):
     )
 
 
+def _best_metric(config: LMFastConfig) -> tuple[str, bool]:
+    """(Trainer metric name, higher is better) choosing the best checkpoint."""
+    if config.eval.metric is None:
+        return "eval_loss", False
+    from lmfast.evaluation.report import LOWER_IS_BETTER
+
+    task, metric = config.eval.metric.split(".", 1)
+    return f"eval_{task}_{metric}", metric not in LOWER_IS_BETTER
+
+
 def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker: list[str]) -> Any:
     from transformers import TrainingArguments
 
@@ -109,8 +119,8 @@ def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker:
         eval_strategy="steps" if evaluate and eval_steps else "no",
         eval_steps=eval_steps,
         load_best_model_at_end=bool(evaluate and t.save_steps and t.early_stopping_patience),
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        metric_for_best_model=_best_metric(config)[0],
+        greater_is_better=_best_metric(config)[1],
         seed=t.seed,
         data_seed=t.seed,
         fp16=plan.dtype == "float16",  # mixed precision: autocast on CUDA and on CPUs alike
@@ -162,6 +172,11 @@ def fine_tune(
             f"training.max_seq_length={config.training.max_seq_length} exceeds "
             f"{resolved.name}'s context of {spec.context_length}; use at most that"
         )
+    if config.eval.tasks:  # bad task files fail now, not after the model has loaded
+        from lmfast.evaluation.tasks import load_task
+
+        for task in config.eval.tasks:
+            load_task(task)
 
     if config.data.streaming:
         training_data.check_streaming(config)
@@ -235,6 +250,9 @@ def fine_tune(
         }
         if feed.eval is not None:
             metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+            metrics.update(trainer.last_task_metrics)
+        elif trainer.eval_tasks:
+            metrics.update(trainer.score_tasks())
         final_losses = [h["loss"] for h in report.history if "loss" in h]
         if final_losses:
             metrics["last_logged_loss"] = final_losses[-1]
@@ -292,6 +310,13 @@ def _make_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not print
+    if config.eval.tasks:
+        from lmfast.evaluation.tasks import load_task
+
+        trainer.eval_tasks = [load_task(t) for t in config.eval.tasks]
+        trainer.eval_tokenizer = trainable.tokenizer
+        trainer.eval_batch_size = config.eval.batch_size
+        trainer.eval_limit = config.eval.limit
 
     def notice(message: str) -> None:
         logger.warning(message)

@@ -45,6 +45,12 @@ class LMFastTrainer(Trainer):
     oom_splits: int = 1
     notice: Callable[[str], None] = staticmethod(lambda message: None)
     _snapshot_params: list[Any] | None = None
+    # LMFast tasks scored at each evaluation (eval.tasks), with the tokenizer they need.
+    eval_tasks: list[Any] = []  # noqa: RUF012 (replaced per instance, never mutated)
+    eval_tokenizer: Any = None
+    eval_batch_size: int = 8
+    eval_limit: int | None = None
+    last_task_metrics: dict[str, float] = {}  # noqa: RUF012 (replaced, never mutated)
     _tuner_layers: list[Any] | None = None
 
     def training_step(
@@ -104,6 +110,32 @@ class LMFastTrainer(Trainer):
         if saved is not None:
             for p, g in saved:
                 p.grad = g
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        """The held-out loss, plus the recipe's eval tasks (eval.tasks) scored on the model
+        being trained, as `eval_<task>_<metric>`: logged, tracked, and usable for the best
+        checkpoint and early stopping."""
+        output = super().evaluation_loop(*args, **kwargs)
+        if self.eval_tasks:
+            prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+            output.metrics.update(self.score_tasks(prefix))
+        return output
+
+    def score_tasks(self, prefix: str = "eval") -> dict[str, float]:
+        from lmfast.evaluation.runner import run_task
+        from lmfast.evaluation.scorers import TransformersScorer
+
+        scorer = TransformersScorer(
+            self.model, self.eval_tokenizer, batch_size=self.eval_batch_size, owns_model=False
+        )
+        found: dict[str, float] = {}
+        with self.accelerator.autocast():
+            for task in self.eval_tasks:
+                score, _ = run_task(scorer, task, limit=self.eval_limit)
+                for name, value in score.metrics.items():
+                    found[f"{prefix}_{task.name}_{name}"] = value
+        self.last_task_metrics = found
+        return found
 
     def compute_loss(
         self,
