@@ -409,3 +409,29 @@ async def test_mcp_evaluate_runs_as_a_job(
     values = [v for v, _, _ in progress]
     assert values == sorted(values) and progress[-1][0] == progress[-1][1] == 8  # 6 + 1 + 1
     assert any(m == "loading a" for _, _, m in progress)
+
+
+def test_harness_tasks_through_evaluate_match_the_native_score(
+    tiny_pair: tuple[Path, Path], task_files: dict[str, Path], tmp_path: Path
+) -> None:
+    from lmfast.evaluation import evaluate
+    from lmfast.evaluation.harness import local_task_yaml
+
+    name = local_task_yaml(load_task(task_files["mc"]), tmp_path)
+    result = evaluate(
+        _request(
+            [str(tiny_pair[0])],
+            [str(task_files["mc"])],
+            harness_tasks=[name],
+            harness_include=str(tmp_path),
+            efficiency=False,
+        )
+    )
+    model = result.models[0]
+    assert model.harness[name]["acc"] == pytest.approx(model.tasks[0].metrics["accuracy"])
+    assert model.harness[name]["acc_norm"] == pytest.approx(model.tasks[0].metrics["accuracy_norm"])
+    assert "## lm-evaluation-harness" in result.report
+    from lmfast.errors import LMFastError
+
+    with pytest.raises(LMFastError, match="unknown lm-evaluation-harness task"):  # before loading
+        evaluate(_request(["no-such-model-anywhere"], [], harness_tasks=["no_such_task_here"]))

@@ -114,6 +114,11 @@ def evaluate(request: EvaluateRequest, progress: ProgressFn = no_progress) -> Ev
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise LMFastError(f"tasks: two tasks share a name ({names}); rename one in its YAML")
+    if request.harness_tasks:
+        from lmfast.evaluation.harness import harness_task_manager
+
+        progress(0, None, "indexing lm-evaluation-harness tasks")
+        harness_task_manager(request.harness_tasks, request.harness_include)
     resolved = [resolve_model(m) for m in request.models]
     work = len(request.models) * (sum(len(t.limited(request.limit)) for t in tasks) + 1)
     done_before = 0

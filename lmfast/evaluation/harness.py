@@ -181,6 +181,23 @@ def _jinja(template: str) -> str:
     return re.sub(r"\{(\w+)\}", r"{{\1}}", template)
 
 
+def harness_task_manager(tasks: list[str], include_path: str | Path | None = None) -> Any:
+    """The harness's task index (built-in tasks plus `include_path`), refusing unknown names."""
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(include_path) if include_path else None)
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        local = sorted(t for t in manager.all_tasks if t.startswith("lmfast_"))
+        found = f" (found there: {', '.join(local)})" if local else ""
+        raise LMFastError(
+            f"unknown lm-evaluation-harness task(s) {unknown}; harness tasks are its built-in "
+            f"names (e.g. arc_easy, hellaswag; their data comes from the Hugging Face Hub) or "
+            f"YAML tasks in the harness include folder{found}"
+        )
+    return manager
+
+
 def run_harness(
     lm: LM,
     tasks: list[str],
@@ -195,18 +212,8 @@ def run_harness(
     """Run harness tasks (hub names when online; YAML tasks under `include_path` offline) and
     return task -> metric -> value."""
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(include_path) if include_path else None)
-    unknown = [t for t in tasks if t not in manager.all_tasks]
-    if unknown:
-        local = sorted(t for t in manager.all_tasks if t.startswith("lmfast_"))
-        found = f" (found there: {', '.join(local)})" if local else ""
-        raise LMFastError(
-            f"unknown lm-evaluation-harness task(s) {unknown}; harness tasks are its built-in "
-            f"names (e.g. arc_easy, hellaswag; their data comes from the Hugging Face Hub) or "
-            f"YAML tasks in the harness include folder{found}"
-        )
+    manager = harness_task_manager(tasks, include_path)
     results = lm_eval.simple_evaluate(
         model=lm,
         tasks=tasks,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from lmfast.errors import BackendError, LMFastError
 from lmfast.registry import ResolvedModel, resolve_model
@@ -370,6 +370,8 @@ class TransformersScorer:
     ) -> list[Generation]:
         import torch
 
+        from lmfast.inference.hf import eos_ids
+
         tok = self.tokenizer
         encoded = [self.encode(p) for p in prompts]
         out: list[Generation | None] = [None] * len(prompts)
@@ -398,7 +400,7 @@ class TransformersScorer:
                     )
                 for j, i in enumerate(batch):
                     new = generated[j, width:].tolist()
-                    eos = set(_eos_ids(self.model, tok))
+                    eos = eos_ids(self.model, tok)
                     cut = next((k for k, t in enumerate(new) if t in eos), len(new))
                     text = tok.decode(new[:cut], skip_special_tokens=True)
                     text = _cut_at_stop(text, stop)
@@ -417,14 +419,6 @@ class TransformersScorer:
     def close(self) -> None:
         if self._owns:
             del self.model
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    found = list(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    if tokenizer.eos_token_id is not None:
-        found.append(tokenizer.eos_token_id)
-    return found
 
 
 def _cut_at_stop(text: str, stop: list[str]) -> str:

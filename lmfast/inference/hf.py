@@ -113,7 +113,7 @@ class TransformersEngine:
         self.queue_size = queue_size
         positions = int(getattr(model.config, "max_position_embeddings", 2048))
         self.context_length = min(positions, MAX_CONTEXT)
-        self._eos = _eos_ids(model, tokenizer)
+        self._eos = eos_ids(model, tokenizer)
         self._queue: deque[tuple[EngineRequest, list[int], GenerationStream]] = deque()
         self._running = 0
         self._cv = threading.Condition()
@@ -268,7 +268,8 @@ def _best_device() -> str:
     return "cpu"
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token id that ends a generation for this model."""
     ids = model.generation_config.eos_token_id
     found = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     if tokenizer.eos_token_id is not None:
