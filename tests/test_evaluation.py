@@ -215,8 +215,9 @@ def test_gguf_perplexity_through_llama_cpp_matches_transformers() -> None:
 @pytest.mark.slow
 def test_native_harness_class_and_local_completions_agree(tmp_path: Path) -> None:
     """One multiple-choice task scored by LMFast, by lm_eval through LMFast's model class,
-    and by lm_eval's own local-completions model against `lmfast serve`."""
-    from lm_eval.models.openai_completions import LocalCompletionsAPI
+    and by lm_eval's own local-completions model against `lmfast serve`; a generation task
+    by LMFast and by lm_eval's local-chat-completions against the server."""
+    from lm_eval.models.openai_completions import LocalChatCompletion, LocalCompletionsAPI
 
     from lmfast.config import ServeConfig
     from lmfast.evaluation.harness import LMFastLM, local_task_yaml, run_harness
@@ -230,6 +231,9 @@ def test_native_harness_class_and_local_completions_agree(tmp_path: Path) -> Non
     native, records = run_task(scorer, task)
     name = local_task_yaml(task, tmp_path)
     through_class = run_harness(LMFastLM(scorer=scorer), [name], include_path=tmp_path)[name]
+    arithmetic = load_task("arithmetic")
+    native_gen, _ = run_task(scorer, arithmetic, limit=8)
+    gen_name = local_task_yaml(arithmetic, tmp_path)
     scorer.close()
     with running(build_app(None, ServeConfig(max_concurrency=4, context_length=2048))) as url:
         api = LocalCompletionsAPI(
@@ -237,6 +241,14 @@ def test_native_harness_class_and_local_completions_agree(tmp_path: Path) -> Non
         )
         assert api.tokenizer_backend == "remote"  # our /tokenize: no separate tokenizer copy
         served = run_harness(api, [name], include_path=tmp_path)[name]
+        # Generation through the harness's chat model against /v1/chat/completions.
+        chat_api = LocalChatCompletion(
+            base_url=f"{url}/v1/chat/completions", model="smollm2-135m-instruct", max_retries=1
+        )
+        served_gen = run_harness(
+            chat_api, [gen_name], include_path=tmp_path, limit=8, apply_chat_template=True
+        )[gen_name]
+    assert served_gen["exact_match"] == pytest.approx(native_gen.metrics["exact_match"])
     assert 0.3 < native.metrics["accuracy"] < 1.0  # a real signal, not all or nothing
     for ours, theirs in (("accuracy", "acc"), ("accuracy_norm", "acc_norm")):
         assert through_class[theirs] == pytest.approx(native.metrics[ours])
