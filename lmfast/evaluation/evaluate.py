@@ -66,6 +66,20 @@ class EvaluateRequest(BaseModel):
     name: str | None = Field(None, max_length=200, description="Report artifact name.")
 
     @model_validator(mode="after")
+    def _absolute_paths(self) -> EvaluateRequest:
+        """Local files become absolute, so the detached job worker reads the same ones."""
+
+        def fix(ref: str) -> str:
+            path = Path(ref).expanduser()
+            return str(path.resolve()) if not path.is_absolute() and path.exists() else ref
+
+        self.models = [fix(m) for m in self.models]
+        self.tasks = [fix(t) for t in self.tasks]
+        if self.harness_include:
+            self.harness_include = fix(self.harness_include)
+        return self
+
+    @model_validator(mode="after")
     def _something_to_run(self) -> EvaluateRequest:
         if not self.tasks and not self.harness_tasks:
             raise ValueError(

@@ -60,6 +60,11 @@ class FineTuneRequest(BaseModel):
             value = getattr(section, key)
             if value and not Path(value).is_absolute() and Path(value).expanduser().exists():
                 setattr(section, key, str(Path(value).expanduser().resolve()))
+        evals = self.config.eval
+        evals.tasks = [
+            str(Path(t).expanduser().resolve()) if Path(t).expanduser().is_file() else t
+            for t in evals.tasks
+        ]
         return self
 
 
