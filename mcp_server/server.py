@@ -430,7 +430,7 @@ def build_server() -> MCPServer:
         from lmfast.mcp_server.paths import confine, confine_input
 
         from lmfast.evaluation.evaluate import EvaluateRequest
-        from lmfast.evaluation.tasks import load_task, sample_tasks
+        from lmfast.evaluation.tasks import sample_tasks, task_spec
 
         roots = await _client_roots(ctx)
         confined_tasks = []
@@ -439,8 +439,8 @@ def build_server() -> MCPServer:
                 confined_tasks.append(task)
                 continue
             path = confine_input(task, f"tasks[{i}]", roots)
-            loaded = await anyio.to_thread.run_sync(load_task, path)
-            confine(loaded.source, f"tasks[{i}] (its data file)", roots)  # a YAML's `path`
+            spec = await anyio.to_thread.run_sync(task_spec, path)  # reads a YAML, not data
+            confine(spec.path, f"tasks[{i}] (its data file)", roots)
             confined_tasks.append(str(path))
         request = EvaluateRequest(
             models=[

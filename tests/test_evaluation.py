@@ -128,6 +128,10 @@ def test_unknown_task_lists_the_samples_and_yaml_errors_name_the_key(tmp_path: P
     bad.write_text("path: d.jsonl\nextraction: regex\n")
     with pytest.raises(TaskError, match="extraction=regex needs `pattern`"):
         load_task(bad)
+    for template in ("'Q: {prompt.__class__}'", "'{0}'", "'{foo}'"):
+        bad.write_text(f"path: d.jsonl\nprompt: {template}\n")
+        with pytest.raises(TaskError, match=r"prompt: field \{.*\} is not allowed"):
+            load_task(bad)
 
 
 def test_sample_tasks_load_and_prompts_are_deterministic() -> None:
@@ -416,6 +420,14 @@ async def test_mcp_evaluate_runs_as_a_job(
             "evaluate", {"models": [str(tiny_pair[0])], "tasks": ["/etc/passwd"]}
         )
         assert bad.is_error and "allowed root" in " ".join(c.text for c in bad.content)
+        # A task YAML inside a root naming data outside it is refused before the data is read.
+        sneaky = task_files["mc"].parent / "sneaky.yaml"
+        sneaky.write_text("path: /etc/hostname\nkind: perplexity\n")
+        bad = await client.call_tool(
+            "evaluate", {"models": [str(tiny_pair[0])], "tasks": [str(sneaky)]}
+        )
+        text = " ".join(c.text for c in bad.content)
+        assert bad.is_error and "(its data file)" in text and "outside the allowed roots" in text
     # Progress is polled from the job store: a tiny model may finish between two polls, so
     # only the shape is asserted here (per-example steps are covered by the CLI bar).
     values = [v for v, _, _ in progress]

@@ -197,7 +197,7 @@ def _efficiency(scorer: Scorer, tasks: list[TaskScore]) -> dict[str, float]:
     prompt = EFFICIENCY_PROMPT
     if scorer.has_chat_template:
         prompt = scorer.render_chat([{"role": "user", "content": EFFICIENCY_PROMPT}])
-    ttft = scorer.first_token_seconds(prompt)  # type: ignore[attr-defined]
+    ttft = scorer.first_token_seconds(prompt)
     t0 = time.perf_counter()
     (gen,) = scorer.generate([prompt], 64, [])
     seconds = time.perf_counter() - t0

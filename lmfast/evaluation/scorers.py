@@ -67,6 +67,10 @@ class Scorer(Protocol):
         """Greedy completions of rendered prompts."""
         ...
 
+    def first_token_seconds(self, prompt: str) -> float:
+        """Latency of `prompt` alone to its first generated text."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -376,6 +380,7 @@ class TransformersScorer:
         encoded = [self.encode(p) for p in prompts]
         out: list[Generation | None] = [None] * len(prompts)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        eos = eos_ids(self.model, tok)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -400,7 +405,6 @@ class TransformersScorer:
                     )
                 for j, i in enumerate(batch):
                     new = generated[j, width:].tolist()
-                    eos = eos_ids(self.model, tok)
                     cut = next((k for k, t in enumerate(new) if t in eos), len(new))
                     text = tok.decode(new[:cut], skip_special_tokens=True)
                     text = _cut_at_stop(text, stop)

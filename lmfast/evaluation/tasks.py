@@ -75,6 +75,8 @@ class TaskSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
+        if self.prompt is not None:
+            _check_template(self.prompt)
         if self.extraction == "regex":
             if not self.pattern:
                 raise ValueError("pattern: extraction=regex needs `pattern`")
@@ -92,6 +94,26 @@ class TaskSpec(BaseModel):
         if self.window and self.stride and self.stride > self.window:
             raise ValueError(f"stride={self.stride} is larger than window={self.window}")
         return self
+
+
+TEMPLATE_FIELDS = ("prompt", "question", "context")
+
+
+def _check_template(template: str) -> None:
+    """Only plain {prompt} / {question} / {context} fields: str.format would otherwise raise
+    mid-run (unknown or positional fields) or reach into attributes."""
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        raise ValueError(f"prompt: {e} (write literal braces as {{{{ and }}}})") from None
+    bad = [f for f in fields if f not in TEMPLATE_FIELDS]
+    if bad:
+        raise ValueError(
+            f"prompt: field {{{bad[0]}}} is not allowed; use {{prompt}} (generation) or "
+            "{question} and {context} (multiple choice)"
+        )
 
 
 def check_metrics(kind: str, metrics: list[str]) -> None:
@@ -199,6 +221,12 @@ def sample_tasks() -> dict[str, Path]:
 
 def load_task(reference: str | Path) -> Task:
     """A task from a sample name, a YAML task file, a JSONL file or a plain text file."""
+    return build_task(task_spec(reference))
+
+
+def task_spec(reference: str | Path) -> TaskSpec:
+    """What a task reference names (its data file as an absolute path), without reading the
+    data: callers that confine paths check `spec.path` before anything opens it."""
     ref = str(reference)
     samples = sample_tasks()
     if ref in samples:
@@ -213,10 +241,10 @@ def load_task(reference: str | Path) -> Task:
         raise TaskError(f"task {ref!r} is a folder; give a .jsonl, .txt or .yaml file")
     if path.suffix in (".yaml", ".yml"):
         return _from_yaml(path)
-    return build_task(TaskSpec(name=path.stem, path=path.resolve()))
+    return TaskSpec(name=path.stem, path=path.resolve())
 
 
-def _from_yaml(path: Path) -> Task:
+def _from_yaml(path: Path) -> TaskSpec:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
@@ -234,7 +262,7 @@ def _from_yaml(path: Path) -> Task:
         raise TaskError(f"{path}: {problems}") from None
     if not spec.path.is_absolute():
         spec.path = (path.parent / spec.path).resolve()
-    return build_task(spec)
+    return spec
 
 
 def build_task(spec: TaskSpec) -> Task:

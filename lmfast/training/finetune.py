@@ -103,6 +103,7 @@ def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker:
     t = config.training
     evaluate = config.data.validation_split > 0
     eval_steps = t.eval_steps or t.save_steps
+    best_metric, greater_is_better = _best_metric(config)
     return TrainingArguments(
         output_dir=str(out),
         per_device_train_batch_size=plan.micro_batch_size,
@@ -124,8 +125,8 @@ def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker:
         eval_strategy="steps" if evaluate and eval_steps else "no",
         eval_steps=eval_steps,
         load_best_model_at_end=bool(evaluate and t.save_steps and t.early_stopping_patience),
-        metric_for_best_model=_best_metric(config)[0],
-        greater_is_better=_best_metric(config)[1],
+        metric_for_best_model=best_metric,
+        greater_is_better=greater_is_better,
         seed=t.seed,
         data_seed=t.seed,
         fp16=plan.dtype == "float16",  # mixed precision: autocast on CUDA and on CPUs alike
