@@ -22,8 +22,8 @@ from lmfast.errors import ArtifactError
 from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 
-ArtifactKind = Literal["dataset", "model", "adapter", "report", "export"]
-KINDS: tuple[str, ...] = ("dataset", "model", "adapter", "report", "export")
+ArtifactKind = Literal["dataset", "model", "adapter", "report", "export", "teacher_labels"]
+KINDS: tuple[str, ...] = ("dataset", "model", "adapter", "report", "export", "teacher_labels")
 MANIFEST = "manifest.json"
 
 
@@ -31,7 +31,9 @@ class ArtifactManifest(BaseModel):
     """What an artifact is and where it came from."""
 
     id: str = Field(description="Unique id, e.g. model-20261121-124501-3fa2c1.")
-    kind: ArtifactKind = Field(description="dataset, model, adapter, report or export.")
+    kind: ArtifactKind = Field(
+        description="dataset, model, adapter, report, export or teacher_labels."
+    )
     name: str | None = Field(None, description="Human-friendly name.")
     parents: list[str] = Field(
         default_factory=list, description="Ids or references of the inputs it was made from."

@@ -24,11 +24,14 @@ class ProgressReport(TrainerCallback):
         progress: ProgressFn,
         tokens_per_step: float,
         tokens_seen: Callable[[], int] | None = None,
+        shown: dict[str, str] | None = None,
     ) -> None:
         """`tokens_per_step` is the prepared data's mean; `tokens_seen`, when given, counts
-        real tokens exactly (streamed rows have no precomputed lengths)."""
+        real tokens exactly (streamed rows have no precomputed lengths); `shown` maps extra
+        logged values (a distillation's KL, ORPO's reward margin) to their labels."""
         self.progress, self.tokens_per_step = progress, tokens_per_step
         self.tokens_seen = tokens_seen
+        self.shown = {"loss": "loss", "eval_loss": "eval loss", **(shown or {})}
         self.history: list[dict[str, float]] = []
         self.start = time.perf_counter()
         self.first_step = self.first_tokens = 0
@@ -51,16 +54,13 @@ class ProgressReport(TrainerCallback):
         done = step - self.first_step
         elapsed = time.perf_counter() - self.start
         eta = elapsed / done * (total - step) if done else None
-        metrics = {k: float(v) for k, v in logs.items() if k in ("loss", "eval_loss") and _num(v)}
+        metrics = {k: float(v) for k, v in logs.items() if k in self.shown and _num(v)}
         if done:
             metrics["tokens_per_second"] = round(self.tokens_per_second(step), 1)
         if eta is not None:
             metrics["eta_seconds"] = round(eta, 1)
         parts = [f"step {step}/{total}"]
-        if "loss" in logs:
-            parts.append(f"loss {logs['loss']:.4f}")
-        if "eval_loss" in logs:
-            parts.append(f"eval loss {logs['eval_loss']:.4f}")
+        parts += [f"{label} {logs[k]:.4f}" for k, label in self.shown.items() if _num(logs.get(k))]
         if eta is not None:
             parts.append(f"ETA {eta:.0f}s")
         self.progress(step, total, ", ".join(parts), **metrics)

@@ -160,6 +160,7 @@ class RowDataset:
             "labels": labels,
             "position_ids": np.asarray(a.positions[r], dtype=np.int64),
             "length": n,
+            "row": r,  # offline distillation finds this row's stored teacher logits by it
         }
 
 
@@ -169,10 +170,13 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
     width = max(int(it["length"]) for it in items)
-    return {
+    batch = {
         key: torch.from_numpy(np.stack([it[key][:width] for it in items]))
         for key in ("input_ids", "labels", "position_ids")
     }
+    if "row" in items[0]:
+        batch["row"] = torch.tensor([int(it["row"]) for it in items])
+    return batch
 
 
 class CountingCollator:

@@ -25,6 +25,7 @@ from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 from lmfast.plan import TrainingPlan
 from lmfast.progress import ProgressFn, no_progress
+from lmfast.training.objective import TrainingObjective
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +144,14 @@ def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker:
     )
 
 
-def run_folder(request: FineTuneRequest, dataset_version: str | None) -> Path:
+def run_folder(
+    request: FineTuneRequest, dataset_version: str | None, objective: dict[str, Any] | None = None
+) -> Path:
     cfg = request.config.model_dump(mode="json")
-    run_id = request.run_id or "run-" + config_hash({"config": cfg, "data": dataset_version})[:12]
+    key: dict[str, Any] = {"config": cfg, "data": dataset_version}
+    if objective:
+        key["objective"] = objective
+    run_id = request.run_id or "run-" + config_hash(key)[:12]
     return lmfast_home() / "runs" / run_id
 
 
@@ -155,8 +161,10 @@ def fine_tune(
     *,
     dataset: Any = None,
     store: ArtifactStore | None = None,
+    objective: TrainingObjective | None = None,
 ) -> FineTuneResult:
-    """Train; resumable; returns the adapter or model artifact."""
+    """Train; resumable; returns the adapter or model artifact. `objective` replaces the
+    cross-entropy loss (distillation) and keeps everything else."""
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.hardware import PROFILES, detect_hardware
     from lmfast.plan import plan_training
@@ -198,7 +206,9 @@ def fine_tune(
     if plan.max_seq_length != feed.seq_len:
         plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
 
-    run_dir = run_folder(request, feed.dataset_version)
+    run_dir = run_folder(
+        request, feed.dataset_version, objective.fingerprint() if objective else None
+    )
     checkpoints = run_dir / "checkpoints"
     if request.fresh and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -215,20 +225,23 @@ def fine_tune(
 
     set_seed(config.training.seed)  # adapter initialisation is part of the recipe
     trainable = build(resolved, config, plan)
+    if objective is not None:
+        objective.attach(trainable, feed, plan, progress)
+    method = objective.method if objective else config.training.method
     tags = run_tags(
         config_hash=config_hash(config.model_dump(mode="json")),
         dataset_artifact=feed.dataset_artifact,
         dataset_version=feed.dataset_version,
         hardware=plan.hardware,
         backend=trainable.backend,
-        method=config.training.method,
+        method=method,
         base_model=config.model.reference,
         run_id=run_dir.name,
         plan=plan,
     )
     with tracked_run(config.training.tracker, run_dir, tags) as tracked:
         trainer, report, samples = _make_trainer(
-            config, plan, trainable, feed, checkpoints, tracked.report_to, progress
+            config, plan, trainable, feed, checkpoints, tracked.report_to, progress, objective
         )
         est = plan.estimated_training_time_minutes
         progress(
@@ -274,6 +287,7 @@ def fine_tune(
             run_dir,
             resume,
             store,
+            objective,
         )
         tracked.finish(metrics, [Path(result.path) / "loss_curve.png", run_dir / "request.json"])
     if tracked.run_id:
@@ -293,6 +307,7 @@ def _make_trainer(
     checkpoints: Path,
     report_to: list[str],
     progress: ProgressFn,
+    objective: TrainingObjective | None = None,
 ) -> tuple[Any, Any, Any]:
     from transformers import EarlyStoppingCallback
     from transformers.trainer_callback import PrinterCallback
@@ -302,7 +317,12 @@ def _make_trainer(
 
     args = _training_args(config, plan, checkpoints, report_to)
     rows_per_step = plan.micro_batch_size * plan.gradient_accumulation_steps
-    report = ProgressReport(progress, feed.tokens_per_row * rows_per_step, feed.tokens_seen)
+    report = ProgressReport(
+        progress,
+        feed.tokens_per_row * rows_per_step,
+        feed.tokens_seen,
+        shown=objective.shown if objective else None,
+    )
     samples = SampleAnswers(trainable.tokenizer, config.training.sample_prompts, progress)
     callbacks: list[Any] = [report, samples, MarkComplete()]
     if config.training.early_stopping_patience:
@@ -316,6 +336,7 @@ def _make_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not print
+    trainer.objective = objective
     if config.eval.tasks:
         from lmfast.evaluation.tasks import load_task
 
@@ -344,6 +365,7 @@ def _save_result(
     run_dir: Path,
     resume: Path | None,
     store: ArtifactStore,
+    objective: TrainingObjective | None = None,
 ) -> FineTuneResult:
     from lmfast.observability.plots import loss_curve
 
@@ -356,7 +378,7 @@ def _save_result(
     with store.create(
         kind,  # type: ignore[arg-type]
         name=request.name,
-        parents=[base, feed.dataset_artifact],
+        parents=[base, feed.dataset_artifact, *(objective.parents() if objective else [])],
         config=config.model_dump(mode="json"),
         dataset_version=feed.dataset_version,
     ) as draft:
@@ -368,7 +390,12 @@ def _save_result(
             adapter_cfg = json.loads(cfg_path.read_text())
             adapter_cfg["base_model_name_or_path"] = base
             cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
-        curve = loss_curve(report.history, draft.path / "loss_curve.png", title=f"{base}")
+        curve = loss_curve(
+            report.history,
+            draft.path / "loss_curve.png",
+            title=f"{base}",
+            parts={k: v for k, v in report.shown.items() if k not in ("loss", "eval_loss")},
+        )
         (draft.path / "log_history.json").write_text(json.dumps(report.history, indent=2))
         if samples.samples:
             (draft.path / "samples.json").write_text(json.dumps(samples.samples, indent=2))
@@ -379,7 +406,8 @@ def _save_result(
             "plan": plan.model_dump(mode="json"),
             "run_id": run_dir.name,
             "base_model": base,
-            "method": config.training.method,
+            "method": objective.method if objective else config.training.method,
+            **(objective.summary() if objective else {}),
         }
     assert draft.artifact is not None
     art = draft.artifact

@@ -29,30 +29,51 @@ def _parts(model: Any) -> tuple[Any, Any, Any] | None:
     return base, decoder, head
 
 
-def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> Any:
-    """Mean next-token cross-entropy over labelled positions (summed and divided by
-    `num_items` when the Trainer counts labels across gradient accumulation); None when the
-    model's architecture needs its own forward."""
-    import torch
-    import torch.nn.functional as F
+def label_mask(labels: Any, positions: Any = None) -> Any:
+    """Which next-token positions (of `labels[:, 1:]`) carry a loss: labelled ones, minus each
+    packed document's first token (it is not predicted from the document before it)."""
+    keep = labels[:, 1:] != IGNORE
+    if positions is not None:
+        keep &= positions[:, 1:] != 0
+    return keep
 
+
+def labelled_hidden(model: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    """(final hidden states at the labelled positions, their target ids, the LM head), in
+    row-major order; None when the architecture needs its own forward."""
     parts = _parts(model)
     if parts is None:
         return None
     _, decoder, head = parts
-    labels = inputs["labels"]
     hidden = decoder(
         input_ids=inputs["input_ids"], position_ids=inputs.get("position_ids"), use_cache=False
     ).last_hidden_state
-    targets = labels[:, 1:]
-    keep = targets != IGNORE
-    positions = inputs.get("position_ids")
-    if positions is not None:  # a document's first token is not predicted from the one before
-        keep &= positions[:, 1:] != 0
-    logits = head(hidden[:, :-1][keep]).float()
-    loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+    keep = label_mask(inputs["labels"], inputs.get("position_ids"))
+    return hidden[:, :-1][keep], inputs["labels"][:, 1:][keep], head
+
+
+def normalise(loss_sum: Any, count: Any, num_items: Any = None) -> Any:
+    """A summed loss as the mean over this batch's labels, or over `num_items` when the
+    Trainer counts labels across gradient accumulation."""
+    import torch
+
     if num_items is None:
-        return loss / keep.sum().clamp(min=1)
+        return loss_sum / count.clamp(min=1) if torch.is_tensor(count) else loss_sum / max(1, count)
     if isinstance(num_items, torch.Tensor):
-        num_items = num_items.to(loss.device)
-    return loss / num_items
+        num_items = num_items.to(loss_sum.device)
+    return loss_sum / num_items
+
+
+def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> Any:
+    """Mean next-token cross-entropy over labelled positions (summed and divided by
+    `num_items` when the Trainer counts labels across gradient accumulation); None when the
+    model's architecture needs its own forward."""
+    import torch.nn.functional as F
+
+    found = labelled_hidden(model, inputs)
+    if found is None:
+        return None
+    hidden, targets, head = found
+    logits = head(hidden).float()
+    loss = F.cross_entropy(logits, targets, reduction="sum")
+    return normalise(loss, targets.numel(), num_items)

@@ -52,6 +52,8 @@ class LMFastTrainer(Trainer):
     eval_limit: int | None = None
     last_task_metrics: dict[str, float] = {}  # noqa: RUF012 (replaced, never mutated)
     _tuner_layers: list[Any] | None = None
+    # Another training loss over the same batches (distillation); None: masked cross-entropy.
+    objective: Any = None
 
     def training_step(
         self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
@@ -144,10 +146,15 @@ class LMFastTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
+        rows = inputs.pop("row", None)
         # accelerate applies mixed precision by wrapping model.forward, which the masked loss
         # bypasses (it calls the decoder and the head itself): enter autocast here.
         with self.accelerator.autocast(), self._adapter_inputs_uncast(model):
-            loss = masked_lm_loss(model, inputs, num_items_in_batch)
+            if self.objective is not None and model.training:
+                # Held-out loss stays plain cross-entropy, so runs of any objective compare.
+                loss = self.objective.loss(model, inputs, rows, num_items_in_batch)
+            else:
+                loss = masked_lm_loss(model, inputs, num_items_in_batch)
         if loss is None:  # an architecture the fast path does not cover
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         return (loss, {}) if return_outputs else loss
@@ -172,6 +179,12 @@ class LMFastTrainer(Trainer):
         finally:
             for m in self._tuner_layers:
                 m.cast_input_dtype_enabled = True
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """The objective's own terms (e.g. KL and cross-entropy), averaged since the last log."""
+        if self.objective is not None and "loss" in logs:
+            logs = {**logs, **self.objective.pop_logs()}
+        super().log(logs, *args, **kwargs)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         out = Path(self.args.output_dir)
