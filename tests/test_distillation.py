@@ -175,6 +175,7 @@ def test_distillation_lowers_the_kl(teacher: Path, other: Path, chats: Path, mod
         chats,
         "training.max_steps=25",
         "training.lora.enabled=false",
+        "training.learning_rate=0.03",
         mode=mode,
         alpha=1.0,
         top_k=16,

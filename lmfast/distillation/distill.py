@@ -136,6 +136,11 @@ def distill(
     labels = None
     if request.mode == "offline":
         labels = _teacher_labels(request, config, progress, store)
+        # Train on the very dataset artifact the stored logits were computed on.
+        dataset = labels.manifest.parents[0]
+        config = config.model_copy(
+            update={"data": config.data.model_copy(update={"path": dataset})}
+        )
     objective = Distillation(
         teacher, alpha=request.alpha, temperature=request.temperature, labels=labels
     )
@@ -234,5 +239,3 @@ def _side_by_side(
             for m in report.models
         },
     }
-
-

@@ -163,7 +163,5 @@ def build_student(
         draft.extra = {"student_key": key, "student": report}
     art = draft.artifact
     assert art is not None
-    progress(
-        1, 1, f"student {art.id}: {params:,} parameters, {speedup}x fewer weights per token"
-    )
+    progress(1, 1, f"student {art.id}: {params:,} parameters, {speedup}x fewer weights per token")
     return StudentReport(artifact_id=art.id, path=str(art.path), **report)

@@ -125,7 +125,9 @@ def generate_teacher_labels(
     dataset = store.get(dataset_artifact)
     folder = dataset.path / "tokens"
     if not (folder / "index.json").is_file():
-        raise LMFastError(f"dataset {dataset_artifact} is not tokenized; prepare it with a tokenizer")
+        raise LMFastError(
+            f"dataset {dataset_artifact} is not tokenized; prepare it with a tokenizer"
+        )
     resolved = resolve_model(teacher, store=store)
     key = config_hash(
         {"teacher": str(resolved.path), "dataset": dataset.id, "k": k, "method": method}
