@@ -206,10 +206,10 @@ def test_vocabulary_mismatch_and_bad_requests_are_refused(
     with pytest.raises(ValueError, match="streamed data"):
         _request(teacher, teacher, chats, "data.streaming=true", "training.max_steps=1",
                  mode="offline")  # fmt: skip
-    with pytest.raises(LMFastError, match="different vocabulary"):
-        from lmfast.distillation import generate_teacher_labels
-        from lmfast.training.data import prepare
-        from lmfast.data.tokenize import load_tokenizer
+    from lmfast.data.tokenize import load_tokenizer
+    from lmfast.distillation import generate_teacher_labels
+    from lmfast.training.data import prepare
 
-        data = prepare(_request(teacher, teacher, chats).config, load_tokenizer(str(teacher)), 512)
+    data = prepare(_request(teacher, teacher, chats).config, load_tokenizer(str(teacher)), 512)
+    with pytest.raises(LMFastError, match="different vocabulary"):
         generate_teacher_labels(str(odd), data.dataset_artifact, k=4)
