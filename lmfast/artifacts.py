@@ -12,7 +12,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,7 +95,7 @@ class ArtifactStore:
 
         if kind not in KINDS:
             raise ArtifactError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
-        stamp = datetime.now(timezone.utc)
+        stamp = datetime.now(UTC)
         art_id = f"{kind}-{stamp:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         staging = self.root / f".staging-{art_id}"
         staging.mkdir(parents=True)
@@ -114,7 +114,7 @@ class ArtifactStore:
             config_hash=config_hash(config or {}),
             dataset_version=dataset_version,
             metrics=draft.metrics,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
             lmfast_version=__version__,
             extra=draft.extra,
         )

@@ -259,8 +259,10 @@ def build_server() -> MCPServer:
             list[str], Field(min_length=1, max_length=1000, description="Files, folders, globs.")
         ],
         format: Annotated[
-            Literal["auto", "text", "messages", "alpaca", "sharegpt", "prompt_response"],
-            Field(description="Record layout."),
+            Literal[
+                "auto", "text", "messages", "alpaca", "sharegpt", "prompt_response", "preference"
+            ],
+            Field(description="Record layout (preference: prompt / chosen / rejected pairs)."),
         ] = "auto",
         text_field: Annotated[str | None, Field(description="Field with raw text.")] = None,
         tokenizer: Annotated[

@@ -47,7 +47,10 @@ def prep_command(
     inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs.")],
     fmt: Annotated[
         str,
-        typer.Option("--format", help="auto, text, messages, alpaca, sharegpt or prompt_response."),
+        typer.Option(
+            "--format",
+            help="auto, text, messages, alpaca, sharegpt, prompt_response or preference.",
+        ),
     ] = "auto",
     text_field: Annotated[str | None, typer.Option(help="Field holding raw text.")] = None,
     tokenizer: Annotated[

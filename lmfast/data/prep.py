@@ -22,7 +22,13 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from lmfast.artifacts import ArtifactStore, write_atomic
-from lmfast.data.fields import Format, detect_format, record_text, to_conversation
+from lmfast.data.fields import (
+    Format,
+    detect_format,
+    record_text,
+    to_conversation,
+    to_preference,
+)
 from lmfast.data.readers import DataError, ReadIssues, dataset_records, expand_inputs, read_records
 from lmfast.data.settings import PrepRequest
 from lmfast.hashing import config_hash, content_version
@@ -130,6 +136,11 @@ def prep_dataset(
     )
     if fmt == "text" and field is None:
         field = "text"
+    if fmt == "preference" and request.tokenizer:
+        raise DataError(
+            "tokenizer: preference pairs are not packed into token rows; prepare them without "
+            "a tokenizer (align renders and tokenizes them with the model's chat template)"
+        )
     chat = fmt != "text"
     cfg = request.filter_config(chat)
     records = _chain(first, records)
@@ -251,7 +262,9 @@ def _process_shard(
             continue
         texts.append(t)
         nbytes += len(t.encode("utf-8", "replace"))
-        if fmt != "text":
+        if fmt == "preference":
+            convs.append(to_preference(rec))
+        elif fmt != "text":
             convs.append(to_conversation(rec, fmt))
     out_texts, reasons, exact, sigs = native.process_batch(texts, cfg)
     kept = [i for i, r in enumerate(reasons) if r is None]
@@ -260,6 +273,13 @@ def _process_shard(
     for i in kept:
         if fmt == "text":
             lines.append(json.dumps({"text": _scrub(out_texts[i], request)}, ensure_ascii=False))
+        elif fmt == "preference":
+            pair = convs[i]
+            pair["prompt"] = [{**m, "content": _scrub(m["content"], request)}
+                              for m in pair["prompt"]]  # fmt: skip
+            for side in ("chosen", "rejected"):
+                pair[side] = _scrub(pair[side], request)
+            lines.append(json.dumps(pair, ensure_ascii=False))
         else:
             conv = [{**m, "content": _scrub(m["content"], request)} for m in convs[i]]
             lines.append(json.dumps({"messages": conv}, ensure_ascii=False))
@@ -342,16 +362,21 @@ def _write_kept(
                         f.write(line if line.endswith("\n") else line + "\n")
                         kept += 1
                         doc = json.loads(line)
-                        size = (
-                            len(doc["text"])
-                            if "text" in doc
-                            else sum(len(m["content"]) for m in doc["messages"])
-                        )
+                        size = _characters(doc)
                         nbytes += size
                         bucket = int(np.searchsorted(HIST_EDGES[1:], size, side="right"))
                         hist[labels[bucket]] += 1
                     pos += 1
     return kept, nbytes, {k: hist.get(k, 0) for k in labels}
+
+
+def _characters(doc: dict[str, Any]) -> int:
+    if "text" in doc:
+        return len(doc["text"])
+    if "chosen" in doc:
+        prompt = sum(len(m["content"]) for m in doc["prompt"])
+        return prompt + len(doc["chosen"]) + len(doc["rejected"])
+    return sum(len(m["content"]) for m in doc["messages"])
 
 
 def _drop_warnings(

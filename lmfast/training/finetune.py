@@ -101,11 +101,18 @@ def _best_metric(config: LMFastConfig) -> tuple[str, bool]:
 def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker: list[str]) -> Any:
     from transformers import TrainingArguments
 
+    return TrainingArguments(**training_kwargs(config, plan, out, tracker))
+
+
+def training_kwargs(
+    config: LMFastConfig, plan: TrainingPlan, out: Path, tracker: list[str]
+) -> dict[str, Any]:
+    """The recipe and plan as TrainingArguments fields (TRL's configs extend the same)."""
     t = config.training
     evaluate = config.data.validation_split > 0
     eval_steps = t.eval_steps or t.save_steps
     best_metric, greater_is_better = _best_metric(config)
-    return TrainingArguments(
+    return dict(
         output_dir=str(out),
         per_device_train_batch_size=plan.micro_batch_size,
         per_device_eval_batch_size=plan.micro_batch_size,
@@ -367,23 +374,74 @@ def _save_result(
     store: ArtifactStore,
     objective: TrainingObjective | None = None,
 ) -> FineTuneResult:
+    config = request.config
+    art, curve = save_trained(
+        store,
+        config=config,
+        name=request.name,
+        model=trainer.model,
+        trainable=trainable,
+        parents=[feed.dataset_artifact, *(objective.parents() if objective else [])],
+        dataset_version=feed.dataset_version,
+        report=report,
+        samples=samples.samples,
+        metrics=metrics,
+        extra={
+            "plan": plan.model_dump(mode="json"),
+            "run_id": run_dir.name,
+            "method": objective.method if objective else config.training.method,
+            **(objective.summary() if objective else {}),
+        },
+    )
+    return FineTuneResult(
+        artifact_id=art.id,
+        kind=art.manifest.kind,
+        path=str(art.path),
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
+        dataset_artifact=feed.dataset_artifact,
+        backend=trainable.backend,
+        backend_reason=trainable.backend_reason,
+        resumed_from_step=int(resume.name.split("-")[1]) if resume else None,
+        metrics=metrics,
+        plan=plan,
+        samples=samples.samples,
+        loss_curve=str(art.path / "loss_curve.png") if curve else None,
+    )
+
+
+def save_trained(
+    store: ArtifactStore,
+    *,
+    config: LMFastConfig,
+    name: str | None,
+    model: Any,
+    trainable: Any,
+    parents: list[str],
+    dataset_version: str | None,
+    report: Any,
+    samples: list[dict[str, Any]],
+    metrics: dict[str, float],
+    extra: dict[str, Any],
+) -> tuple[Any, Path | None]:
+    """A trained adapter (LoRA) or model (full) as an artifact whose first parent is the base,
+    with its loss curve, log history and samples; (artifact, loss curve or None)."""
     from lmfast.observability.plots import loss_curve
 
-    config = request.config
     lora = config.training.lora.enabled
-    kind = "adapter" if lora else "model"
     base = config.model.reference
     if Path(base).expanduser().exists():
         base = str(Path(base).expanduser().resolve())
     with store.create(
-        kind,  # type: ignore[arg-type]
-        name=request.name,
-        parents=[base, feed.dataset_artifact, *(objective.parents() if objective else [])],
+        "adapter" if lora else "model",
+        name=name,
+        parents=[base, *parents],
         config=config.model_dump(mode="json"),
-        dataset_version=feed.dataset_version,
+        dataset_version=dataset_version,
     ) as draft:
-        model = trainer.model
-        model.save_pretrained(str(draft.path))
+        # Only the trained adapter: DPO adds a frozen "ref" copy beside it.
+        kwargs = {"selected_adapters": ["default"]} if lora else {}
+        model.save_pretrained(str(draft.path), **kwargs)
         trainable.tokenizer.save_pretrained(str(draft.path))
         if lora:  # the adapter names the base as LMFast resolves it, not a temporary path
             cfg_path = draft.path / "adapter_config.json"
@@ -397,32 +455,14 @@ def _save_result(
             parts={k: v for k, v in report.shown.items() if k not in ("loss", "eval_loss")},
         )
         (draft.path / "log_history.json").write_text(json.dumps(report.history, indent=2))
-        if samples.samples:
-            (draft.path / "samples.json").write_text(json.dumps(samples.samples, indent=2))
+        if samples:
+            (draft.path / "samples.json").write_text(json.dumps(samples, indent=2))
         draft.metrics = metrics
         draft.extra = {
             "backend": trainable.backend,
             "backend_reason": trainable.backend_reason,
-            "plan": plan.model_dump(mode="json"),
-            "run_id": run_dir.name,
             "base_model": base,
-            "method": objective.method if objective else config.training.method,
-            **(objective.summary() if objective else {}),
+            **extra,
         }
     assert draft.artifact is not None
-    art = draft.artifact
-    return FineTuneResult(
-        artifact_id=art.id,
-        kind=kind,
-        path=str(art.path),
-        run_id=run_dir.name,
-        run_dir=str(run_dir),
-        dataset_artifact=feed.dataset_artifact,
-        backend=trainable.backend,
-        backend_reason=trainable.backend_reason,
-        resumed_from_step=int(resume.name.split("-")[1]) if resume else None,
-        metrics=metrics,
-        plan=plan,
-        samples=samples.samples,
-        loss_curve=str(art.path / "loss_curve.png") if curve else None,
-    )
+    return draft.artifact, curve

@@ -1,0 +1,275 @@
+"""align_orpo: preference alignment with TRL's ORPO (no reference model) or DPO.
+
+Around TRL's trainers LMFast keeps what fine_tune gives every run: the hardware plan, the
+model built with LoRA / QLoRA / full weights, resumable checkpoints with completion markers,
+progress with reward margins and log-odds ratios, MLflow tracking, and an adapter or model
+artifact whose parents are the base and the preference dataset. It also measures what the
+alignment is for: on held-out pairs, how often the model prefers the chosen answer, before
+and after.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from lmfast.artifacts import ArtifactStore, write_atomic
+from lmfast.config import LMFastConfig
+from lmfast.data.readers import DataError
+from lmfast.hardware import peak_memory_gb, reset_peak_memory
+from lmfast.hashing import config_hash
+from lmfast.home import lmfast_home
+from lmfast.progress import ProgressFn, no_progress
+from lmfast.training.finetune import FineTuneResult
+
+SHOWN = {
+    "rewards/margins": "margin",
+    "rewards/accuracies": "pairs won",
+    "log_odds_ratio": "log-odds ratio",
+}
+
+
+class AlignRequest(BaseModel):
+    """Align a model to preference pairs; everything else comes from the recipe."""
+
+    config: LMFastConfig = Field(
+        default_factory=LMFastConfig,
+        description="The recipe: model, data (preference pairs), training (LoRA, steps, rate).",
+    )
+    method: Literal["orpo", "dpo"] = Field(
+        "orpo",
+        description="orpo: odds-ratio preference optimisation, no reference model (fits a "
+        "T4); dpo: direct preference optimisation against the frozen base (LoRA: the base "
+        "is the adapter switched off, so no second copy).",
+    )
+    beta: float = Field(
+        0.1,
+        gt=0.0,
+        le=10.0,
+        description="ORPO: weight of the odds-ratio term (lambda in the paper); DPO: beta.",
+    )
+    name: str | None = Field(None, max_length=200, description="Name for the output artifact.")
+    run_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",
+        description="Run folder under LMFAST_HOME/runs (the same run resumes).",
+    )
+    fresh: bool = Field(False, description="Ignore earlier checkpoints of the same run.")
+
+
+class AlignResult(BaseModel):
+    training: FineTuneResult = Field(description="The run and its adapter / model artifact.")
+    method: str
+    pairs: int = Field(description="Training pairs.")
+    held_out_pairs: int = Field(description="Pairs the preference accuracy is measured on.")
+    measured_on: str = Field(description="held-out, or train when there is no held-out split.")
+    preference: dict[str, float] = Field(
+        description="base_/aligned_ preference_accuracy (share of pairs where the chosen "
+        "answer is likelier) and mean_margin (log-prob difference)."
+    )
+
+
+def _split(pairs: list[dict[str, str]], fraction: float, seed: int) -> tuple[list, list]:
+    import numpy as np
+
+    if not fraction:
+        return pairs, []
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_eval = max(1, round(len(pairs) * fraction))
+    if n_eval >= len(pairs):
+        raise DataError(
+            f"data.validation_split={fraction} leaves no training pairs out of {len(pairs)}"
+        )
+    held = {int(i) for i in order[:n_eval]}
+    return (
+        [p for i, p in enumerate(pairs) if i not in held],
+        [p for i, p in enumerate(pairs) if i in held],
+    )
+
+
+def _trl_trainer(method: str) -> tuple[Any, Any]:
+    if method == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        return ORPOConfig, ORPOTrainer
+    from trl import DPOConfig, DPOTrainer
+
+    return DPOConfig, DPOTrainer
+
+
+def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignResult:
+    """Train on preference pairs; resumable; returns the adapter or model artifact."""
+    import datasets
+    from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    from lmfast.alignment.margins import margin_summary, preference_margins
+    from lmfast.alignment.preferences import prepare_preferences, render_pairs
+    from lmfast.data.tokenize import load_tokenizer
+    from lmfast.hardware import detect_hardware
+    from lmfast.plan import plan_training
+    from lmfast.registry import model_spec, resolve_model
+    from lmfast.training.callbacks import MarkComplete, ProgressReport, last_complete_checkpoint
+    from lmfast.training.finetune import save_trained, training_kwargs
+    from lmfast.training.model import build
+    from lmfast.training.tracking import run_tags, tracked_run
+
+    store = ArtifactStore()
+    config = request.config
+    started = time.perf_counter()
+    if not config.data.path:
+        raise DataError("data.path: give preference pairs (a JSONL file, folder or dataset id)")
+    resolved = resolve_model(config.model.reference, store=store)
+    spec = model_spec(config.model.reference)
+    hardware = detect_hardware()
+    plan = plan_training(config, hardware, spec)
+    dataset = prepare_preferences(config.data.path, store, progress)
+    tokenizer = load_tokenizer(config.model.reference)
+    pairs = render_pairs(dataset, tokenizer)
+    train_pairs, held_out = _split(pairs, config.data.validation_split, config.training.seed)
+    if config.data.max_samples:
+        train_pairs = train_pairs[: config.data.max_samples]
+    mean_tokens = sum(
+        len(tokenizer(p["prompt"] + p["chosen"] + p["rejected"])["input_ids"])
+        for p in train_pairs[:200]
+    ) / max(1, min(200, len(train_pairs)))
+    plan = plan_training(config, hardware, spec, dataset_tokens=int(mean_tokens * len(train_pairs)))
+
+    key = {
+        "config": config.model_dump(mode="json"),
+        "method": request.method,
+        "beta": request.beta,
+        "data": dataset.manifest.dataset_version,
+    }
+    run_dir = lmfast_home() / "runs" / (request.run_id or "align-" + config_hash(key)[:12])
+    if request.fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "request.json", request.model_dump_json(indent=2))
+    checkpoints = run_dir / "checkpoints"
+    resume = last_complete_checkpoint(checkpoints)
+    if plan.num_threads:
+        import torch
+
+        torch.set_num_threads(plan.num_threads)
+
+    progress(0, None, f"loading {resolved.name} for {request.method.upper()}")
+    set_seed(config.training.seed)
+    trainable = build(resolved, config, plan)
+    measure = held_out or train_pairs[:64]
+    base = margin_summary(preference_margins(trainable.model, trainable.tokenizer, measure))
+    tags = run_tags(
+        config_hash=config_hash(config.model_dump(mode="json")),
+        dataset_artifact=dataset.id,
+        dataset_version=dataset.manifest.dataset_version,
+        hardware=plan.hardware,
+        backend=trainable.backend,
+        method=request.method,
+        base_model=config.model.reference,
+        run_id=run_dir.name,
+        plan=plan,
+    )
+    args_cls, trainer_cls = _trl_trainer(request.method)
+    kwargs = training_kwargs(config, plan, checkpoints, [])
+    kwargs.update(
+        beta=request.beta,
+        max_length=config.training.max_seq_length,
+        gradient_checkpointing=False,  # `build` already set it up as the plan says
+        neftune_noise_alpha=None,
+    )
+    with tracked_run(config.training.tracker, run_dir, tags) as tracked:
+        kwargs["report_to"] = tracked.report_to
+        rows_per_step = plan.micro_batch_size * plan.gradient_accumulation_steps
+        report = ProgressReport(progress, mean_tokens * rows_per_step, shown=SHOWN)
+        trainer = trainer_cls(
+            model=trainable.model,
+            args=args_cls(**kwargs),
+            train_dataset=datasets.Dataset.from_list(train_pairs),
+            eval_dataset=datasets.Dataset.from_list(held_out) if held_out else None,
+            processing_class=trainable.tokenizer,
+            callbacks=[report, MarkComplete()],
+        )
+        trainer.remove_callback(PrinterCallback)
+        progress(
+            0,
+            None,
+            f"{request.method.upper()} on {len(train_pairs)} pairs; trainable "
+            f"{trainable.trainable_parameters:,} of {trainable.total_parameters:,} parameters"
+            + (f"; resuming from {resume.name}" if resume else ""),
+        )
+        reset_peak_memory(plan.device)
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        aligned = margin_summary(preference_margins(trainer.model, trainable.tokenizer, measure))
+        preference = {
+            **{f"base_{k}": v for k, v in base.items()},
+            **{f"aligned_{k}": v for k, v in aligned.items()},
+        }
+        metrics: dict[str, float] = {
+            "train_loss": float(output.training_loss),
+            "steps": float(trainer.state.global_step),
+            "trainable_parameters": float(trainable.trainable_parameters),
+            "total_parameters": float(trainable.total_parameters),
+            "trainable_ratio": trainable.trainable_ratio,
+            "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
+            "peak_memory_gb": round(peak_memory_gb(plan.device), 3),
+            "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
+            "seconds": round(time.perf_counter() - started, 1),
+            **preference,
+        }
+        last = [h for h in report.history if "rewards/margins" in h]
+        if last:
+            metrics.update({k: last[-1][k] for k in SHOWN if k in last[-1]})
+        art, curve = save_trained(
+            store,
+            config=config,
+            name=request.name,
+            model=trainer.model,
+            trainable=trainable,
+            parents=[dataset.id],
+            dataset_version=dataset.manifest.dataset_version,
+            report=report,
+            samples=[],
+            metrics=metrics,
+            extra={
+                "plan": plan.model_dump(mode="json"),
+                "run_id": run_dir.name,
+                "method": request.method,
+                "beta": request.beta,
+            },
+        )
+        tracked.finish(
+            {k.replace("/", "_"): v for k, v in metrics.items()},
+            [Path(art.path) / "loss_curve.png", run_dir / "request.json"],
+        )
+    training = FineTuneResult(
+        artifact_id=art.id,
+        kind=art.manifest.kind,
+        path=str(art.path),
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
+        dataset_artifact=dataset.id,
+        backend=trainable.backend,
+        backend_reason=trainable.backend_reason,
+        resumed_from_step=int(resume.name.split("-")[1]) if resume else None,
+        metrics=metrics,
+        plan=plan,
+        loss_curve=str(art.path / "loss_curve.png") if curve else None,
+    )
+    if tracked.run_id:
+        training.tracking = {
+            "tracker": "mlflow",
+            "run_id": tracked.run_id,
+            "uri": tracked.tracking_uri or "",
+        }
+    return AlignResult(
+        training=training,
+        method=request.method,
+        pairs=len(train_pairs),
+        held_out_pairs=len(measure),
+        measured_on="held-out" if held_out else "train",
+        preference=preference,
+    )
