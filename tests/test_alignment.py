@@ -103,7 +103,9 @@ def test_prep_normalises_preference_pairs(pairs: Path) -> None:
 
     result = prep_dataset(PrepRequest(inputs=[str(pairs)], dedup={"near": False}))
     assert result.report.format == "preference"
-    rows = [json.loads(line) for line in open(Path(result.path) / "data.jsonl")]
+    rows = [
+        json.loads(line) for line in (Path(result.path) / "data.jsonl").read_text().splitlines()
+    ]
     assert len(rows) == 60
     colour = rows[0]["chosen"].removeprefix("It is ").rstrip(".")
     assert rows[0]["prompt"] == [
