@@ -12,6 +12,8 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
     "prep_dataset": ("prep", "prep_dataset"),
     "fine_tune": ("train", "fine_tune"),
     "merge_adapter": ("merge", "merge_adapter"),
+    "distill": ("distill", "distill"),
+    "align_orpo": ("align", "align_orpo"),
     "evaluate": ("eval", "evaluate"),
     "list_models": ("models list", "list_models"),
     "model_info": ("models info", "model_info"),

@@ -34,9 +34,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 INSTRUCTIONS = """LMFast runs small language models locally: generate text, list and inspect
-models, convert models, prepare datasets, fine-tune, merge adapters and evaluate models. Long
-work (convert_model, prep_dataset, fine_tune, merge_adapter, evaluate) runs as a job: pass
-wait=true to follow it with progress, or poll job_status / job_result with the job_id."""
+models, convert models, prepare datasets, fine-tune, distill, align to preferences (ORPO /
+DPO), merge adapters and evaluate models. Long work (convert_model, prep_dataset, fine_tune,
+distill, align_orpo, merge_adapter, evaluate) runs as a job: pass wait=true to follow it with
+progress, or poll job_status / job_result with the job_id."""
 
 
 def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -86,6 +87,24 @@ async def _follow(job_id: str, ctx: Context | None) -> JobOutcome:
             result = await anyio.to_thread.run_sync(store.result, job_id)
             return JobOutcome(job_id=job_id, status=info.status, result=result, error=info.error)
         await anyio.sleep(0.2)
+
+
+def recipe(values: dict[str, Any], overrides: dict[str, Any] | None) -> Any:
+    """A training recipe from a tool's arguments plus `overrides`; paths come only through
+    the tool's own (confined) arguments, never through overrides."""
+    from lmfast.config import load_config
+
+    for key in overrides or {}:
+        if key.split("[")[0] in _PATH_SETTINGS or not key.startswith(
+            ("training.", "data.", "model.")
+        ):
+            raise ToolError(
+                f"overrides: {key!r} cannot be overridden here; give paths as `data` / "
+                "`model`, and other settings as training.*, data.* or model.* fields"
+            )
+    items = [f"{k}={json.dumps(v)}" for k, v in {**values, **(overrides or {})}.items()
+             if v is not None]  # fmt: skip
+    return load_config(None, items)
 
 
 async def _start_job(kind: str, request: BaseModel, wait: bool, ctx: Context | None) -> JobOutcome:
@@ -340,21 +359,11 @@ def build_server() -> MCPServer:
         from lmfast.mcp_server.paths import confine_input
 
         from lmfast.artifacts import ArtifactStore
-        from lmfast.config import load_config
         from lmfast.training.finetune import FineTuneRequest
 
         roots = await _client_roots(ctx)
         if not ArtifactStore().exists(data):
             data = confine_input(data, "data", roots)
-        for key in overrides or {}:
-            # Paths come only through `data` and `model`, which are confined above.
-            if key.split("[")[0] in _PATH_SETTINGS or not key.startswith(
-                ("training.", "data.", "model.")
-            ):
-                raise ToolError(
-                    f"overrides: {key!r} cannot be overridden here; give paths as `data` / "
-                    "`model`, and other settings as training.*, data.* or model.* fields"
-                )
         values = {
             "model.reference": confine_model_reference(model, client_roots=roots),
             "data.path": data,
@@ -366,10 +375,8 @@ def build_server() -> MCPServer:
             "training.max_steps": max_steps,
             "training.learning_rate": learning_rate,
             "training.max_seq_length": max_seq_length,
-            **(overrides or {}),
         }
-        items = [f"{k}={json.dumps(v)}" for k, v in values.items() if v is not None]
-        request = FineTuneRequest(config=load_config(None, items), name=name)
+        request = FineTuneRequest(config=recipe(values, overrides), name=name)
         return await _start_job("fine_tune", request, wait, ctx)
 
     @mcp.tool(
@@ -504,6 +511,9 @@ def build_server() -> MCPServer:
 
         return await anyio.to_thread.run_sync(lambda: JobStore().list(status, limit))
 
+    from lmfast.mcp_server.lifecycle_tools import add_lifecycle_tools
+
+    add_lifecycle_tools(mcp)
     _forbid_unknown_arguments(mcp)
     _resources(mcp)
     _prompts(mcp)

@@ -137,3 +137,43 @@ def test_alignment_raises_the_chosen_margin(tiny: Path, pairs: Path, method: str
     assert art.manifest.parents[1] == result.training.dataset_artifact
     assert not (Path(art.path) / "ref").exists()  # DPO's frozen copy is not saved
     assert (Path(art.path) / "loss_curve.png").is_file()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_mcp_align_orpo_runs_as_a_job_and_names_bad_rows(
+    tiny: Path, pairs: Path, tmp_path: Path, anyio_backend: str, monkeypatch: Any
+) -> None:
+    import os
+
+    from lmfast.mcp_server import build_server
+    from mcp import Client
+
+    seen: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "Hi", "chosen": "Hello"}) + "\n")
+    roots = os.pathsep.join(str(p) for p in (tiny.parent, pairs.parent, tmp_path))
+    monkeypatch.setenv("LMFAST_MCP_ROOTS", roots)
+    args = {"model": str(tiny), "max_seq_length": 128, "learning_rate": 0.01}
+    async with Client(build_server()) as client:
+        done = await client.call_tool(
+            "align_orpo",
+            {**args, "data": str(pairs), "max_steps": 4, "wait": True,
+             "overrides": {"training.logging_steps": 1}},
+            progress_callback=on_progress,
+        )  # fmt: skip
+        assert not done.is_error, done.content
+        out = done.structured_content
+        assert out["status"] == "succeeded", out
+        assert out["result"]["training"]["artifact_id"].startswith("adapter-")
+        assert out["result"]["held_out_pairs"] == 6
+        assert any("margin" in m and "log-odds ratio" in m for m in seen), seen
+        failed = await client.call_tool("align_orpo", {**args, "data": str(bad), "wait": True})
+        outcome = failed.structured_content
+        assert (
+            outcome["status"] == "failed" and "bad.jsonl:1: missing 'rejected'" in outcome["error"]
+        )

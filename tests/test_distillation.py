@@ -213,3 +213,42 @@ def test_vocabulary_mismatch_and_bad_requests_are_refused(
     data = prepare(_request(teacher, teacher, chats).config, load_tokenizer(str(teacher)), 512)
     with pytest.raises(LMFastError, match="different vocabulary"):
         generate_teacher_labels(str(odd), data.dataset_artifact, k=4)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_mcp_distill_runs_as_a_job_with_kl_progress(
+    teacher: Path, other: Path, chats: Path, anyio_backend: str, monkeypatch: Any
+) -> None:
+    import os
+
+    from lmfast.mcp_server import build_server
+    from mcp import Client
+
+    seen: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    roots = os.pathsep.join(str(p.parent) for p in (teacher, other, chats))
+    monkeypatch.setenv("LMFAST_MCP_ROOTS", roots)
+    args = {"data": str(chats), "teacher": str(teacher), "max_seq_length": 128}
+    async with Client(build_server()) as client:
+        done = await client.call_tool(
+            "distill",
+            {**args, "student_layers": "every_other", "max_steps": 3, "mode": "offline",
+             "top_k": 8, "overrides": {"training.logging_steps": 1}, "wait": True},
+            progress_callback=on_progress,
+        )  # fmt: skip
+        assert not done.is_error, done.content
+        out = done.structured_content
+        assert out["status"] == "succeeded", out
+        result = out["result"]
+        assert result["student"]["layers"] == [0, 3]
+        assert result["training"]["metrics"]["steps"] == 3
+        assert result["teacher_labels"]["k"] == 8
+        assert any("KL" in m for m in seen), seen
+        bad = await client.call_tool("distill", {**args, "eval_tasks": ["/etc/passwd"]})
+        assert bad.is_error and "not sample tasks" in bad.content[0].text
+        outside = await client.call_tool("distill", {**args, "student": "/etc"})
+        assert outside.is_error and "student" in outside.content[0].text

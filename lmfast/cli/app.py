@@ -9,7 +9,19 @@ import typer
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
-from lmfast.cli import chat, evaluate, generate, jobs, mcp, models, prep, serve, system, train
+from lmfast.cli import (
+    chat,
+    distill,
+    evaluate,
+    generate,
+    jobs,
+    mcp,
+    models,
+    prep,
+    serve,
+    system,
+    train,
+)
 from lmfast.errors import LMFastError
 
 # Every command `lmfast` registers; a test asserts the app matches this table exactly.
@@ -20,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "prep": "clean, filter, deduplicate, tokenize and pack a dataset",
     "train": "fine-tune a model (LoRA, QLoRA, full; SFT or continued pretraining)",
     "merge": "fold a LoRA adapter into a full model artifact",
+    "distill": "distil a teacher into a student (online, or from stored top-k teacher logits)",
+    "align": "align a model to preference pairs with ORPO or DPO",
     "eval": "evaluate models on tasks (perplexity, accuracy, generation, lm-eval) and compare",
     "chat": "chat with a model in the terminal (or through a pipe)",
     "serve": "serve a model over an OpenAI-compatible HTTP API",
@@ -80,6 +94,8 @@ app.command("chat")(chat.chat_command)
 app.command("prep")(prep.prep_command)
 app.command("train")(train.train_command)
 app.command("merge")(train.merge_command)
+app.command("distill")(distill.distill_command)
+app.command("align")(distill.align_command)
 app.command("eval")(evaluate.eval_command)
 app.command("serve")(serve.serve_command)
 app.command("mcp")(mcp.mcp_command)

@@ -48,6 +48,18 @@ KINDS: dict[str, JobKind] = {
             description="Fold a LoRA adapter into a full model artifact",
         ),
         JobKind(
+            name="distill",
+            request="lmfast.distillation.distill:DistillRequest",
+            function="lmfast.distillation.distill:distill",
+            description="Distil a teacher into a student (online or from stored top-k logits)",
+        ),
+        JobKind(
+            name="align_orpo",
+            request="lmfast.alignment.align:AlignRequest",
+            function="lmfast.alignment.align:align",
+            description="Align a model to preference pairs with ORPO or DPO",
+        ),
+        JobKind(
             name="evaluate",
             request="lmfast.evaluation.evaluate:EvaluateRequest",
             function="lmfast.evaluation.evaluate:evaluate",

@@ -1,0 +1,147 @@
+"""MCP tools for the training lifecycle beyond fine_tune: distill and align_orpo. Thin
+adapters: confine paths, build the request, start the job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from lmfast.mcp_server.paths import confine_input, confine_model_reference
+from lmfast.mcp_server.server import JobOutcome, _client_roots, _errors, _start_job, recipe
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
+
+from lmfast.config import DEFAULT_MODEL
+
+Steps = Annotated[int | None, Field(ge=1, le=1_000_000, description="Optimizer steps.")]
+Epochs = Annotated[float | None, Field(gt=0, le=100, description="Passes over the data.")]
+SeqLen = Annotated[int, Field(ge=16, le=131072, description="Tokens per sequence.")]
+Overrides = Annotated[
+    dict[str, Any] | None,
+    Field(description="Any other recipe settings, e.g. {'training.learning_rate': 1e-4}."),
+]
+Name = Annotated[str | None, Field(max_length=200, description="Artifact name.")]
+Wait = Annotated[bool, Field(description="Follow the job to the end.")]
+
+
+def _data(data: str, roots: Any) -> str:
+    from lmfast.artifacts import ArtifactStore
+
+    return data if ArtifactStore().exists(data) else confine_input(data, "data", roots)
+
+
+def add_lifecycle_tools(mcp: MCPServer) -> None:
+    @mcp.tool(
+        description="Distil a teacher into a smaller student: loss (1 - alpha) x CE + alpha x "
+        "T^2 x KL(teacher || student). mode='online' keeps the teacher in memory; 'offline' "
+        "stores its top-k log-probabilities once and trains from them. The student is `student`"
+        " (same tokenizer as the teacher) or built from the teacher's layers with "
+        "student_layers ('every_other' or indices). A job with progress (step, loss, KL); the "
+        "result names the student artifact and, with eval_tasks, a side-by-side report with "
+        "decode speed. Calling again with the same settings resumes from the last checkpoint."
+    )
+    @_errors
+    async def distill(
+        ctx: Context,
+        data: Annotated[str, Field(description="Dataset artifact id, or a JSONL file / folder.")],
+        teacher: Annotated[str, Field(description="Teacher model.")] = DEFAULT_MODEL,
+        student: Annotated[
+            str | None, Field(description="Student model (omit with student_layers).")
+        ] = None,
+        student_layers: Annotated[
+            Literal["every_other"] | list[int] | None,
+            Field(description="Build the student from these teacher layers."),
+        ] = None,
+        mode: Annotated[Literal["online", "offline"], Field(description="Teacher mode.")] = (
+            "online"
+        ),
+        alpha: Annotated[float, Field(ge=0, le=1, description="KL weight.")] = 0.5,
+        temperature: Annotated[float, Field(gt=0, le=20, description="Softmax temperature.")] = 2.0,
+        top_k: Annotated[int, Field(ge=1, le=1024, description="Offline: logits kept.")] = 32,
+        lora: Annotated[bool, Field(description="LoRA adapters (false: all weights).")] = False,
+        max_steps: Steps = None,
+        epochs: Epochs = None,
+        max_seq_length: SeqLen = 1024,
+        eval_tasks: Annotated[
+            list[str] | None, Field(description="Sample task names for the side-by-side report.")
+        ] = None,
+        overrides: Overrides = None,
+        name: Name = None,
+        wait: Wait = False,
+    ) -> JobOutcome:
+        from lmfast.distillation.distill import DistillRequest
+        from lmfast.evaluation.tasks import sample_tasks
+
+        roots = await _client_roots(ctx)
+        unknown = [t for t in eval_tasks or [] if t not in sample_tasks()]
+        if unknown:  # task files would be paths: only the bundled tasks here
+            raise ValueError(
+                f"eval_tasks: {unknown} are not sample tasks ({', '.join(sample_tasks())})"
+            )
+        values = {
+            "model.reference": confine_model_reference(student, "student", roots)
+            if student
+            else None,
+            "data.path": _data(data, roots),
+            "training.lora.enabled": lora,
+            "training.max_steps": max_steps,
+            "training.epochs": epochs,
+            "training.max_seq_length": max_seq_length,
+        }
+        request = DistillRequest(
+            config=recipe(values, overrides),
+            teacher=confine_model_reference(teacher, "teacher", roots),
+            mode=mode,
+            alpha=alpha,
+            temperature=temperature,
+            top_k=top_k,
+            student_layers=student_layers,
+            eval_tasks=eval_tasks,
+            name=name,
+        )
+        return await _start_job("distill", request, wait, ctx)
+
+    @mcp.tool(
+        description="Align a model to preference pairs ({prompt, chosen, rejected} rows or "
+        "chat-style pairs, JSONL): ORPO (no reference model; default) or DPO, with LoRA. Bad "
+        "rows are reported by line. A job with progress (loss, reward margin, log-odds ratio); "
+        "the result names the adapter and the held-out preference accuracy before and after. "
+        "Calling again with the same settings resumes from the last checkpoint."
+    )
+    @_errors
+    async def align_orpo(
+        ctx: Context,
+        data: Annotated[
+            str, Field(description="Preference pairs: JSONL file, folder or dataset id.")
+        ],
+        model: Annotated[str, Field(description="Model to align.")] = DEFAULT_MODEL,
+        method: Annotated[Literal["orpo", "dpo"], Field(description="orpo or dpo.")] = "orpo",
+        beta: Annotated[float, Field(gt=0, le=10, description="ORPO lambda / DPO beta.")] = 0.1,
+        lora: Annotated[bool, Field(description="LoRA adapters (false: all weights).")] = True,
+        learning_rate: Annotated[float, Field(gt=0, le=1, description="Peak rate.")] = 5e-5,
+        max_steps: Steps = None,
+        epochs: Epochs = None,
+        max_seq_length: SeqLen = 1024,
+        validation_split: Annotated[
+            float, Field(ge=0, le=0.5, description="Held-out pairs for preference accuracy.")
+        ] = 0.1,
+        overrides: Overrides = None,
+        name: Name = None,
+        wait: Wait = False,
+    ) -> JobOutcome:
+        from lmfast.alignment.align import AlignRequest
+
+        roots = await _client_roots(ctx)
+        values = {
+            "model.reference": confine_model_reference(model, client_roots=roots),
+            "data.path": _data(data, roots),
+            "data.validation_split": validation_split,
+            "training.lora.enabled": lora,
+            "training.learning_rate": learning_rate,
+            "training.max_steps": max_steps,
+            "training.epochs": epochs,
+            "training.max_seq_length": max_seq_length,
+        }
+        request = AlignRequest(
+            config=recipe(values, overrides), method=method, beta=beta, name=name
+        )
+        return await _start_job("align_orpo", request, wait, ctx)
