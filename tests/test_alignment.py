@@ -177,3 +177,41 @@ async def test_mcp_align_orpo_runs_as_a_job_and_names_bad_rows(
         assert (
             outcome["status"] == "failed" and "bad.jsonl:1: missing 'rejected'" in outcome["error"]
         )
+
+
+def test_align_and_distill_commands(tiny: Path, pairs: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
+
+    runner = CliRunner()
+    aligned = runner.invoke(
+        app, ["align", "-m", str(tiny), "-d", str(pairs), "--max-steps", "2", "--seq-len",
+              "128", "--method", "dpo", "--validation-split", "0.1", "--json"],
+    )  # fmt: skip
+    assert aligned.exit_code == 0, aligned.output
+    result = json.loads(aligned.stdout)
+    assert result["method"] == "dpo" and result["training"]["metrics"]["steps"] == 2
+    shown = runner.invoke(
+        app, ["align", "-m", str(tiny), "-d", str(pairs), "--max-steps", "2", "--seq-len", "128"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "ORPO: chosen preferred on" in shown.stdout
+
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": f"Say {i}."},
+                                     {"role": "assistant", "content": f"{i}."}]}) + "\n"
+            for i in range(16)
+        )
+    )  # fmt: skip
+    distilled = runner.invoke(
+        app, ["distill", "-t", str(tiny), "-d", str(chats), "--student-layers", "0",
+              "--max-steps", "1", "--seq-len", "128"],
+    )  # fmt: skip
+    assert distilled.exit_code == 0, distilled.output
+    assert "student built from layers [0] of 2" in distilled.stdout
+    bad = runner.invoke(app, ["distill", "-t", str(tiny), "-d", str(chats),
+                              "--student-layers", "one,two"])  # fmt: skip
+    assert bad.exit_code == 2 and "--student-layers" in bad.stderr
