@@ -101,8 +101,15 @@ def main() -> None:
                         "seconds": time.perf_counter() - t}  # fmt: skip
     for mode in ("online", "offline"):
         t = time.perf_counter()
+        # Logit KL alone at T = 1, as Minitron recovers pruned students (alpha = 1).
         request = DistillRequest(
-            config=config, teacher=TEACHER, mode=mode, eval_tasks=[], name=f"student-{mode}"
+            config=config,
+            teacher=TEACHER,
+            mode=mode,
+            alpha=1.0,
+            temperature=1.0,
+            eval_tasks=[],
+            name=f"student-{mode}",
         )
         result = distill(request)
         runs[f"distilled {mode}"] = {

@@ -62,7 +62,7 @@ class Distillation:
 
         progress(0, None, f"loading teacher {self.teacher_ref.name}")
         self.teacher, tokenizer = load_transformers(
-            self.teacher_ref, dtype=plan.dtype, device=plan.device
+            self.teacher_ref, dtype=teacher_dtype(self.teacher_ref, plan.dtype), device=plan.device
         )
         if tokenizer_fingerprint(tokenizer) != student_vocab:
             raise LMFastError(vocab_mismatch(self.teacher_ref.name, "the student"))
@@ -120,6 +120,12 @@ class Distillation:
 
     def summary(self) -> dict[str, Any]:
         return {"distillation": self.fingerprint()}
+
+
+def teacher_dtype(resolved: Any, planned: str) -> str:
+    """GGUF teachers keep their packed weights in transformers, whose kernels compute in
+    float32: asking for 16-bit only adds a cast around every matmul."""
+    return "float32" if resolved.format == "gguf" else planned
 
 
 def vocab_mismatch(teacher: str, student: str) -> str:

@@ -137,7 +137,11 @@ def generate_teacher_labels(
         progress(1, 1, f"reusing stored teacher logits {found.id}")
         return found
     arrays = open_tokens(folder)
-    model, tokenizer = load_transformers(resolved, dtype=dtype, device=device)
+    from lmfast.distillation.objective import teacher_dtype
+
+    model, tokenizer = load_transformers(
+        resolved, dtype=teacher_dtype(resolved, dtype), device=device
+    )
     fingerprint = tokenizer_fingerprint(tokenizer)
     if arrays.index.get("tokenizer_fingerprint") != fingerprint:
         raise LMFastError(
