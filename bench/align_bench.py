@@ -82,7 +82,7 @@ def pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
             right_text, wrong_text = (
                 f"{thing.capitalize()} is {answer}.",
                 f"{thing.capitalize()} is {wrong}.",
-            )  # noqa: E501
+            )
         elif kind == "sound":
             animal, answer = rng.choice(list(SOUNDS.items()))
             prompt = f"What sound does a {animal} make? Answer in a few words."
@@ -100,7 +100,7 @@ def pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
             right_text, wrong_text = (
                 f"The opposite of {word} is {answer}.",
                 f"The opposite of {word} is {wrong}.",
-            )  # noqa: E501
+            )
         if rng.random() < 0.5:  # the right answer, but buried in filler: a format preference
             wrong_text = rng.choice(FILLER) + rng.choice(FILLER) + right_text
         out.append({"prompt": prompt, "chosen": right_text, "rejected": wrong_text})
