@@ -24,7 +24,7 @@ from lmfast.hardware import peak_memory_gb, reset_peak_memory
 from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 from lmfast.progress import ProgressFn, no_progress
-from lmfast.training.finetune import FineTuneResult
+from lmfast.training.finetune import FineTuneResult, RunId
 
 SHOWN = {
     "rewards/margins": "margin",
@@ -53,11 +53,7 @@ class AlignRequest(BaseModel):
         description="ORPO: weight of the odds-ratio term (lambda in the paper); DPO: beta.",
     )
     name: str | None = Field(None, max_length=200, description="Name for the output artifact.")
-    run_id: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",
-        description="Run folder under LMFAST_HOME/runs (the same run resumes).",
-    )
+    run_id: RunId = None
     fresh: bool = Field(False, description="Ignore earlier checkpoints of the same run.")
 
 
@@ -114,7 +110,7 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
     from lmfast.training.callbacks import MarkComplete, ProgressReport, last_complete_checkpoint
-    from lmfast.training.finetune import save_trained, training_kwargs
+    from lmfast.training.finetune import save_trained, trained_result, training_kwargs
     from lmfast.training.model import build
     from lmfast.training.tracking import run_tags, tracked_run
 
@@ -245,20 +241,7 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
             {k.replace("/", "_"): v for k, v in metrics.items()},
             [Path(art.path) / "loss_curve.png", run_dir / "request.json"],
         )
-    training = FineTuneResult(
-        artifact_id=art.id,
-        kind=art.manifest.kind,
-        path=str(art.path),
-        run_id=run_dir.name,
-        run_dir=str(run_dir),
-        dataset_artifact=dataset.id,
-        backend=trainable.backend,
-        backend_reason=trainable.backend_reason,
-        resumed_from_step=int(resume.name.split("-")[1]) if resume else None,
-        metrics=metrics,
-        plan=plan,
-        loss_curve=str(art.path / "loss_curve.png") if curve else None,
-    )
+    training = trained_result(art, curve, run_dir, dataset.id, trainable, resume, metrics, plan)
     if tracked.run_id:
         training.tracking = {
             "tracker": "mlflow",

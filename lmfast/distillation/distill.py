@@ -19,7 +19,7 @@ from lmfast.config import DEFAULT_MODEL, LMFastConfig
 from lmfast.distillation.student import LayerChoice, StudentReport
 from lmfast.errors import ConfigError
 from lmfast.progress import ProgressFn, no_progress
-from lmfast.training.finetune import FineTuneRequest, FineTuneResult
+from lmfast.training.finetune import FineTuneRequest, FineTuneResult, RunId
 
 
 class DistillRequest(BaseModel):
@@ -62,11 +62,7 @@ class DistillRequest(BaseModel):
     )
     eval_limit: int | None = Field(None, ge=1, description="At most this many examples per task.")
     name: str | None = Field(None, max_length=200, description="Name for the student artifact.")
-    run_id: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",
-        description="Run folder under LMFAST_HOME/runs (the same run resumes).",
-    )
+    run_id: RunId = None
     fresh: bool = Field(False, description="Ignore earlier checkpoints of the same run.")
 
     @model_validator(mode="after")

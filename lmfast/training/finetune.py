@@ -13,7 +13,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -30,6 +30,17 @@ from lmfast.training.objective import TrainingObjective
 logger = logging.getLogger(__name__)
 
 
+# A folder name under LMFAST_HOME/runs: no '..', no '/'. Shared by every training capability.
+RunId = Annotated[
+    str | None,
+    Field(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",
+        description="Run folder under LMFAST_HOME/runs; the same run resumes from its last "
+        "complete checkpoint. Default: derived from the recipe and the data's version.",
+    ),
+]
+
+
 class FineTuneRequest(BaseModel):
     """Train a model on a dataset; everything else comes from the recipe."""
 
@@ -37,12 +48,7 @@ class FineTuneRequest(BaseModel):
         default_factory=LMFastConfig, description="The recipe: model, data, training sections."
     )
     name: str | None = Field(None, max_length=200, description="Name for the output artifact.")
-    run_id: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",  # a folder name: no '..', no '/'
-        description="Run folder under LMFAST_HOME/runs; the same run resumes from its last "
-        "complete checkpoint. Default: derived from the recipe and the data's version.",
-    )
+    run_id: RunId = None
     fresh: bool = Field(False, description="Ignore earlier checkpoints of the same run.")
     profile: Literal["t4", "a100", "h100", "cpu"] | None = Field(
         None, description="Plan for a simulated machine instead of this one (checks recipes)."
@@ -393,19 +399,37 @@ def _save_result(
             **(objective.summary() if objective else {}),
         },
     )
+    return trained_result(
+        art, curve, run_dir, feed.dataset_artifact, trainable, resume, metrics, plan,
+        samples.samples,
+    )  # fmt: skip
+
+
+def trained_result(
+    art: Any,
+    curve: Path | None,
+    run_dir: Path,
+    dataset_artifact: str,
+    trainable: Any,
+    resume: Path | None,
+    metrics: dict[str, float],
+    plan: TrainingPlan,
+    samples: list[dict[str, Any]] | None = None,
+) -> FineTuneResult:
+    """The result of a run saved by `save_trained` (fine_tune, distill and align)."""
     return FineTuneResult(
         artifact_id=art.id,
         kind=art.manifest.kind,
         path=str(art.path),
         run_id=run_dir.name,
         run_dir=str(run_dir),
-        dataset_artifact=feed.dataset_artifact,
+        dataset_artifact=dataset_artifact,
         backend=trainable.backend,
         backend_reason=trainable.backend_reason,
         resumed_from_step=int(resume.name.split("-")[1]) if resume else None,
         metrics=metrics,
         plan=plan,
-        samples=samples.samples,
+        samples=samples or [],
         loss_curve=str(art.path / "loss_curve.png") if curve else None,
     )
 
