@@ -15,6 +15,8 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
     "distill": ("distill", "distill"),
     "align_orpo": ("align", "align_orpo"),
     "evaluate": ("eval", "evaluate"),
+    "quantize": ("quantize", "quantize"),
+    "export": ("export", "export_model"),
     "list_models": ("models list", "list_models"),
     "model_info": ("models info", "model_info"),
     "convert_model": ("models convert", "convert_model"),

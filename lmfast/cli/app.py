@@ -13,6 +13,7 @@ from lmfast.cli import (
     chat,
     distill,
     evaluate,
+    export,
     generate,
     jobs,
     mcp,
@@ -35,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "distill": "distil a teacher into a student (online, or from stored top-k teacher logits)",
     "align": "align a model to preference pairs with ORPO or DPO",
     "eval": "evaluate models on tasks (perplexity, accuracy, generation, lm-eval) and compare",
+    "quantize": "quantize a model in one go: GGUF types, calibrated mixed precision, int8 / int4",
+    "export": "export a model as float GGUF (with an Ollama Modelfile), merged safetensors or ONNX",
     "chat": "chat with a model in the terminal (or through a pipe)",
     "serve": "serve a model over an OpenAI-compatible HTTP API",
     "mcp": "serve LMFast's tools over MCP (stdio or streamable HTTP)",
@@ -97,6 +100,8 @@ app.command("merge")(train.merge_command)
 app.command("distill")(distill.distill_command)
 app.command("align")(distill.align_command)
 app.command("eval")(evaluate.eval_command)
+app.command("quantize")(export.quantize_command)
+app.command("export")(export.export_command)
 app.command("serve")(serve.serve_command)
 app.command("mcp")(mcp.mcp_command)
 app.add_typer(models.app, name="models")

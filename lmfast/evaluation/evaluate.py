@@ -169,7 +169,7 @@ def evaluate(request: EvaluateRequest, progress: ProgressFn = no_progress) -> Ev
                 progress(done_before, work, f"{label}: lm-evaluation-harness")
                 model_report.harness = _harness(scorer, ref, request)
             if request.efficiency:
-                model_report.efficiency = _efficiency(scorer, model_report.tasks)
+                model_report.efficiency = measure_efficiency(scorer, model_report.tasks)
             done_before += 1
             progress(done_before, work, f"{label}: done")
         finally:
@@ -192,7 +192,7 @@ def _harness(scorer: Scorer, reference: str, request: EvaluateRequest) -> dict[s
     )
 
 
-def _efficiency(scorer: Scorer, tasks: list[TaskScore]) -> dict[str, float]:
+def measure_efficiency(scorer: Scorer, tasks: list[TaskScore]) -> dict[str, float]:
     """Single-request latency and decode speed, batched generation throughput, peak memory."""
     prompt = EFFICIENCY_PROMPT
     if scorer.has_chat_template:

@@ -60,6 +60,18 @@ KINDS: dict[str, JobKind] = {
             description="Align a model to preference pairs with ORPO or DPO",
         ),
         JobKind(
+            name="quantize",
+            request="lmfast.export.quantize:QuantizeRequest",
+            function="lmfast.export.quantize:quantize",
+            description="Quantize a model: GGUF types, calibrated mixed precision, int8 / int4",
+        ),
+        JobKind(
+            name="export",
+            request="lmfast.export.export:ExportRequest",
+            function="lmfast.export.export:export",
+            description="Export a model as float GGUF, merged safetensors or ONNX",
+        ),
+        JobKind(
             name="evaluate",
             request="lmfast.evaluation.evaluate:EvaluateRequest",
             function="lmfast.evaluation.evaluate:evaluate",

@@ -1,0 +1,14 @@
+"""Export and quantization: merged safetensors, GGUF for llama.cpp and Ollama (float, llama.cpp
+types, calibrated mixed precision), int8 / int4 for PyTorch, and ONNX."""
+
+from lmfast.export.export import ExportRequest, ExportResult, export
+from lmfast.export.quantize import QuantizeRequest, QuantizeResult, quantize
+
+__all__ = [
+    "ExportRequest",
+    "ExportResult",
+    "QuantizeRequest",
+    "QuantizeResult",
+    "export",
+    "quantize",
+]
