@@ -44,6 +44,10 @@ _EXPORTS = {
     "evaluate": "lmfast.evaluation",
     "EvaluateRequest": "lmfast.evaluation",
     "EvaluateResult": "lmfast.evaluation",
+    "quantize": "lmfast.export",
+    "QuantizeRequest": "lmfast.export",
+    "export": "lmfast.export",
+    "ExportRequest": "lmfast.export",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -172,10 +172,11 @@ def _first_difference(a: list[int], b: list[int]) -> int:
 
 def _llama_tokenize(path: Path, text: str) -> list[int] | None:
     from llama_cpp import Llama
-    from llama_cpp._utils import suppress_stdout_stderr
+
+    from lmfast.export.llama_quantize import quiet_llama
 
     try:
-        with suppress_stdout_stderr():
+        with quiet_llama():
             llm = Llama(str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError):
         return None  # llama.cpp does not know this pre-tokenizer name

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from lmfast.errors import LMFastError
 
@@ -27,6 +29,21 @@ TENSOR_TYPES = ("q2_k", "q3_k", "q4_0", "q4_k", "q5_0", "q5_k", "q6_k", "q8_0", 
 
 class QuantizeError(LMFastError):
     """llama.cpp refused or failed to quantize."""
+
+
+def quiet_llama() -> Any:
+    """Silence llama.cpp's C-level logging (LMFAST_VERBOSE=1 keeps it), where the standard
+    streams are real file descriptors (not under a test runner's capture)."""
+    import contextlib
+
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    try:
+        sys.stdout.fileno()
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return contextlib.nullcontext()
+    return suppress_stdout_stderr(disable=os.environ.get("LMFAST_VERBOSE") == "1")
 
 
 def check_type(qtype: str) -> str:
@@ -62,7 +79,6 @@ def quantize_gguf(
     divide a k-quant block, as its tool does); `pure` gives every tensor `qtype`'s base type
     instead of llama.cpp's mix. Written atomically."""
     import llama_cpp
-    from llama_cpp._utils import suppress_stdout_stderr
 
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{GGUF_TYPES[check_type(qtype)]}")
     params = llama_cpp.llama_model_quantize_default_params()
@@ -81,7 +97,7 @@ def quantize_gguf(
         params.tt_overrides = ctypes.cast(entries, type(params.tt_overrides))
         keep.append(entries)
     tmp = out.with_name(out.name + ".part")
-    with suppress_stdout_stderr(disable=os.environ.get("LMFAST_VERBOSE") == "1"):
+    with quiet_llama():
         rc = llama_cpp.llama_model_quantize(
             str(source).encode(), str(tmp).encode(), ctypes.byref(params)
         )
