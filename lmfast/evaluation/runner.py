@@ -192,7 +192,8 @@ def perplexity_windows(
 def _perplexity(
     scorer: Scorer, task: Task, examples: list[Example], progress: Progress | None
 ) -> tuple[dict[str, float], dict[str, float], list[dict[str, Any]], int]:
-    window = min(task.spec.window or scorer.context_length, scorer.context_length)
+    # One token short of the context: an engine needs room past the prompt.
+    window = min(task.spec.window or scorer.context_length, scorer.context_length - 1)
     stride = task.spec.stride or max(1, window // 2)
     stride = min(stride, window)
     pairs, owners = [], []

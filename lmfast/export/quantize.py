@@ -120,6 +120,7 @@ def _quantize_gguf(
     from lmfast.export.llama_quantize import quantize_gguf, tensor_bytes, tensor_types
     from lmfast.export.mixed import plan_mixed, plot_plan, save_plan
     from lmfast.export.modelfile import write_modelfile
+    from lmfast.export.quality import measure_quality
     from lmfast.export.stages import _slug, float_gguf
     from lmfast.gguf_meta import read_gguf
 
@@ -165,7 +166,7 @@ def _quantize_gguf(
         size = out.stat().st_size
         if request.measure:
             progress(4, 5, "measuring perplexity and decode speed")
-            draft.metrics = _measure(out, f16_file, request.eval_text)
+            draft.metrics = measure_quality(out, f16_file, request.eval_text, "llamacpp", "f16")
         draft.metrics["size_vs_f16"] = round(size / f16_file.stat().st_size, 4)
         draft.extra = {
             "format": "gguf", "type": request.type, "bytes": size, "file": file,
@@ -181,25 +182,3 @@ def _quantize_gguf(
         tensor_types=counts, metrics=draft.metrics, modelfile=str(folder / "Modelfile"),
         plan=str(folder / "plan.json") if plan else None,
     )  # fmt: skip
-
-
-def _measure(model: Path, reference: Path, eval_text: str | None) -> dict[str, float]:
-    """Held-out perplexity of the result and of the f16 reference, and decode speed."""
-    from lmfast.evaluation.evaluate import measure_efficiency
-    from lmfast.evaluation.runner import run_task
-    from lmfast.evaluation.scorers import load_scorer
-    from lmfast.evaluation.tasks import load_task
-
-    task = load_task(eval_text or "prose")
-    out: dict[str, float] = {}
-    for label, path in (("f16_", reference), ("", model)):
-        scorer = load_scorer(str(path), backend="llamacpp")
-        try:
-            score, _ = run_task(scorer, task)
-            out[f"{label}perplexity"] = round(score.metrics["perplexity"], 4)
-            if not label:
-                out["decode_tokens_per_s"] = measure_efficiency(scorer, [])["decode_tokens_per_s"]
-        finally:
-            scorer.close()
-    out["perplexity_change"] = round(out["perplexity"] / out["f16_perplexity"] - 1, 4)
-    return out

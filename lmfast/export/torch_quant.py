@@ -59,6 +59,7 @@ def quantize_torch(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lmfast.export.quality import measure_quality
     from lmfast.export.quantize import QuantizeResult
 
     cuda = torch.cuda.is_available()
@@ -85,7 +86,14 @@ def quantize_torch(
         reference = _folder_bytes(source.folder)
         if request.measure:
             progress(4, 5, "measuring perplexity")
-            draft.metrics = _measure(draft.path, source.folder, request.eval_text)
+            draft.metrics = measure_quality(
+                draft.path,
+                source.folder,
+                request.eval_text,
+                "transformers",
+                "source",
+                decode_speed=False,
+            )
         # Relative to the source's stored weights (float32 or bf16), not to an f16 copy.
         draft.metrics["size_vs_source"] = round(size / reference, 4) if reference else 0.0
         draft.extra = {
@@ -99,21 +107,3 @@ def quantize_torch(
         bytes=size, size_vs_f16=None, lineage=[*source.lineage, draft.artifact.id],
         metrics=draft.metrics,
     )  # fmt: skip
-
-
-def _measure(model: Path, reference: Path, eval_text: str | None) -> dict[str, float]:
-    from lmfast.evaluation.runner import run_task
-    from lmfast.evaluation.scorers import load_scorer
-    from lmfast.evaluation.tasks import load_task
-
-    task = load_task(eval_text or "prose")
-    out: dict[str, float] = {}
-    for label, path in (("source_", reference), ("", model)):
-        scorer = load_scorer(str(path), backend="transformers")
-        try:
-            score, _ = run_task(scorer, task)
-            out[f"{label}perplexity"] = round(score.metrics["perplexity"], 4)
-        finally:
-            scorer.close()
-    out["perplexity_change"] = round(out["perplexity"] / out["source_perplexity"] - 1, 4)
-    return out
