@@ -201,7 +201,10 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         format: Annotated[
             Literal["gguf", "safetensors", "onnx"], Field(description="Output format.")
         ] = "gguf",
-        dtype: Annotated[Literal["f32", "f16", "bf16"], Field(description="Weights.")] = "f16",
+        dtype: Annotated[
+            Literal["f32", "f16", "bf16"] | None,
+            Field(description="Weights (default f16; onnx: f32 only)."),
+        ] = None,
         name: Name = None,
         wait: Wait = False,
     ) -> JobOutcome:

@@ -196,6 +196,14 @@ def test_unsupported_architecture_and_bad_type_are_refused(tmp_path: Path) -> No
     assert "'GPT2LMHeadModel'" in message and "LlamaForCausalLM, MistralForCausalLM" in message
     with pytest.raises(ValidationError, match=r"type: 'q4_k_x' is not one of .*q4_k_m"):
         QuantizeRequest(model="x", type="q4_k_x")
+    with pytest.raises(ValidationError, match=r"calibration: '/nope.txt' is not a file"):
+        QuantizeRequest(model="x", type="mixed", calibration="/nope.txt")
+
+    from lmfast.export import ExportRequest
+
+    with pytest.raises(ValidationError, match=r"dtype: 'bf16' is not available for onnx"):
+        ExportRequest(model="x", format="onnx", dtype="bf16")
+    assert ExportRequest(model="x", format="onnx").dtype == "f32"
 
 
 @pytest.mark.anyio
@@ -242,5 +250,11 @@ def test_quantize_and_export_commands(tiny: Path) -> None:
     exported = runner.invoke(app, ["export", str(tiny), "--format", "gguf", "--json"])
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.stdout)["path"].endswith("tiny.f16.gguf")
+    merged = runner.invoke(
+        app, ["export", str(tiny), "-f", "safetensors", "--dtype", "bf16", "--json"]
+    )
+    assert merged.exit_code == 0, merged.output
+    folder = Path(json.loads(merged.stdout)["path"])
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
     bad = runner.invoke(app, ["quantize", str(tiny), "--type", "q9"])
     assert bad.exit_code != 0 and "q4_k_m" in bad.output

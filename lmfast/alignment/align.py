@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from lmfast.artifacts import ArtifactStore, write_atomic
 from lmfast.config import LMFastConfig
 from lmfast.data.readers import DataError
-from lmfast.hardware import peak_memory_gb, reset_peak_memory
+from lmfast.hardware import reset_peak_memory
 from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 from lmfast.progress import ProgressFn, no_progress
@@ -110,7 +110,12 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
     from lmfast.training.callbacks import MarkComplete, ProgressReport, last_complete_checkpoint
-    from lmfast.training.finetune import save_trained, trained_result, training_kwargs
+    from lmfast.training.finetune import (
+        run_metrics,
+        save_trained,
+        trained_result,
+        training_kwargs,
+    )
     from lmfast.training.model import build
     from lmfast.training.tracking import run_tags, tracked_run
 
@@ -204,18 +209,7 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
             **{f"base_{k}": v for k, v in base.items()},
             **{f"aligned_{k}": v for k, v in aligned.items()},
         }
-        metrics: dict[str, float] = {
-            "train_loss": float(output.training_loss),
-            "steps": float(trainer.state.global_step),
-            "trainable_parameters": float(trainable.trainable_parameters),
-            "total_parameters": float(trainable.total_parameters),
-            "trainable_ratio": trainable.trainable_ratio,
-            "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
-            "peak_memory_gb": round(peak_memory_gb(plan.device), 3),
-            "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
-            "seconds": round(time.perf_counter() - started, 1),
-            **preference,
-        }
+        metrics = {**run_metrics(output, trainer, trainable, report, plan, started), **preference}
         last = [h for h in report.history if "rewards/margins" in h]
         if last:
             metrics.update({k: last[-1][k] for k in SHOWN if k in last[-1]})

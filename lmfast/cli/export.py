@@ -89,7 +89,9 @@ def export_command(
     format_: Annotated[
         str, typer.Option("--format", "-f", help="gguf, safetensors (merged) or onnx.")
     ] = "gguf",
-    dtype: Annotated[str, typer.Option(help="f32, f16 or bf16 (onnx: f32).")] = "f16",
+    dtype: Annotated[
+        str | None, typer.Option(help="f32, f16 or bf16 (default f16; onnx: f32 only).")
+    ] = None,
     name: Name = None,
     background: Background = False,
     json_out: JsonOut = False,

@@ -119,16 +119,14 @@ def plan_mixed(
     from gguf.quants import dequantize
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _, permute, config = check_supported(hf_folder)
+    arch, permute, config = check_supported(hf_folder)
     candidates = _candidates(f32_gguf, work, progress)
     fixed = sum(b for n, b in tensor_bytes(f32_gguf).items() if n not in candidates)
 
     model = AutoModelForCausalLM.from_pretrained(str(hf_folder), dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(hf_folder))
     ids = _calibration_ids(tokenizer, calibration_text, calibration_tokens, seq)
-    names = gguf.get_tensor_name_map(
-        gguf.MODEL_ARCH[check_supported(hf_folder)[0]], config["num_hidden_layers"]
-    )
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch], config["num_hidden_layers"])
     params = {}
     for key, p in model.named_parameters():
         name = names.get_name(key, try_suffixes=(".weight", ".bias"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from lmfast.artifacts import ArtifactStore
 from lmfast.export.llama_quantize import GGUF_TYPES
@@ -51,13 +51,12 @@ class QuantizeRequest(BaseModel):
             raise ValueError(f"{info.field_name}: {value!r} is not one of {', '.join(allowed)}")
         return key
 
-    @model_validator(mode="after")
-    def _paths(self) -> QuantizeRequest:
-        for field in ("calibration", "eval_text"):
-            value = getattr(self, field)
-            if value is not None and not Path(value).expanduser().is_file():
-                raise ValueError(f"{field}: {value!r} is not a file")
-        return self
+    @field_validator("calibration", "eval_text")
+    @classmethod
+    def _is_file(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"{info.field_name}: {value!r} is not a file")
+        return value
 
 
 class QuantizeResult(BaseModel):
@@ -116,12 +115,13 @@ def _quantize_gguf(
     request: QuantizeRequest, source: Any, store: ArtifactStore, progress: ProgressFn
 ) -> QuantizeResult:
     import tempfile
+    from collections import Counter
 
     from lmfast.export.llama_quantize import quantize_gguf, tensor_bytes, tensor_types
     from lmfast.export.mixed import plan_mixed, plot_plan, save_plan
     from lmfast.export.modelfile import write_modelfile
     from lmfast.export.quality import measure_quality
-    from lmfast.export.stages import _slug, float_gguf
+    from lmfast.export.stages import float_gguf, slug
     from lmfast.gguf_meta import read_gguf
 
     progress(1, 5, "converting to f16 GGUF")
@@ -134,7 +134,7 @@ def _quantize_gguf(
         parents=[f16.id],
         config={"step": "quantize", **request.model_dump(exclude={"name", "model"})},
     ) as draft:
-        file = f"{_slug(source.name)}.{request.type}.gguf"
+        file = f"{slug(source.name)}.{request.type}.gguf"
         out = draft.path / file
         plan = None
         if request.type == "mixed":
@@ -160,9 +160,7 @@ def _quantize_gguf(
             progress(3, 5, f"llama.cpp: quantizing to {request.type}")
             quantize_gguf(f16_file, out, request.type)
         write_modelfile(draft.path, file, read_gguf(out).chat_template, source.default_system)
-        counts: dict[str, int] = {}
-        for kind in tensor_types(out).values():
-            counts[kind] = counts.get(kind, 0) + 1
+        counts = dict(Counter(tensor_types(out).values()))
         size = out.stat().st_size
         if request.measure:
             progress(4, 5, "measuring perplexity and decode speed")

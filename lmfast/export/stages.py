@@ -92,7 +92,7 @@ def float_gguf(
         "export", name=name or f"{source.name} ({outtype} GGUF)", parents=[source.parent],
         config=config,
     ) as draft:  # fmt: skip
-        file = f"{_slug(source.name)}.{outtype}.gguf"
+        file = f"{slug(source.name)}.{outtype}.gguf"
         conv = hf_to_gguf(source.folder, draft.path / file, outtype, source.name, progress)
         write_modelfile(draft.path, file, read_gguf(draft.path / file).chat_template,
                         source.default_system)  # fmt: skip
@@ -105,6 +105,6 @@ def float_gguf(
     return draft.artifact
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower())
     return "-".join(p for p in keep.split("-") if p)[:60] or "model"

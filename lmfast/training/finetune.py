@@ -168,6 +168,23 @@ def run_folder(
     return lmfast_home() / "runs" / run_id
 
 
+def run_metrics(
+    output: Any, trainer: Any, trainable: Any, report: Any, plan: Any, started: float
+) -> dict[str, float]:
+    """What every training run reports: loss, steps, parameters, speed, memory, time."""
+    return {
+        "train_loss": float(output.training_loss),
+        "steps": float(trainer.state.global_step),
+        "trainable_parameters": float(trainable.trainable_parameters),
+        "total_parameters": float(trainable.total_parameters),
+        "trainable_ratio": trainable.trainable_ratio,
+        "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
+        "peak_memory_gb": round(peak_memory_gb(plan.device), 3),
+        "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def fine_tune(
     request: FineTuneRequest,
     progress: ProgressFn = no_progress,
@@ -268,18 +285,8 @@ def fine_tune(
         )
         reset_peak_memory(plan.device)
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        metrics: dict[str, float] = {
-            "train_loss": float(output.training_loss),
-            "steps": float(trainer.state.global_step),
-            "trainable_parameters": float(trainable.trainable_parameters),
-            "total_parameters": float(trainable.total_parameters),
-            "trainable_ratio": trainable.trainable_ratio,
-            "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
-            "peak_memory_gb": round(peak_memory_gb(plan.device), 3),
-            "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
-            "seconds": round(time.perf_counter() - started, 1),
-            "oom_splits": float(trainer.oom_splits),
-        }
+        metrics = run_metrics(output, trainer, trainable, report, plan, started)
+        metrics["oom_splits"] = float(trainer.oom_splits)
         if feed.eval is not None:
             metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
             metrics.update(trainer.last_task_metrics)
