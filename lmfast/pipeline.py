@@ -95,11 +95,16 @@ class Pipeline:
         tool_choice: ToolChoice,
         response_format: ResponseFormat | None,
         parallel_tool_calls: bool,
+        grammar: str | None = None,
     ) -> tuple[EngineRequest, bool]:
         for hook in self.hooks:
             hook.before(ctx)
         tools = ctx.tools if ctx.tools and tool_choice != "none" else None
-        grammar = trigger = None
+        trigger = None
+        if grammar is not None:  # the caller's own format (agents): it parses the output
+            rendered = self.engine.render_chat(ctx.messages, tools)
+            self._check_grammar()
+            return EngineRequest(prompt=rendered, params=ctx.params, grammar=grammar), False
         if tools:
             if tool_choice not in ("auto", "required"):
                 chosen = [t for t in tools if t.name == tool_choice]
@@ -114,16 +119,20 @@ class Pipeline:
                 trigger = "<tool_call>" if tool_choice == "auto" else None
         elif response_format is not None and response_format.type != "text":
             grammar = json_grammar(response_format)
-        if grammar is not None and not getattr(self.engine, "supports_grammar", True):
-            raise UnsupportedFeatureError(
-                f"the {self.engine.name} engine cannot constrain output (tools / response_format);"
-                " serve a GGUF model with llama.cpp for these"
-            )
+        if grammar is not None:
+            self._check_grammar()
         prompt = self.engine.render_chat(ctx.messages, tools)
         req = EngineRequest(
             prompt=prompt, params=ctx.params, grammar=grammar, grammar_trigger=trigger
         )
         return req, tools is not None
+
+    def _check_grammar(self) -> None:
+        if not getattr(self.engine, "supports_grammar", True):
+            raise UnsupportedFeatureError(
+                f"the {self.engine.name} engine cannot constrain output (tools / response_format /"
+                " grammar); serve a GGUF model with llama.cpp for these"
+            )
 
     def submit(
         self,
@@ -134,13 +143,18 @@ class Pipeline:
         tool_choice: ToolChoice = "auto",
         response_format: ResponseFormat | None = None,
         parallel_tool_calls: bool = False,
+        grammar: str | None = None,
     ) -> tuple[GenerationContext, GenerationStream, bool]:
         """Start a generation (call inside the event loop for async consumption).
 
         Several calls in one turn only with `parallel_tool_calls` (off by default, as in
-        llama.cpp's server: small models otherwise repeat the same call)."""
+        llama.cpp's server: small models otherwise repeat the same call). `grammar` (GBNF)
+        constrains the whole reply to the caller's own format; `tools` are then only shown
+        to the model and the caller parses the reply (agents do)."""
         ctx = GenerationContext(messages=list(messages), params=params, tools=tools)
-        request, tools_on = self._request(ctx, tool_choice, response_format, parallel_tool_calls)
+        request, tools_on = self._request(
+            ctx, tool_choice, response_format, parallel_tool_calls, grammar
+        )
         return ctx, self.engine.submit(request), tools_on
 
     def finish(self, ctx: GenerationContext, result: ChatResult) -> ChatResult:

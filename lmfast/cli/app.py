@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from lmfast.cli import (
+    agent,
     chat,
     distill,
     evaluate,
@@ -49,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "jobs result": "a finished job's result",
     "jobs wait": "follow a job with a progress bar",
     "jobs cancel": "stop a job",
+    "agent run": "run a tool-calling agent (ReAct or code) on a task, showing each step",
 }
 
 
@@ -106,6 +108,7 @@ app.command("serve")(serve.serve_command)
 app.command("mcp")(mcp.mcp_command)
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(agent.app, name="agent")
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ from lmfast.inference.base import (
     FinishReason,
     GenerationStream,
     PromptTooLongError,
+    RequestFieldError,
     SamplingParams,
     TokenLogprob,
     ToolSpec,
-    UnsupportedFeatureError,
     check_logit_bias,
 )
 from lmfast.inference.chat_format import render_with_tokenizer
@@ -99,7 +99,7 @@ class TransformersEngine:
     """A transformers causal LM plus tokenizer, served one request at a time."""
 
     name = "transformers"
-    supports_grammar = False
+    supports_grammar = True  # through xgrammar (lmfast.inference.constrain)
 
     def __init__(
         self,
@@ -114,7 +114,8 @@ class TransformersEngine:
         positions = int(getattr(model.config, "max_position_embeddings", 2048))
         self.context_length = min(positions, MAX_CONTEXT)
         self._eos = eos_ids(model, tokenizer)
-        self._queue: deque[tuple[EngineRequest, list[int], GenerationStream]] = deque()
+        self._grammars: Any = None  # a GrammarCompiler, made at the first grammar request
+        self._queue: deque[tuple[EngineRequest, list[int], GenerationStream, Any]] = deque()
         self._running = 0
         self._cv = threading.Condition()
         self._closed = False
@@ -140,10 +141,7 @@ class TransformersEngine:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def submit(self, request: EngineRequest) -> GenerationStream:
-        if request.grammar is not None:
-            raise UnsupportedFeatureError(
-                "the transformers engine cannot constrain output; serve a GGUF with llama.cpp"
-            )
+        compiled = self._compile(request.grammar) if request.grammar is not None else None
         ids = request.prompt if isinstance(request.prompt, list) else self.tokenize(request.prompt)
         if not ids:
             ids = [self.tokenizer.bos_token_id or next(iter(self._eos))]
@@ -157,9 +155,20 @@ class TransformersEngine:
         with self._cv:
             if self._closed or len(self._queue) >= self.queue_size:
                 raise EngineBusyError(f"{self._running} running and {len(self._queue)} waiting")
-            self._queue.append((request, ids, stream))
+            self._queue.append((request, ids, stream, compiled))
             self._cv.notify()
         return stream
+
+    def _compile(self, grammar: str) -> Any:
+        from lmfast.inference.constrain import GrammarCompiler
+
+        if self._grammars is None:
+            width = int(self.model.get_output_embeddings().weight.shape[0])
+            self._grammars = GrammarCompiler(self.tokenizer, width, self._eos)
+        try:
+            return self._grammars.compile(grammar)
+        except ValueError as e:
+            raise RequestFieldError("grammar", str(e)) from None
 
     def stats(self) -> dict[str, int]:
         return {"running": self._running, "waiting": len(self._queue)}
@@ -178,10 +187,10 @@ class TransformersEngine:
                     self._cv.wait()
                 if self._closed:
                     return
-                request, ids, stream = self._queue.popleft()
+                request, ids, stream, compiled = self._queue.popleft()
                 self._running = 1
             try:
-                self._generate(request, ids, stream)
+                self._generate(request, ids, stream, compiled)
             except Exception as e:
                 stream.put(Finished("error", len(ids), 0, error=f"{type(e).__name__}: {e}"))
             finally:
@@ -190,7 +199,9 @@ class TransformersEngine:
     def piece(self, token: int) -> bytes:
         return str(self.tokenizer.decode([token], skip_special_tokens=True)).encode("utf-8")
 
-    def _generate(self, request: EngineRequest, ids: list[int], stream: GenerationStream) -> None:
+    def _generate(
+        self, request: EngineRequest, ids: list[int], stream: GenerationStream, compiled: Any
+    ) -> None:
         import torch
 
         params = request.params
@@ -201,6 +212,11 @@ class TransformersEngine:
         if params.seed is not None:
             gen = torch.Generator(device=device).manual_seed(params.seed)
         assembler = TextAssembler(list(params.stop))
+        grammar = (
+            None
+            if compiled is None
+            else self._grammars.constraint(compiled, request.grammar_trigger)
+        )
         all_ids = torch.tensor([ids], device=device)
         prompt_lps: list[TokenLogprob | None] | None = None
         generated, reason = 0, "length"
@@ -220,6 +236,9 @@ class TransformersEngine:
                     break
                 raw = logits.float()
                 scores = procs(all_ids, raw[None])[0]
+                if grammar is not None:
+                    scores = scores.float().cpu()
+                    grammar.mask(scores)
                 if params.temperature > 0:
                     probs = torch.softmax(scores, dim=-1)
                     token = int(torch.multinomial(probs, 1, generator=gen))
@@ -238,12 +257,18 @@ class TransformersEngine:
                     if params.logprobs
                     else None
                 )
-                text, lps = assembler.feed(self.piece(token), lp)
+                piece = self.piece(token)
+                text, lps = assembler.feed(piece, lp)
                 if text or lps:
                     stream.put(Delta(text, lps))
                 if assembler.stopped:
                     reason = "stop"
                     break
+                if grammar is not None:
+                    grammar.accept(token, piece.decode("utf-8", "replace"))
+                    if grammar.finished:
+                        reason = "stop"
+                        break
                 step = torch.tensor([[token]], device=device)
                 all_ids = torch.cat([all_ids, step], dim=1)
                 out = self.model(input_ids=step, past_key_values=past, use_cache=True)

@@ -44,22 +44,62 @@ def tools_system_prompt(tools: list[ToolSpec]) -> str:
 
 def tool_call_grammar(tools: list[ToolSpec], parallel: bool = True) -> str:
     """GBNF for one (or, with `parallel`, several) tool calls in the Hermes format."""
+    more = f' ( "\\n" "{OPEN}" call "{CLOSE}" )*' if parallel else ""
+    return f'root ::= "{OPEN}" call "{CLOSE}"{more}\n{call_rules(tools)}'
+
+
+def call_rules(tools: list[ToolSpec]) -> str:
+    """GBNF rules defining `call`: the JSON of one call to one of `tools` (name and
+    schema-valid arguments), for grammars that embed tool calls in a larger format."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    defs: dict[str, Any] = {}
     variants = [
         {
             "type": "object",
-            "properties": {"name": {"const": t.name}, "arguments": _object_schema(t.parameters)},
+            "properties": {"name": {"const": t.name}, "arguments": _hoist_defs(t, defs)},
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
         for t in tools
     ]
-    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    schema: dict[str, Any] = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    if defs:
+        schema = {**schema, "$defs": defs}
     body = json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"])
-    body = re.sub(r"^root ::=", "call ::=", body, count=1, flags=re.MULTILINE)
-    more = f' ( "\\n" "{OPEN}" call "{CLOSE}" )*' if parallel else ""
-    return f'root ::= "{OPEN}" call "{CLOSE}"{more}\n{body}'
+    # JSON strings may not hold raw control characters (a newline inside a string breaks
+    # json.loads); this converter's version allows them.
+    body = body.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]')
+    return re.sub(r"^root ::=", "call ::=", body, count=1, flags=re.MULTILINE)
+
+
+def _hoist_defs(tool: ToolSpec, defs: dict[str, Any]) -> dict[str, Any]:
+    """The tool's argument schema with its `$defs` moved to the call schema's root (where
+    `#/$defs/...` references resolve once it is nested), renamed per tool so that two
+    tools' definitions never collide."""
+    schema = _object_schema(tool.parameters)
+    own = schema.pop("$defs", None)
+    if not own:
+        return schema
+    prefix = re.sub(r"[^A-Za-z0-9_]", "_", tool.name) + "__"
+    for name, sub in own.items():
+        defs[prefix + name] = sub
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: ("#/$defs/" + prefix + v[len("#/$defs/") :])
+                if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/")
+                else rewrite(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    for name in own:
+        defs[prefix + name] = rewrite(defs[prefix + name])
+    return rewrite(schema)  # type: ignore[no-any-return]
 
 
 def _object_schema(parameters: dict[str, Any]) -> dict[str, Any]:

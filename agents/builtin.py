@@ -1,0 +1,131 @@
+"""Ready tools: a safe calculator and unit conversion (`lmfast agent run --tools ...`)."""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from typing import Any, Literal
+
+from lmfast.agents.tools import Tool, tool
+
+_BINARY: dict[type, Any] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type, Any] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS: dict[str, Any] = {
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "round": round,
+    "min": min,
+    "max": max,
+    "log": math.log,
+    "exp": math.exp,
+    "sin": math.sin,
+    "cos": math.cos,
+}
+_CONSTANTS = {"pi": math.pi, "e": math.e}
+
+
+def evaluate_expression(expression: str) -> float | int:
+    """Arithmetic only: numbers, + - * / // % **, parentheses and a few math functions.
+    Parsed with `ast` and walked by hand, never `eval`: no names, attributes or calls
+    beyond the listed functions."""
+    # Small models often write the equation with their own guess of the result: 'a * b = c'.
+    expression = expression.split("=")[0]
+    try:
+        tree = ast.parse(expression.replace("^", "**").replace("\u00d7", "*"), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"{expression!r} is not an arithmetic expression") from None
+    return _walk(tree.body)
+
+
+def _walk(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _walk(node.left), _walk(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            raise ValueError("exponents above 64 are refused (the result would be enormous)")
+        return _BINARY[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_walk(node.operand))
+    if isinstance(node, ast.Name) and node.id in _CONSTANTS:
+        return _CONSTANTS[node.id]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
+        return _FUNCTIONS[node.func.id](*(_walk(a) for a in node.args))
+    raise ValueError(f"unsupported in an arithmetic expression: {ast.unparse(node)!r}")
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression exactly, e.g. '(12 + 7) * 3' or 'sqrt(2) / 4'.
+
+    Args:
+        expression: The expression, with numbers, + - * / // % ** and parentheses.
+    """
+    value = evaluate_expression(expression)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    return str(round(value, 10) if isinstance(value, float) else value)
+
+
+# Factors to one base unit per dimension; temperatures are converted by formula.
+_UNITS: dict[str, tuple[str, float]] = {
+    "m": ("length", 1.0), "km": ("length", 1000.0), "cm": ("length", 0.01),
+    "mm": ("length", 0.001), "mi": ("length", 1609.344), "ft": ("length", 0.3048),
+    "in": ("length", 0.0254), "yd": ("length", 0.9144),
+    "kg": ("mass", 1.0), "g": ("mass", 0.001), "lb": ("mass", 0.45359237),
+    "oz": ("mass", 0.028349523125),
+    "l": ("volume", 1.0), "ml": ("volume", 0.001), "gal": ("volume", 3.785411784),
+    "s": ("time", 1.0), "min": ("time", 60.0), "h": ("time", 3600.0), "day": ("time", 86400.0),
+}  # fmt: skip
+Unit = Literal[
+    "m", "km", "cm", "mm", "mi", "ft", "in", "yd", "kg", "g", "lb", "oz", "l", "ml", "gal",
+    "s", "min", "h", "day", "C", "F", "K",
+]  # fmt: skip
+
+
+def _to_kelvin(v: float, unit: str) -> float:
+    return {"C": v + 273.15, "F": (v - 32) * 5 / 9 + 273.15, "K": v}[unit]
+
+
+def _from_kelvin(k: float, unit: str) -> float:
+    return {"C": k - 273.15, "F": (k - 273.15) * 9 / 5 + 32, "K": k}[unit]
+
+
+@tool
+def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> str:
+    """Convert a quantity between units of length, mass, volume, time or temperature.
+
+    Args:
+        value: The number to convert.
+        from_unit: The unit it is in (m, km, cm, mm, mi, ft, in, yd, kg, g, lb, oz, l, ml,
+            gal, s, min, h, day, C, F, K).
+        to_unit: The unit to convert to (same list, same dimension).
+    """
+    temps = {"C", "F", "K"}
+    if from_unit in temps or to_unit in temps:
+        if not (from_unit in temps and to_unit in temps):
+            raise ValueError(f"cannot convert {from_unit} to {to_unit}: different dimensions")
+        result = _from_kelvin(_to_kelvin(value, from_unit), to_unit)
+    else:
+        (dim_a, fa), (dim_b, fb) = _UNITS[from_unit], _UNITS[to_unit]
+        if dim_a != dim_b:
+            raise ValueError(f"cannot convert {from_unit} ({dim_a}) to {to_unit} ({dim_b})")
+        result = value * fa / fb
+    return f"{round(result, 4):g} {to_unit}"
+
+
+BUILTIN: dict[str, Tool] = {"calculator": calculator, "convert_units": convert_units}

@@ -1,0 +1,183 @@
+"""The models an agent can think with: any LMFast engine, or any OpenAI-compatible endpoint.
+
+A local model goes through LMFast's generation pipeline (so guardrail and tracing hooks see
+every step) and takes a GBNF grammar, which is how a 135M model is kept to the agent's
+format. A remote model gets the tools through the API's native `tools` field; its replies
+are parsed the same way (native tool calls first, then `<tool_call>` text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from lmfast.inference.base import ChatMessage, SamplingParams, ToolCall, ToolSpec
+
+
+@dataclass
+class Completion:
+    """One sampled reply."""
+
+    text: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@runtime_checkable
+class AgentModel(Protocol):
+    name: str
+    constrained: bool  # accepts a GBNF grammar
+
+    def complete(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        *,
+        tools: list[ToolSpec] | None = None,
+        grammar: str | None = None,
+        n: int = 1,
+    ) -> list[Completion]:
+        """`n` replies to the same messages (sampled together where the engine can)."""
+        ...
+
+
+class LocalModel:
+    """An LMFast pipeline (llama.cpp or transformers engine, hooks included)."""
+
+    constrained = True
+    native_tools = False  # the tools are described in the agent's system prompt
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.name = pipeline.engine.name
+
+    @classmethod
+    def load(cls, model: str | None = None, backend: str = "auto", parallel: int = 1) -> LocalModel:
+        """Load `model` (reference, default the embedded one). `parallel` > 1 lets llama.cpp
+        decode that many samples as one batch (best-of-N)."""
+        from lmfast.config import DEFAULT_MODEL
+        from lmfast.generate import get_pipeline
+        from lmfast.inference import load_engine
+        from lmfast.pipeline import Pipeline
+
+        if parallel == 1:
+            return cls(get_pipeline(model or DEFAULT_MODEL, backend))  # type: ignore[arg-type]
+        engine = load_engine(model or DEFAULT_MODEL, backend=backend, parallel=parallel)  # type: ignore[arg-type]
+        return cls(Pipeline(engine))
+
+    def complete(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        *,
+        tools: list[ToolSpec] | None = None,
+        grammar: str | None = None,
+        n: int = 1,
+    ) -> list[Completion]:
+        from lmfast.pipeline import _Accumulator
+
+        # Submit all n first: the engine decodes concurrent requests together.
+        submitted = []
+        for i in range(n):
+            p = params
+            if n > 1:
+                seed = (params.seed or 0) + i
+                p = params.model_copy(update={"seed": seed})
+            submitted.append(
+                self.pipeline.submit(messages, p, tools=tools, tool_choice="none", grammar=grammar)
+            )
+        out = []
+        for ctx, stream, tools_on in submitted:
+            acc = _Accumulator(tools_on)
+            for event in stream:
+                acc.add(event)
+            r = self.pipeline.finish(ctx, acc.result())
+            out.append(
+                Completion(
+                    text=r.text or "",
+                    finish_reason=r.finish_reason,
+                    prompt_tokens=r.prompt_tokens,
+                    completion_tokens=r.completion_tokens,
+                )
+            )
+        return out
+
+
+class OpenAIModel:
+    """Any OpenAI-compatible chat endpoint (LMFast's own server, vLLM, llama.cpp, OpenAI)."""
+
+    constrained = False
+    native_tools = True  # sent in the API's `tools` field
+
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
+        from openai import OpenAI
+
+        self.name = model
+        self.client = OpenAI(base_url=base_url, api_key=api_key or "not-needed")
+
+    def complete(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        *,
+        tools: list[ToolSpec] | None = None,
+        grammar: str | None = None,
+        n: int = 1,
+    ) -> list[Completion]:
+        from lmfast.inference.chat_format import openai_tools
+
+        kwargs: dict[str, Any] = {
+            "model": self.name,
+            "messages": [_wire(m) for m in messages],
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.stop:
+            kwargs["stop"] = params.stop
+        if tools:
+            kwargs["tools"] = openai_tools(tools)
+        out = []
+        # One request per sample: many servers (LMFast's included) allow only n=1.
+        for i in range(n):
+            if n > 1:
+                kwargs["seed"] = (params.seed or 0) + i
+            reply = self.client.chat.completions.create(**kwargs)
+            choice = reply.choices[0]
+            calls = [
+                ToolCall.model_validate(c.model_dump()) for c in choice.message.tool_calls or []
+            ]
+            usage = reply.usage
+            out.append(
+                Completion(
+                    text=choice.message.content or "",
+                    tool_calls=calls,
+                    finish_reason=choice.finish_reason or "stop",
+                    prompt_tokens=usage.prompt_tokens if usage else 0,
+                    completion_tokens=usage.completion_tokens if usage else 0,
+                )
+            )
+        return out
+
+
+def _wire(m: ChatMessage) -> dict[str, Any]:
+    return m.model_dump(exclude_none=True)
+
+
+def resolve_agent_model(model: Any = None, backend: str = "auto") -> AgentModel:
+    """An AgentModel from a model object, a pipeline, an `http(s)://.../v1#model` endpoint,
+    or a model reference (default: the embedded model)."""
+    from lmfast.pipeline import Pipeline
+
+    if isinstance(model, AgentModel):
+        return model
+    if isinstance(model, Pipeline):
+        return LocalModel(model)
+    if isinstance(model, str) and model.startswith(("http://", "https://")):
+        url, _, name = model.partition("#")
+        return OpenAIModel(name or "default", base_url=url)
+    return LocalModel.load(model, backend)

@@ -1,0 +1,303 @@
+"""The ReAct agent: think -> call tool(s) -> observe -> ... -> answer.
+
+Every step the model writes one line of thought and then either a tool call or the final
+answer:
+
+    Thought: I need to convert 5 miles first.
+    <tool_call>{"name": "convert_units", "arguments": {"value": 5, ...}}</tool_call>
+
+    Thought: The result is 8.05 km.
+    Answer: 8.05 km
+
+With a local model that format is a GBNF grammar (the tool call part built from the tools'
+JSON schemas by the serving code), so every call parses and its arguments fit the schema,
+even from a 135M model. Without a grammar (remote endpoints, or `constrained=False`) the
+same text is parsed, native tool calls are taken as they come, and anything the model gets
+wrong (bad JSON, an unknown tool, arguments that do not validate, a tool that raises) is
+fed back to it as the observation, so it can correct itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+from lmfast.agents.models import AgentModel, Completion, resolve_agent_model
+from lmfast.agents.tools import Tool, ToolArgumentError, as_tools, result_text
+from pydantic import BaseModel, Field
+
+from lmfast.inference.base import ChatMessage, SamplingParams, ToolCall, ToolCallFunction
+from lmfast.inference.tools import CLOSE, OPEN, call_rules, new_call_id, parse_tool_calls
+
+REACT_SYSTEM = (
+    "You solve the user's task step by step, using the tools when they help. Write each "
+    "reply as one line 'Thought: <your reasoning>' followed by either exactly one tool call "
+    f'{OPEN}{{"name": ..., "arguments": {{...}}}}{CLOSE} or, once you know it, the line '
+    "'Answer: <the final answer>'. Tool results come back as the next message."
+)
+
+
+class CallRecord(BaseModel):
+    """One tool call a step asked for, and what came of it."""
+
+    name: str
+    arguments: str = Field(description="As the model wrote them (JSON text).")
+    valid: bool = Field(description="Parsed, names a tool, arguments fit its schema.")
+    result: str | None = None
+    error: str | None = None
+
+
+class AgentStep(BaseModel):
+    index: int
+    thought: str | None = None
+    calls: list[CallRecord] = Field(default_factory=list)
+    answer: str | None = None
+    text: str = Field("", description="The model's raw reply.")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+StopReason = Literal["answer", "max_steps", "token_budget", "truncated"]
+
+
+class AgentResult(BaseModel):
+    answer: str | None
+    stop_reason: StopReason
+    steps: list[AgentStep]
+    transcript: list[ChatMessage]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        return [c for s in self.steps for c in s.calls]
+
+
+class AgentEvent(BaseModel):
+    """What a step did, as it happens (for terminals and traces)."""
+
+    step: int
+    kind: Literal["thought", "tool_call", "observation", "answer", "error"]
+    text: str
+    tool: str | None = None
+
+
+EventFn = Callable[[AgentEvent], None]
+
+_THOUGHT = re.compile(r"^\s*Thought:\s*(.*)$", re.MULTILINE)
+_ANSWER = re.compile(r"^\s*(?:Final )?Answer:\s*(.*)", re.MULTILINE | re.DOTALL | re.IGNORECASE)
+
+
+class Agent:
+    """A tool-calling ReAct agent over any LMFast engine or OpenAI-compatible endpoint."""
+
+    def __init__(
+        self,
+        tools: list[Tool | Callable[..., Any]],
+        model: Any = None,
+        *,
+        system: str | None = None,
+        examples: str | None = None,
+        max_steps: int = 6,
+        token_budget: int = 16_384,
+        constrained: bool | None = None,
+        think: bool = True,
+        require_tool_first: bool = False,
+        params: SamplingParams | None = None,
+        on_event: EventFn | None = None,
+    ) -> None:
+        """`model`: an AgentModel, a Pipeline, a model reference or 'http://host/v1#name'.
+        `constrained`: use the step grammar (default: whenever the model takes grammars).
+        `token_budget`: prompt + completion tokens over the whole run.
+        `require_tool_first`: the first step must call a tool (constrained only): small
+        models otherwise answer from memory, and often wrongly, tasks a tool would solve."""
+        self.tools = as_tools(tools)
+        if not self.tools:
+            raise ValueError("an agent needs at least one tool")
+        self.by_name = {t.name: t for t in self.tools}
+        self.model: AgentModel = resolve_agent_model(model)
+        self.constrained = self.model.constrained if constrained is None else constrained
+        if self.constrained and not self.model.constrained:
+            raise ValueError(f"{self.model.name} takes no grammar: use constrained=False")
+        self.think, self.max_steps, self.token_budget = think, max_steps, token_budget
+        self.params = params or SamplingParams(temperature=0.0, max_tokens=256)
+        self.on_event = on_event
+        self.system = system or REACT_SYSTEM
+        self.examples = examples
+        if require_tool_first and not self.constrained:
+            raise ValueError("require_tool_first needs constrained decoding")
+        self._grammar = step_grammar(self.tools, think) if self.constrained else None
+        self._first = (
+            step_grammar(self.tools, think, answer=False) if require_tool_first else self._grammar
+        )
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, task: str) -> AgentResult:
+        messages = [
+            ChatMessage(role="system", content=self._system_prompt()),
+            ChatMessage(role="user", content=task),
+        ]
+        steps: list[AgentStep] = []
+        used = [0, 0]
+        self._seen: dict[tuple[str, str], str] = {}
+        for index in range(self.max_steps):
+            if used[0] + used[1] >= self.token_budget:
+                return self._result(None, "token_budget", steps, messages, used)
+            reply = self.model.complete(
+                messages,
+                self.params,
+                tools=None if not getattr(self.model, "native_tools", False) else self._specs(),
+                grammar=self._first if index == 0 else self._grammar,
+            )[0]
+            used[0] += reply.prompt_tokens
+            used[1] += reply.completion_tokens
+            step = self._parse(index, reply)
+            steps.append(step)
+            if step.thought:
+                self._emit(index, "thought", step.thought)
+            if step.calls:
+                messages.extend(self._act(index, step, reply))
+                continue
+            if step.answer is not None:
+                messages.append(ChatMessage(role="assistant", content=reply.text))
+                self._emit(index, "answer", step.answer)
+                return self._result(step.answer, "answer", steps, messages, used)
+            # Neither a call nor an answer: a reply cut off by max_tokens, or prose.
+            messages.append(ChatMessage(role="assistant", content=reply.text or "(empty)"))
+            if reply.finish_reason == "length":
+                self._emit(index, "error", "the reply was cut off at max_tokens")
+                messages.append(ChatMessage(role="user", content=_CUT_OFF))
+                if index == self.max_steps - 1:
+                    return self._result(None, "truncated", steps, messages, used)
+                continue
+            step.answer = reply.text.strip()
+            self._emit(index, "answer", step.answer)
+            return self._result(step.answer, "answer", steps, messages, used)
+        return self._result(None, "max_steps", steps, messages, used)
+
+    def _act(self, index: int, step: AgentStep, reply: Completion) -> list[ChatMessage]:
+        """Run the step's calls; the assistant turn plus one tool message per call."""
+        calls = [
+            ToolCall(
+                id=new_call_id(), function=ToolCallFunction(name=c.name, arguments=c.arguments)
+            )
+            for c in step.calls
+        ]
+        thought = f"Thought: {step.thought}" if step.thought is not None else None
+        out = [ChatMessage(role="assistant", content=thought, tool_calls=calls)]
+        for record, call in zip(step.calls, calls, strict=True):
+            self._emit(index, "tool_call", f"{record.name}({record.arguments})", record.name)
+            key = (record.name, _canonical(record.arguments))
+            if record.error is None and key in self._seen:
+                # Small models loop on one call: answer from memory instead of running it.
+                record.result = self._seen[key]
+                observation = (
+                    f"{record.result}\n(You already called {record.name} with these arguments. "
+                    "Use this result: call a different tool or give the Answer.)"
+                )
+                self._emit(index, "observation", observation, record.name)
+                out.append(ChatMessage(role="tool", content=observation, tool_call_id=call.id))
+                continue
+            if record.error is None:
+                try:
+                    record.result = result_text(self.by_name[record.name](record.arguments))
+                except ToolArgumentError as e:  # only reachable unconstrained
+                    record.valid, record.error = False, f"invalid arguments: {e}"
+                except Exception as e:  # a tool's failure is the model's observation
+                    record.error = f"{type(e).__name__}: {e}"
+            if record.error is None and record.result is not None:
+                self._seen[key] = record.result
+            observation = record.result if record.error is None else f"Error: {record.error}"
+            self._emit(index, "observation" if record.error is None else "error",
+                       observation, record.name)  # fmt: skip
+            out.append(ChatMessage(role="tool", content=observation, tool_call_id=call.id))
+        return out
+
+    # -- parsing ---------------------------------------------------------------------------
+    def _parse(self, index: int, reply: Completion) -> AgentStep:
+        text = reply.text or ""
+        step = AgentStep(index=index, text=text, prompt_tokens=reply.prompt_tokens,
+                         completion_tokens=reply.completion_tokens)  # fmt: skip
+        if m := _THOUGHT.search(text):
+            step.thought = m.group(1).strip()
+        calls = [(c.function.name, c.function.arguments) for c in reply.tool_calls]
+        if not calls and OPEN in text:
+            _, parsed = parse_tool_calls(text)
+            calls = [(c.function.name, c.function.arguments) for c in parsed]
+            if not parsed:  # a call was attempted but its JSON does not parse
+                raw = text.split(OPEN, 1)[1].split(CLOSE, 1)[0]
+                error = f"the call is not valid JSON: {raw[:200]!r}"
+                step.calls.append(CallRecord(name="?", arguments=raw, valid=False, error=error))
+        for name, arguments in calls:
+            step.calls.append(self._check_call(name, arguments))
+        if not step.calls and (m := _ANSWER.search(text)):
+            step.answer = m.group(1).strip()
+        return step
+
+    def _check_call(self, name: str, arguments: str) -> CallRecord:
+        tool = self.by_name.get(name)
+        if tool is None:
+            known = ", ".join(self.by_name)
+            error = f"there is no tool named {name!r}; the tools are: {known}"
+            return CallRecord(name=name, arguments=arguments, valid=False, error=error)
+        try:
+            tool.validate(arguments)
+        except ToolArgumentError as e:
+            return CallRecord(name=name, arguments=arguments, valid=False,
+                              error=f"invalid arguments for {name}: {e}")  # fmt: skip
+        return CallRecord(name=name, arguments=arguments, valid=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _specs(self) -> list[Any]:
+        return [t.spec for t in self.tools]
+
+    def _system_prompt(self) -> str:
+        from lmfast.inference.tools import tools_system_prompt
+
+        parts = [self.system]
+        if not getattr(self.model, "native_tools", False):
+            parts.append(tools_system_prompt(self._specs()))
+        if self.examples:
+            parts.append(self.examples)
+        return "\n\n".join(parts)
+
+    def _emit(self, step: int, kind: str, text: str, tool: str | None = None) -> None:
+        if self.on_event is not None:
+            self.on_event(AgentEvent(step=step, kind=kind, text=text, tool=tool))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _result(
+        answer: str | None,
+        reason: StopReason,
+        steps: list[AgentStep],
+        messages: list[ChatMessage],
+        used: list[int],
+    ) -> AgentResult:
+        return AgentResult(answer=answer, stop_reason=reason, steps=steps, transcript=messages,
+                           prompt_tokens=used[0], completion_tokens=used[1])  # fmt: skip
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except ValueError:
+        return arguments
+
+
+_CUT_OFF = (
+    "Your reply was cut off. Reply with one short Thought line, then one tool call or the "
+    "Answer line."
+)
+
+
+def step_grammar(tools: list[Tool], think: bool = True, answer: bool = True) -> str:
+    """GBNF for one ReAct step: an optional thought line, then a tool call or (when
+    `answer`) the final answer. Lines are `[^\\n]+`, not a bounded repeat: llama.cpp expands
+    `{1,n}` into n nested rules, which makes every sampling step slow."""
+    thought = '"Thought: " line "\\n" ' if think else ""
+    final = ' | "Answer: " line' if answer else ""
+    return f'root ::= {thought}( "{OPEN}" call "{CLOSE}"{final} )\nline ::= [^\\n]+\n' + call_rules(
+        [t.spec for t in tools]
+    )

@@ -1,0 +1,84 @@
+"""`lmfast agent run`: a tool-calling agent in the terminal, each step shown as it happens."""
+
+from __future__ import annotations
+
+import shlex
+from contextlib import ExitStack
+from typing import Annotated
+
+import typer
+
+from lmfast.cli.output import console, print_json
+from lmfast.config import DEFAULT_MODEL
+
+app = typer.Typer(help="Tool-calling agents (ReAct, code).", no_args_is_help=True)
+
+_STYLE = {"thought": "dim", "tool_call": "cyan", "observation": "green", "error": "red",
+          "answer": "bold"}  # fmt: skip
+
+
+@app.command("run")
+def run_command(
+    task: Annotated[str, typer.Argument(help="What the agent should do.")],
+    tools: Annotated[
+        str,
+        typer.Option(help="Comma-separated built-in tools: calculator, convert_units, python."),
+    ] = "calculator,convert_units",
+    mcp: Annotated[
+        list[str] | None,
+        typer.Option(help="Also use an MCP server's tools: its command line (repeatable)."),
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model reference or http://host/v1#name.")
+    ] = DEFAULT_MODEL,
+    backend: Annotated[str, typer.Option(help="auto, llamacpp or transformers.")] = "auto",
+    code: Annotated[bool, typer.Option(help="A CodeAgent: writes and runs Python.")] = False,
+    max_steps: Annotated[int, typer.Option(help="Most think/act steps.")] = 6,
+    require_tool: Annotated[
+        bool, typer.Option(help="The first step must call a tool (local models).")
+    ] = False,
+    constrained: Annotated[
+        bool, typer.Option(help="Grammar-constrained steps (local models).")
+    ] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run an agent on TASK."""
+    from lmfast.agents import Agent, CodeAgent, MCPToolset
+    from lmfast.agents.builtin import BUILTIN
+    from lmfast.agents.models import resolve_agent_model
+    from lmfast.agents.react import AgentEvent
+
+    def show(e: AgentEvent) -> None:
+        label = f"[{e.step + 1}] {e.kind}" + (f" {e.tool}" if e.tool else "")
+        console.print(f"[{_STYLE[e.kind]}]{label}:[/] ", end="")
+        console.print(e.text, markup=False, highlight=False, soft_wrap=True)
+
+    names = [n.strip() for n in tools.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BUILTIN and n != "python"]
+    if unknown:
+        raise typer.BadParameter(
+            f"{unknown} not built in; choose from {', '.join([*BUILTIN, 'python'])}",
+            param_hint="--tools",
+        )
+    remote = model.startswith(("http://", "https://"))
+    on_event = None if json_out else show
+    with ExitStack() as stack:
+        chosen = [BUILTIN[n] for n in names if n != "python"]
+        for command in mcp or []:
+            argv = shlex.split(command)
+            chosen += stack.enter_context(MCPToolset.stdio(argv[0], argv[1:])).tools
+        agent_model = resolve_agent_model(model, backend)
+        common = {
+            "max_steps": max_steps,
+            "on_event": on_event,
+            "constrained": constrained and not remote,
+        }
+        if code or "python" in names:
+            agent = CodeAgent(agent_model, **common)
+        else:
+            agent = Agent(chosen, agent_model, require_tool_first=require_tool, **common)
+        result = agent.run(task)
+    if json_out:
+        print_json(result)
+    elif result.answer is None:
+        console.print(f"[red]no answer[/] ({result.stop_reason})")

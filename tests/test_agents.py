@@ -1,0 +1,339 @@
+"""Agents: tools from functions, the ReAct loop, constrained calls, the sandbox, MCP mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+import jsonschema
+import pytest
+from lmfast.agents.builtin import calculator, convert_units
+from lmfast.agents.code import CodeAgent
+from lmfast.agents.models import Completion
+from lmfast.agents.react import Agent, step_grammar
+from lmfast.agents.sandbox import Sandbox, SandboxLimits
+from lmfast.agents.thinking import ThinkingAgent, extract_answer, normalise
+from lmfast.agents.tools import Tool, ToolArgumentError, ToolDefinitionError, tool
+from pydantic import BaseModel
+
+from lmfast.inference.base import ChatMessage, SamplingParams, ToolSpec
+from tests.tiny_models import make_tiny_llama
+
+
+class Colour(Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Box(BaseModel):
+    width: float
+    label: str | None = None
+
+
+@tool
+def paint(count: int, colour: Colour, boxes: list[Box], mode: Literal["fast", "slow"] = "fast",
+          note: str | None = None) -> str:  # fmt: skip
+    """Paint boxes.
+
+    Args:
+        count: How many coats.
+        colour: Which colour.
+        boxes: The boxes to paint.
+        mode: How to paint.
+        note: Anything to remember.
+    """
+    return f"{count} {colour.value} {[b.width for b in boxes]} {mode} {note}"
+
+
+def test_schema_from_type_hints() -> None:
+    p = paint.parameters
+    assert paint.description == "Paint boxes."
+    assert set(p["required"]) == {"count", "colour", "boxes"}
+    assert p["properties"]["count"] == {"type": "integer", "description": "How many coats."}
+    assert p["$defs"]["Colour"]["enum"] == ["red", "blue"]
+    assert p["properties"]["boxes"]["items"] == {"$ref": "#/$defs/Box"}
+    assert p["$defs"]["Box"]["required"] == ["width"]
+    assert p["properties"]["mode"]["enum"] == ["fast", "slow"]
+    assert {"type": "null"} in p["properties"]["note"]["anyOf"]
+    assert p["additionalProperties"] is False and "title" not in json.dumps(p)
+    jsonschema.Draft202012Validator.check_schema(p)
+    assert paint.openai["function"]["name"] == "paint"
+    # Values are converted to the hinted types, nested models included.
+    assert (
+        paint({"count": "2", "colour": "red", "boxes": [{"width": 1}]}) == "2 red [1.0] fast None"
+    )
+    with pytest.raises(ToolArgumentError, match=r"colour.*'red' or 'blue'"):
+        paint({"count": 1, "colour": "green", "boxes": []})
+    with pytest.raises(ToolArgumentError, match="speed: Extra inputs"):
+        paint({"count": 1, "colour": "red", "boxes": [], "speed": 3})
+
+
+def test_bad_tool_definitions_fail_when_defined() -> None:
+    def undocumented(x: int) -> int:
+        """Has no Args section."""
+        return x
+
+    def unhinted(x):  # type: ignore[no-untyped-def]
+        """Doc.
+
+        Args:
+            x: a value
+        """
+
+    def star(*values: int) -> None:
+        """Doc.
+
+        Args:
+            values: numbers
+        """
+
+    def odd(lock: type(os.sched_getaffinity)) -> None:  # type: ignore[valid-type]
+        """Doc.
+
+        Args:
+            lock: a builtin function as a type
+        """
+
+    for fn, message in [
+        (undocumented, "argument 'x' has no description"),
+        (unhinted, "argument 'x' has no type hint"),
+        (star, r"\*values"),
+        (odd, "unsupported argument type"),
+    ]:
+        with pytest.raises(ToolDefinitionError, match=message):
+            Tool(fn)
+    with pytest.raises(ToolDefinitionError, match="needs a docstring"):
+        Tool(lambda: None)
+
+
+class Scripted:
+    """A fake model replaying fixed replies, recording what it was shown."""
+
+    constrained = False
+    native_tools = False
+    name = "scripted"
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies, self.seen = list(replies), []
+
+    def complete(self, messages, params, *, tools=None, grammar=None, n=1):  # type: ignore[no-untyped-def]
+        self.seen.append(list(messages))
+        return [Completion(text=self.replies.pop(0), prompt_tokens=100, completion_tokens=10)
+                for _ in range(n)]  # fmt: skip
+
+
+def _call(name: str, **arguments: object) -> str:
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+def test_loop_calls_tools_feeds_errors_back_and_answers() -> None:
+    model = Scripted([
+        "Thought: compute it\n" + _call("calculator", expression="17 * 23 +"),
+        "Thought: fix it\n" + _call("calculator", expression="17 * 23 + 4"),
+        "Thought: wrong tool\n" + _call("weather", city="Paris"),
+        "Thought: bad JSON\n<tool_call>{\"name\": \"calculator\", </tool_call>",
+        "Thought: done\nAnswer: 395",
+    ])  # fmt: skip
+    events = []
+    result = Agent([calculator], model, on_event=events.append).run("What is 17*23+4?")
+    assert result.answer == "395" and result.stop_reason == "answer"
+    calls = result.calls
+    assert [c.valid for c in calls] == [True, True, False, False]
+    assert "not an arithmetic expression" in calls[0].error
+    assert calls[1].result == "395"
+    assert "no tool named 'weather'" in calls[2].error and "not valid JSON" in calls[3].error
+    # The model saw each error as the tool's answer.
+    tool_turns = [m.content for m in model.seen[-1] if m.role == "tool"]
+    assert tool_turns[0].startswith("Error: ValueError") and tool_turns[1] == "395"
+    assert {e.kind for e in events} >= {"thought", "tool_call", "observation", "error", "answer"}
+    assert result.prompt_tokens == 500 and result.completion_tokens == 50
+
+
+def test_step_limit_budget_and_repeated_calls() -> None:
+    loop = "Thought: again\n" + _call("calculator", expression="1+1")
+    model = Scripted([loop] * 3)
+    result = Agent([calculator], model, max_steps=3).run("1+1?")
+    assert result.stop_reason == "max_steps" and result.answer is None
+    assert len(result.steps) == 3
+    assert "already called calculator" in result.transcript[-1].content
+    budget = Agent([calculator], Scripted([loop] * 5), token_budget=200).run("1+1?")
+    assert budget.stop_reason == "token_budget" and len(budget.steps) == 2
+
+
+def test_plain_reply_without_answer_line_is_the_answer() -> None:
+    result = Agent([calculator], Scripted(["It is four."])).run("2+2?")
+    assert result.answer == "It is four." and result.steps[0].calls == []
+
+
+def test_thinking_agent_votes_and_scores() -> None:
+    replies = ["Reasoning: a\nAnswer: 12", "Reasoning: b\nAnswer: 12.0", "Reasoning: c\nAnswer: 7"]
+    voted = ThinkingAgent(Scripted(replies), n=3).run("q")
+    assert voted.answer == "12" and voted.votes == {"12": 2, "7": 1}
+    assert voted.agreement == pytest.approx(2 / 3)
+    scored = ThinkingAgent(Scripted(replies), n=3, scorer=lambda q, t, a: a == "7").run("q")
+    assert scored.answer == "7"
+    assert extract_answer("so the total is 1,250 apples") == "1,250"
+    assert normalise("$1,250.") == "1250" and normalise(" Paris. ") == "paris"
+
+
+def test_code_agent_runs_code_in_the_sandbox() -> None:
+    model = Scripted([
+        "Thought: compute\n```python\nimport math\nprint(math.factorial(10))\n```",
+        "Thought: got it\nAnswer: 3628800",
+    ])  # fmt: skip
+    result = CodeAgent(model).run("10!?")
+    assert result.answer == "3628800"
+    assert result.calls[0].result.strip() == "3628800"
+    assert model.seen[-1][-1].content == "Output:\n3628800"
+
+
+# -- the sandbox ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox(SandboxLimits(cpu_seconds=2, wall_seconds=4, memory_mb=256, output_bytes=5000))
+
+
+def test_sandbox_runs_allowed_code_in_its_own_dir(sandbox: Sandbox) -> None:
+    r = sandbox.run(
+        "import statistics\nopen('a.txt', 'w').write('x')\nprint(statistics.mean([1, 2, 3]))"
+    )
+    assert r.ok and r.stdout == "2\n" and r.files == ["a.txt"]
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("import socket", "importing 'socket' is not allowed"),
+        ("import os", "importing 'os' is not allowed"),
+        # Around the guarded __import__: the audit hook still sees a new module load.
+        ("import random\nrandom.__builtins__['__import__']('socket')",
+         "importing 'socket' is not allowed"),
+        ("open('/tmp/lmfast-sandbox-escape.txt', 'w').write('x')", "outside the work dir"),
+        ("open('../code.py', 'a').write('x')", "outside the work dir"),
+        ("print(open('/etc/hostname').read())", "outside the work dir"),
+        ("import random\nwhile True:\n    random._os.fork()", "os.fork is not allowed"),
+        ("import random\nrandom._os.system('echo hi')", "os.system is not allowed"),
+        ("x = bytearray(2 * 1024**3)", "MemoryError"),
+    ],
+)  # fmt: skip
+def test_sandbox_blocks(sandbox: Sandbox, code: str, message: str) -> None:
+    r = sandbox.run(code)
+    assert not r.ok and message in r.stderr, r.stderr
+    assert not Path("/tmp/lmfast-sandbox-escape.txt").exists()
+
+
+def test_sandbox_has_no_network_interface(sandbox: Sandbox) -> None:
+    # Even with sockets allowed by the interpreter, the namespace has no route out.
+    limits = sandbox.limits.model_copy(update={"allowed_modules": ["socket"]})
+    r = Sandbox(limits).run("import socket\nsocket.create_connection(('127.0.0.1', 22), 1)")
+    if not r.network_isolated:
+        pytest.skip("unprivileged user namespaces are not available here")
+    assert not r.ok and "sandbox: socket" in r.stderr
+
+
+def test_sandbox_kills_runaway_code(sandbox: Sandbox) -> None:
+    spin = sandbox.run("while True:\n    pass")
+    assert spin.killed == "cpu_time" and spin.seconds < 4
+    sleep = sandbox.run("import time\ntime.sleep(60)")
+    assert sleep.killed == "wall_time" and sleep.seconds < 10
+    flood = sandbox.run("while True:\n    print('x' * 1000)")
+    assert flood.killed == "output_limit" and len(flood.stdout) <= 5000
+
+
+# -- constrained decoding with real models --------------------------------------------------
+def _valid_call(tools: list[Tool], text: str) -> dict:
+    from lmfast.inference.tools import parse_tool_calls
+
+    _, calls = parse_tool_calls(text)
+    assert len(calls) == 1, text
+    by_name = {t.name: t for t in tools}
+    args = json.loads(calls[0].function.arguments)
+    jsonschema.validate(args, by_name[calls[0].function.name].parameters)
+    return args
+
+
+def test_constrained_calls_from_the_embedded_model_are_schema_valid() -> None:
+    from lmfast.generate import get_pipeline
+
+    # A tool whose arguments are bounded (a number and two enums): free-text strings can
+    # still run on to max_tokens inside the grammar (see the agents issue's notes).
+    tools = [convert_units]
+    agent = Agent(tools, get_pipeline("smollm2-135m-instruct"), require_tool_first=True,
+                  think=False, max_steps=1)  # fmt: skip
+    for task in ["Convert 3 miles to km.", "How many pounds is 70 kg?"]:
+        result = agent.run(task)
+        step = result.steps[0]
+        assert step.calls and step.calls[0].valid, step.text
+        _valid_call(tools, step.text)
+
+
+def test_transformers_engine_constrains_a_random_model(tmp_path: Path) -> None:
+    """xgrammar keeps even random weights inside the tool grammar."""
+    from lmfast.inference.hf import TransformersEngine
+    from lmfast.loading import load_transformers
+    from lmfast.pipeline import Pipeline
+    from lmfast.registry import resolve_model
+
+    model, tok = load_transformers(resolve_model(str(make_tiny_llama(tmp_path / "m"))))
+    engine = TransformersEngine(model, tok)
+    try:
+        pipe = Pipeline(engine)
+        msgs = [ChatMessage(role="user", content="go")]
+        for seed in range(3):
+            params = SamplingParams(max_tokens=300, temperature=1.0, seed=seed)
+            spec = convert_units.spec  # bounded arguments: random weights still finish
+            out = pipe.chat(msgs, params, tools=[spec], tool_choice="required")
+            assert out.finish_reason == "tool_calls" and len(out.tool_calls) == 1
+            args = json.loads(out.tool_calls[0].function.arguments)
+            jsonschema.validate(args, convert_units.parameters)
+        grammar = step_grammar([calculator])
+        text = pipe.chat(msgs, SamplingParams(max_tokens=200, temperature=1.0, seed=5),
+                         grammar=grammar).text  # fmt: skip
+        # A random model's thought may run to max_tokens, but never outside the format.
+        assert text.startswith("Thought: ")
+        if "\n" in text:
+            assert text.split("\n", 1)[1].startswith(("<tool_call>", "Answer: "))
+    finally:
+        engine.close()
+
+
+def test_grammar_errors_name_the_field() -> None:
+    from lmfast.data.tokenize import load_tokenizer
+    from lmfast.inference.base import RequestFieldError
+    from lmfast.inference.constrain import GrammarCompiler
+
+    tok = load_tokenizer("smollm2-135m-instruct")
+    compiler = GrammarCompiler(tok, len(tok), {tok.eos_token_id})
+    with pytest.raises(ValueError, match="grammar"):
+        compiler.compile("root ::= (")
+    assert RequestFieldError  # the engine turns it into a 400 naming `grammar`
+
+
+# -- MCP client mode ------------------------------------------------------------------------
+def test_agent_uses_a_real_lmfast_mcp_server(tmp_path: Path) -> None:
+    from lmfast.agents.mcp_client import MCPToolset
+
+    with MCPToolset.stdio(
+        sys.executable, ["-m", "lmfast", "mcp"], env={"LMFAST_HOME": str(tmp_path)},
+        only=["list_models", "model_info"],
+    ) as remote:  # fmt: skip
+        assert {t.name for t in remote.tools} == {"list_models", "model_info"}
+        model = Scripted([
+            "Thought: look\n" + _call("model_info", model="no-such-model"),
+            "Thought: list\n" + _call("list_models"),
+            "Thought: done\nAnswer: smollm2-135m-instruct",
+        ])  # fmt: skip
+        result = Agent(remote.tools, model).run("Which models are there?")
+    first, second = result.calls
+    assert first.error and "not found" in first.error
+    assert "smollm2-135m-instruct" in second.result
+    assert result.answer == "smollm2-135m-instruct"
+
+
+def test_tool_spec_round_trip() -> None:
+    spec = ToolSpec.model_validate(calculator.openai["function"])
+    assert spec.name == "calculator" and spec.parameters["required"] == ["expression"]
