@@ -76,8 +76,6 @@ class LocalModel:
         grammar: str | None = None,
         n: int = 1,
     ) -> list[Completion]:
-        from lmfast.pipeline import _Accumulator
-
         # Submit all n first: the engine decodes concurrent requests together.
         submitted = []
         for i in range(n):
@@ -89,11 +87,8 @@ class LocalModel:
                 self.pipeline.submit(messages, p, tools=tools, tool_choice="none", grammar=grammar)
             )
         out = []
-        for ctx, stream, tools_on in submitted:
-            acc = _Accumulator(tools_on)
-            for event in stream:
-                acc.add(event)
-            r = self.pipeline.finish(ctx, acc.result())
+        for submission in submitted:
+            r = self.pipeline.collect(*submission)
             out.append(
                 Completion(
                     text=r.text or "",

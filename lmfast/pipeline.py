@@ -165,7 +165,12 @@ class Pipeline:
     # -- consumption -----------------------------------------------------------------------
     def chat(self, messages: list[ChatMessage], params: SamplingParams, **kw: Any) -> ChatResult:
         """Blocking: generate to the end (CLI, MCP, agents)."""
-        ctx, stream, tools_on = self.submit(messages, params, **kw)
+        return self.collect(*self.submit(messages, params, **kw))
+
+    def collect(
+        self, ctx: GenerationContext, stream: GenerationStream, tools_on: bool
+    ) -> ChatResult:
+        """Blocking: consume a submitted stream to the end, after-hooks applied."""
         acc = _Accumulator(tools_on)
         for event in stream:
             acc.add(event)

@@ -297,20 +297,23 @@ def test_transformers_engine_constrains_a_random_model(tmp_path: Path) -> None:
         assert text.startswith("Thought: ")
         if "\n" in text:
             assert text.split("\n", 1)[1].startswith(("<tool_call>", "Answer: "))
+        # A grammar that does not parse is a request error naming the field (HTTP 400).
+        from lmfast.inference.base import EngineRequest, RequestFieldError
+
+        with pytest.raises(RequestFieldError, match="grammar"):
+            engine.submit(EngineRequest(prompt="x", params=SamplingParams(), grammar="root ::= ("))
     finally:
         engine.close()
 
 
 def test_grammar_errors_name_the_field() -> None:
     from lmfast.data.tokenize import load_tokenizer
-    from lmfast.inference.base import RequestFieldError
     from lmfast.inference.constrain import GrammarCompiler
 
     tok = load_tokenizer("smollm2-135m-instruct")
     compiler = GrammarCompiler(tok, len(tok), {tok.eos_token_id})
     with pytest.raises(ValueError, match="grammar"):
         compiler.compile("root ::= (")
-    assert RequestFieldError  # the engine turns it into a 400 naming `grammar`
 
 
 # -- MCP client mode ------------------------------------------------------------------------
