@@ -4,6 +4,7 @@ Installed under `lmfast.` (not as a bare `agents` package) so it never shadows o
 """
 
 from lmfast.agents.code import CodeAgent
+from lmfast.agents.data_agent import DataAgent, DataTools
 from lmfast.agents.mcp_client import MCPToolError, MCPToolset
 from lmfast.agents.models import AgentModel, LocalModel, OpenAIModel
 from lmfast.agents.react import Agent, AgentEvent, AgentResult
@@ -17,6 +18,8 @@ __all__ = [
     "AgentModel",
     "AgentResult",
     "CodeAgent",
+    "DataAgent",
+    "DataTools",
     "LocalModel",
     "MCPToolError",
     "MCPToolset",

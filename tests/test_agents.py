@@ -340,3 +340,106 @@ def test_agent_uses_a_real_lmfast_mcp_server(tmp_path: Path) -> None:
 def test_tool_spec_round_trip() -> None:
     spec = ToolSpec.model_validate(calculator.openai["function"])
     assert spec.name == "calculator" and spec.parameters["required"] == ["expression"]
+
+
+# -- DataAgent ------------------------------------------------------------------------------
+def test_data_agent_inspects_preps_and_evaluates(tmp_path: Path) -> None:
+    from lmfast.agents.data_agent import DataAgent
+
+    data = tmp_path / "data"
+    data.mkdir()
+    docs = [f"Document {i} explains how the river crossing at mile {i} was built in stone."
+            for i in range(6)]  # fmt: skip
+    rows = [{"id": i, "text": d} for i, d in enumerate(docs + docs[:2])]  # two exact duplicates
+    (data / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "secret.txt").write_text("do not read")
+    tiny = make_tiny_llama(tmp_path / "tiny")
+    model = Scripted([
+        "Thought: look\n" + _call("inspect_file", path="docs.jsonl"),
+        "Thought: escape\n" + _call("inspect_file", path="../secret.txt"),
+        "Thought: prep\n" + _call("prep_dataset", path="docs.jsonl", filters="off"),
+        "Thought: score\n" + _call("evaluate", model=str(tiny), tasks=["arithmetic"], limit=2),
+        "Thought: done\nAnswer: 6 documents kept",
+    ])  # fmt: skip
+    result = DataAgent(model, root=data).run("Prepare docs.jsonl and evaluate the tiny model.")
+    inspect, escape, prep, score = result.calls
+    info = json.loads(inspect.result)
+    assert (info["records"], info["format"], info["text_field"]) == (8, "text", "text")
+    assert info["fields"] == ["id", "text"] and info["samples"][0]["id"] == "0"
+    assert escape.result is None and "outside the allowed folder" in escape.error
+    report = json.loads(prep.result)
+    assert (report["documents_in"], report["documents_out"]) == (8, 6)
+    assert report["exact_duplicates"] == 2 and report["artifact_id"].startswith("dataset-")
+    scores = json.loads(score.result)
+    assert set(scores["tasks"]) == {"arithmetic"}
+    assert 0.0 <= scores["tasks"]["arithmetic"]["exact_match"] <= 1.0
+    assert result.answer == "6 documents kept"
+    # The persona's prompt names its job and its tools (rendered into the system message).
+    system = model.seen[0][0].content
+    assert "data assistant" in system and "prep_dataset" in system
+
+
+# -- the example agent script: an agent driving training over MCP -------------------------
+class Planner:
+    """Stands in for a capable model: follows the example's plan, reading artifact ids from
+    the tool results it is shown (so the real MCP round trips are what is tested)."""
+
+    constrained = False
+    native_tools = False
+    name = "planner"
+
+    def __init__(self, data: Path, base: Path) -> None:
+        self.data, self.base, self.artifacts, self.seen = data, base, [], []
+
+    def complete(self, messages, params, *, tools=None, grammar=None, n=1):  # type: ignore[no-untyped-def]
+        self.seen.append(list(messages))
+        last = messages[-1]
+        if last.role == "tool":
+            outcome = json.loads(last.content)
+            assert outcome["status"] == "succeeded", outcome
+            self.artifacts.append(outcome["result"]["artifact_id"])
+        plan = [
+            lambda: _call("prep_dataset", inputs=[str(self.data)], filters="off", wait=True),
+            lambda: _call("fine_tune", data=self.artifacts[0], model=str(self.base),
+                          max_steps=2, max_seq_length=64, wait=True),  # fmt: skip
+            lambda: _call("evaluate", models=[self.artifacts[1]], tasks=["arithmetic"],
+                          limit=2, efficiency=False, wait=True),  # fmt: skip
+            lambda: _call("quantize", model=self.artifacts[1], type="q8_0", measure=False,
+                          wait=True),  # fmt: skip
+            lambda: "Thought: done\nAnswer: " + " ".join(self.artifacts),
+        ]
+        text = plan[len(self.artifacts)]()
+        return [Completion(text=text if "Answer" in text else "Thought: next\n" + text)]
+
+
+def test_example_agent_script_drives_training_over_mcp(tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "examples" / "agent_drives_training.py"
+    spec = importlib.util.spec_from_file_location("agent_drives_training", path)
+    example = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(example)  # type: ignore[union-attr]
+
+    data = tmp_path / "data" / "qa.jsonl"
+    data.parent.mkdir()
+    rows = [{"prompt": f"What is {i} + {i}?", "response": str(2 * i)} for i in range(24)]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    base = make_tiny_llama(tmp_path / "data" / "tiny")  # inside the server's allowed root
+    planner = Planner(data, base)
+    events: list = []
+    result = example.run(data, planner, base=str(base), steps=2, tasks=("arithmetic",),
+                         on_event=events.append)  # fmt: skip
+    assert result.stop_reason == "answer"
+    assert [c.name for c in result.calls] == ["prep_dataset", "fine_tune", "evaluate", "quantize"]
+    assert all(c.valid and c.error is None for c in result.calls)
+    dataset, adapter, report, gguf = planner.artifacts
+    assert dataset.startswith("dataset-") and report.startswith("report-")
+    from lmfast.artifacts import ArtifactStore
+
+    store = ArtifactStore()
+    assert store.get(gguf).manifest.kind == "export"
+    assert store.get(adapter).manifest.kind == "adapter"
+    assert result.answer == " ".join(planner.artifacts)
+    # The task the script wrote reached the model, and every step was reported.
+    assert "q8_0" in planner.seen[0][1].content
+    assert [e.kind for e in events].count("tool_call") == 4

@@ -21,9 +21,19 @@ _STYLE = {"thought": "dim", "tool_call": "cyan", "observation": "green", "error"
 def run_command(
     task: Annotated[str, typer.Argument(help="What the agent should do.")],
     tools: Annotated[
-        str,
-        typer.Option(help="Comma-separated built-in tools: calculator, convert_units, python."),
-    ] = "calculator,convert_units",
+        str | None,
+        typer.Option(
+            help="Comma-separated built-in tools: calculator, convert_units, python "
+            "[default: calculator,convert_units; none with --data]."
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="A DataAgent confined to this folder: inspects files, runs prep_dataset and "
+            "evaluate."
+        ),
+    ] = None,
     mcp: Annotated[
         list[str] | None,
         typer.Option(help="Also use an MCP server's tools: its command line (repeatable)."),
@@ -53,6 +63,8 @@ def run_command(
         console.print(f"[{_STYLE[e.kind]}]{label}:[/] ", end="")
         console.print(e.text, markup=False, highlight=False, soft_wrap=True)
 
+    if tools is None:
+        tools = "" if data else "calculator,convert_units"
     names = [n.strip() for n in tools.split(",") if n.strip()]
     unknown = [n for n in names if n not in BUILTIN and n != "python"]
     if unknown:
@@ -75,6 +87,11 @@ def run_command(
         }
         if code or "python" in names:
             agent = CodeAgent(agent_model, **common)
+        elif data is not None:
+            from lmfast.agents.data_agent import DataAgent
+
+            agent = DataAgent(agent_model, root=data, extra_tools=chosen,
+                              require_tool_first=require_tool, **common)  # fmt: skip
         else:
             agent = Agent(chosen, agent_model, require_tool_first=require_tool, **common)
         result = agent.run(task)
