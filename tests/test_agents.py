@@ -400,12 +400,25 @@ class Planner:
             self.artifacts.append(outcome["result"]["artifact_id"])
         plan = [
             lambda: _call("prep_dataset", inputs=[str(self.data)], filters="off", wait=True),
-            lambda: _call("fine_tune", data=self.artifacts[0], model=str(self.base),
-                          max_steps=2, max_seq_length=64, wait=True),  # fmt: skip
-            lambda: _call("evaluate", models=[self.artifacts[1]], tasks=["arithmetic"],
-                          limit=2, efficiency=False, wait=True),  # fmt: skip
-            lambda: _call("quantize", model=self.artifacts[1], type="q8_0", measure=False,
-                          wait=True),  # fmt: skip
+            lambda: _call(
+                "fine_tune",
+                data=self.artifacts[0],
+                model=str(self.base),
+                max_steps=2,
+                max_seq_length=64,
+                wait=True,
+            ),
+            lambda: _call(
+                "evaluate",
+                models=[self.artifacts[1]],
+                tasks=["arithmetic"],
+                limit=2,
+                efficiency=False,
+                wait=True,
+            ),
+            lambda: _call(
+                "quantize", model=self.artifacts[1], type="q8_0", measure=False, wait=True
+            ),
             lambda: "Thought: done\nAnswer: " + " ".join(self.artifacts),
         ]
         text = plan[len(self.artifacts)]()
