@@ -5,9 +5,10 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from lmfast.agents.tools import Tool, tool
+from pydantic import Field
 
 _BINARY: dict[type, Any] = {
     ast.Add: operator.add,
@@ -68,8 +69,14 @@ def _walk(node: ast.AST) -> Any:
     raise ValueError(f"unsupported in an arithmetic expression: {ast.unparse(node)!r}")
 
 
+# Digits, operators and the known function names only (no '=': given one, small models
+# loop on 'a * b = a * b = ...'): held to this by the call grammar, a
+# small model cannot wander off into prose (or close the JSON) inside the expression.
+EXPRESSION = r"^([-+*/%^().,0-9 ]|" + "|".join([*_FUNCTIONS, *_CONSTANTS]) + ")+$"
+
+
 @tool
-def calculator(expression: str) -> str:
+def calculator(expression: Annotated[str, Field(pattern=EXPRESSION)]) -> str:
     """Evaluate an arithmetic expression exactly, e.g. '(12 + 7) * 3' or 'sqrt(2) / 4'.
 
     Args:
@@ -81,28 +88,37 @@ def calculator(expression: str) -> str:
     return str(round(value, 10) if isinstance(value, float) else value)
 
 
-# Factors to one base unit per dimension; temperatures are converted by formula.
+# Factors to one base unit per dimension; temperatures are converted by formula. Units are
+# named in words: small models copy "inches" from the task far more reliably than "in".
 _UNITS: dict[str, tuple[str, float]] = {
-    "m": ("length", 1.0), "km": ("length", 1000.0), "cm": ("length", 0.01),
-    "mm": ("length", 0.001), "mi": ("length", 1609.344), "ft": ("length", 0.3048),
-    "in": ("length", 0.0254), "yd": ("length", 0.9144),
-    "kg": ("mass", 1.0), "g": ("mass", 0.001), "lb": ("mass", 0.45359237),
-    "oz": ("mass", 0.028349523125),
-    "l": ("volume", 1.0), "ml": ("volume", 0.001), "gal": ("volume", 3.785411784),
-    "s": ("time", 1.0), "min": ("time", 60.0), "h": ("time", 3600.0), "day": ("time", 86400.0),
+    "metre": ("length", 1.0), "kilometre": ("length", 1000.0), "centimetre": ("length", 0.01),
+    "millimetre": ("length", 0.001), "mile": ("length", 1609.344), "foot": ("length", 0.3048),
+    "inch": ("length", 0.0254), "yard": ("length", 0.9144),
+    "kilogram": ("mass", 1.0), "gram": ("mass", 0.001), "pound": ("mass", 0.45359237),
+    "ounce": ("mass", 0.028349523125),
+    "litre": ("volume", 1.0), "millilitre": ("volume", 0.001), "gallon": ("volume", 3.785411784),
+    "second": ("time", 1.0), "minute": ("time", 60.0), "hour": ("time", 3600.0),
+    "day": ("time", 86400.0),
 }  # fmt: skip
+_TEMPERATURES = {"celsius", "fahrenheit", "kelvin"}
 Unit = Literal[
-    "m", "km", "cm", "mm", "mi", "ft", "in", "yd", "kg", "g", "lb", "oz", "l", "ml", "gal",
-    "s", "min", "h", "day", "C", "F", "K",
+    "metre", "kilometre", "centimetre", "millimetre", "mile", "foot", "inch", "yard",
+    "kilogram", "gram", "pound", "ounce", "litre", "millilitre", "gallon",
+    "second", "minute", "hour", "day", "celsius", "fahrenheit", "kelvin",
 ]  # fmt: skip
+_SYMBOL = {"metre": "m", "kilometre": "km", "centimetre": "cm", "millimetre": "mm",
+           "mile": "mi", "foot": "ft", "inch": "in", "yard": "yd", "kilogram": "kg", "gram": "g",
+           "pound": "lb", "ounce": "oz", "litre": "l", "millilitre": "ml", "gallon": "gal",
+           "second": "s", "minute": "min", "hour": "h", "day": "day", "celsius": "°C",
+           "fahrenheit": "°F", "kelvin": "K"}  # fmt: skip
 
 
 def _to_kelvin(v: float, unit: str) -> float:
-    return {"C": v + 273.15, "F": (v - 32) * 5 / 9 + 273.15, "K": v}[unit]
+    return {"celsius": v + 273.15, "fahrenheit": (v - 32) * 5 / 9 + 273.15, "kelvin": v}[unit]
 
 
 def _from_kelvin(k: float, unit: str) -> float:
-    return {"C": k - 273.15, "F": (k - 273.15) * 9 / 5 + 32, "K": k}[unit]
+    return {"celsius": k - 273.15, "fahrenheit": (k - 273.15) * 9 / 5 + 32, "kelvin": k}[unit]
 
 
 @tool
@@ -111,13 +127,12 @@ def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> str:
 
     Args:
         value: The number to convert.
-        from_unit: The unit it is in (m, km, cm, mm, mi, ft, in, yd, kg, g, lb, oz, l, ml,
-            gal, s, min, h, day, C, F, K).
+        from_unit: The unit it is in, as a word in the singular (metre, kilometre, mile,
+            inch, pound, litre, hour, celsius, ...).
         to_unit: The unit to convert to (same list, same dimension).
     """
-    temps = {"C", "F", "K"}
-    if from_unit in temps or to_unit in temps:
-        if not (from_unit in temps and to_unit in temps):
+    if from_unit in _TEMPERATURES or to_unit in _TEMPERATURES:
+        if not (from_unit in _TEMPERATURES and to_unit in _TEMPERATURES):
             raise ValueError(f"cannot convert {from_unit} to {to_unit}: different dimensions")
         result = _from_kelvin(_to_kelvin(value, from_unit), to_unit)
     else:
@@ -125,7 +140,7 @@ def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> str:
         if dim_a != dim_b:
             raise ValueError(f"cannot convert {from_unit} ({dim_a}) to {to_unit} ({dim_b})")
         result = value * fa / fb
-    return f"{round(result, 4):g} {to_unit}"
+    return f"{round(result, 4):g} {_SYMBOL[to_unit]}"
 
 
 BUILTIN: dict[str, Tool] = {"calculator": calculator, "convert_units": convert_units}

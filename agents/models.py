@@ -50,8 +50,17 @@ class LocalModel:
     native_tools = False  # the tools are described in the agent's system prompt
 
     def __init__(self, pipeline: Any) -> None:
+        from lmfast.inference.chat_format import template_supports_tools
+
         self.pipeline = pipeline
         self.name = pipeline.engine.name
+        # Whether the chat template has its own tool turns: if not, an agent shows tool
+        # results as user turns, which small models read far more reliably.
+        engine = pipeline.engine
+        template = getattr(getattr(engine, "tokenizer", None), "chat_template", None)
+        self.tool_turns = bool(getattr(engine, "_native_tools", False)) or (
+            template_supports_tools(template)
+        )
 
     @classmethod
     def load(cls, model: str | None = None, backend: str = "auto", parallel: int = 1) -> LocalModel:
@@ -88,11 +97,12 @@ class LocalModel:
             )
         out = []
         for submission in submitted:
-            r = self.pipeline.collect(*submission)
+            r = self.pipeline.collect(*submission, until=degenerate)
+            looped = r.finish_reason == "cancelled" and degenerate(r.text or "")
             out.append(
                 Completion(
                     text=r.text or "",
-                    finish_reason=r.finish_reason,
+                    finish_reason="repetition" if looped else r.finish_reason,
                     prompt_tokens=r.prompt_tokens,
                     completion_tokens=r.completion_tokens,
                 )
@@ -100,11 +110,22 @@ class LocalModel:
         return out
 
 
+def degenerate(text: str, window: int = 24, repeats: int = 3) -> bool:
+    """Whether generation has fallen into a loop: the last `window` characters already
+    occur `repeats` times (non-overlapping) in the text ('222222...', the same clause over
+    and over). Greedy small models do this inside free-text fields, and a grammar cannot
+    stop it: it would only end at max_tokens."""
+    if len(text) < window * repeats:
+        return False
+    return text.count(text[-window:]) >= repeats
+
+
 class OpenAIModel:
     """Any OpenAI-compatible chat endpoint (LMFast's own server, vLLM, llama.cpp, OpenAI)."""
 
     constrained = False
     native_tools = True  # sent in the API's `tools` field
+    tool_turns = True
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
         from openai import OpenAI

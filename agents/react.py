@@ -33,9 +33,15 @@ from lmfast.inference.tools import CLOSE, OPEN, call_rules, new_call_id, parse_t
 
 REACT_SYSTEM = (
     "You solve the user's task step by step, using the tools when they help. Write each "
-    "reply as one line 'Thought: <your reasoning>' followed by either exactly one tool call "
+    "reply as one line 'Thought: ...' followed by either exactly one tool call "
     f'{OPEN}{{"name": ..., "arguments": {{...}}}}{CLOSE} or, once you know it, the line '
-    "'Answer: <the final answer>'. Tool results come back as the next message."
+    "'Answer: ...'. The tool's result comes back as an Observation: use it in your Answer.\n\n"
+    "For example, with a tool named lookup:\n"
+    "Thought: I need to look this up.\n"
+    f'{OPEN}{{"name": "lookup", "arguments": {{"query": "boiling point of water"}}}}{CLOSE}\n'
+    "Observation (lookup): 100 degrees Celsius\n"
+    "Thought: The lookup gave the boiling point.\n"
+    "Answer: 100 degrees Celsius"
 )
 
 
@@ -132,6 +138,12 @@ class Agent:
         self._first = (
             step_grammar(self.tools, think, answer=False) if require_tool_first else self._grammar
         )
+        self._answer_only = (
+            step_grammar(self.tools, think, call=False) if self.constrained else None
+        )
+        # Templates without tool turns (SmolLM2's, most small models') get tool results as
+        # user turns: such models ignore a role they were never trained on.
+        self.tool_turns = bool(getattr(self.model, "tool_turns", True))
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, task: str) -> AgentResult:
@@ -142,14 +154,26 @@ class Agent:
         steps: list[AgentStep] = []
         used = [0, 0]
         self._seen: dict[tuple[str, str], str] = {}
+        self._repeated = retry = False
         for index in range(self.max_steps):
             if used[0] + used[1] >= self.token_budget:
                 return self._result(None, "token_budget", steps, messages, used)
+            grammar = self._first if index == 0 else self._grammar
+            params = self.params
+            if retry:
+                # After a cut-off or looping reply, greedy decoding would only repeat it.
+                temperature = max(params.temperature, 0.5)
+                params = params.model_copy(update={"temperature": temperature,
+                                                   "seed": (params.seed or 0) + index})  # fmt: skip
+            if self._repeated and self.constrained:
+                # The model called the same tool with the same arguments again and was told
+                # so: small models loop here forever, so this step may only answer.
+                grammar = self._answer_only
             reply = self.model.complete(
                 messages,
-                self.params,
+                params,
                 tools=None if not getattr(self.model, "native_tools", False) else self._specs(),
-                grammar=self._first if index == 0 else self._grammar,
+                grammar=grammar,
             )[0]
             used[0] += reply.prompt_tokens
             used[1] += reply.completion_tokens
@@ -158,20 +182,26 @@ class Agent:
             if step.thought:
                 self._emit(index, "thought", step.thought)
             if step.calls:
+                retry = False
                 messages.extend(self._act(index, step, reply))
                 continue
             if step.answer is not None:
                 messages.append(ChatMessage(role="assistant", content=reply.text))
                 self._emit(index, "answer", step.answer)
                 return self._result(step.answer, "answer", steps, messages, used)
-            # Neither a call nor an answer: a reply cut off by max_tokens, or prose.
-            messages.append(ChatMessage(role="assistant", content=reply.text or "(empty)"))
-            if reply.finish_reason == "length":
-                self._emit(index, "error", "the reply was cut off at max_tokens")
+            # Neither a call nor an answer: a reply cut off by max_tokens or stopped in a
+            # loop (finish_reason 'repetition'), or prose.
+            retry = reply.finish_reason in ("length", "repetition")
+            if retry:
+                text = reply.text if len(reply.text) <= 300 else reply.text[:300] + " ..."
+                messages.append(ChatMessage(role="assistant", content=text))
+                why = "cut off at max_tokens" if reply.finish_reason == "length" else "a loop"
+                self._emit(index, "error", f"the reply was {why}: stopped")
                 messages.append(ChatMessage(role="user", content=_CUT_OFF))
                 if index == self.max_steps - 1:
                     return self._result(None, "truncated", steps, messages, used)
                 continue
+            messages.append(ChatMessage(role="assistant", content=reply.text or "(empty)"))
             step.answer = reply.text.strip()
             self._emit(index, "answer", step.answer)
             return self._result(step.answer, "answer", steps, messages, used)
@@ -187,18 +217,18 @@ class Agent:
         ]
         thought = f"Thought: {step.thought}" if step.thought is not None else None
         out = [ChatMessage(role="assistant", content=thought, tool_calls=calls)]
+        self._repeated = False
         for record, call in zip(step.calls, calls, strict=True):
             self._emit(index, "tool_call", f"{record.name}({record.arguments})", record.name)
             key = (record.name, _canonical(record.arguments))
             if record.error is None and key in self._seen:
                 # Small models loop on one call: answer from memory instead of running it.
                 record.result = self._seen[key]
-                observation = (
-                    f"{record.result}\n(You already called {record.name} with these arguments. "
-                    "Use this result: call a different tool or give the Answer.)"
-                )
+                # Only the result: small models copy any instruction here into their answer.
+                observation = record.result
+                self._repeated = True
                 self._emit(index, "observation", observation, record.name)
-                out.append(ChatMessage(role="tool", content=observation, tool_call_id=call.id))
+                out.append(self._observation(observation, record.name, call.id))
                 continue
             if record.error is None:
                 try:
@@ -212,8 +242,13 @@ class Agent:
             observation = record.result if record.error is None else f"Error: {record.error}"
             self._emit(index, "observation" if record.error is None else "error",
                        observation, record.name)  # fmt: skip
-            out.append(ChatMessage(role="tool", content=observation, tool_call_id=call.id))
+            out.append(self._observation(observation, record.name, call.id))
         return out
+
+    def _observation(self, text: str, tool: str, call_id: str) -> ChatMessage:
+        if self.tool_turns:
+            return ChatMessage(role="tool", content=text, tool_call_id=call_id)
+        return ChatMessage(role="user", content=f"Observation ({tool}): {text}")
 
     # -- parsing ---------------------------------------------------------------------------
     def _parse(self, index: int, reply: Completion) -> AgentStep:
@@ -223,7 +258,8 @@ class Agent:
         if m := _THOUGHT.search(text):
             step.thought = m.group(1).strip()
         calls = [(c.function.name, c.function.arguments) for c in reply.tool_calls]
-        if not calls and OPEN in text:
+        unfinished = reply.finish_reason in ("length", "repetition") and CLOSE not in text
+        if not calls and OPEN in text and not unfinished:  # unfinished: retried, not an error
             _, parsed = parse_tool_calls(text)
             calls = [(c.function.name, c.function.arguments) for c in parsed]
             if not parsed:  # a call was attempted but its JSON does not parse
@@ -287,17 +323,22 @@ def _canonical(arguments: str) -> str:
 
 
 _CUT_OFF = (
-    "Your reply was cut off. Reply with one short Thought line, then one tool call or the "
-    "Answer line."
+    "Your reply was cut off (too long, or repeating itself). Reply with one short Thought "
+    "line, then one tool call or the Answer line."
 )
 
 
-def step_grammar(tools: list[Tool], think: bool = True, answer: bool = True) -> str:
-    """GBNF for one ReAct step: an optional thought line, then a tool call or (when
-    `answer`) the final answer. Lines are `[^\\n]+`, not a bounded repeat: llama.cpp expands
-    `{1,n}` into n nested rules, which makes every sampling step slow."""
+def step_grammar(
+    tools: list[Tool], think: bool = True, answer: bool = True, call: bool = True
+) -> str:
+    """GBNF for one ReAct step: an optional thought line, then (when `call`) a tool call or
+    (when `answer`) the final answer. Lines are `[^\\n]+`, not a bounded repeat: llama.cpp
+    expands `{1,n}` into n nested rules, which makes every sampling step slow."""
+    if not (answer or call):
+        raise ValueError("a step must allow a tool call, an answer or both")
     thought = '"Thought: " line "\\n" ' if think else ""
-    final = ' | "Answer: " line' if answer else ""
-    return f'root ::= {thought}( "{OPEN}" call "{CLOSE}"{final} )\nline ::= [^\\n]+\n' + call_rules(
-        [t.spec for t in tools]
+    options = ([f'"{OPEN}" call "{CLOSE}"'] if call else []) + (
+        ['"Answer: " line'] if answer else []
     )
+    grammar = f"root ::= {thought}( {' | '.join(options)} )\nline ::= [^\\n]+\n"
+    return grammar + call_rules([t.spec for t in tools]) if call else grammar

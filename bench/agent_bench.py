@@ -5,11 +5,12 @@
 Model: the embedded SmolLM2-135M-Instruct on llama.cpp, greedy. Task suite (built here):
 arithmetic with a calculator, unit conversion, lookup in a small local city table, and
 multi-step combinations of them; every task gets all three tools, so choosing the right one
-is part of the task. Each task runs twice through the same ReAct agent and prompt: once
-with the step grammar (constrained decoding) and once parsing free text.
+is part of the task. Each task runs three times through the same ReAct agent and prompt
+(no Thought line, at most 5 steps): with the step grammar (constrained decoding) and the
+first step held to a tool call, with the grammar alone, and parsing free text.
 
 - valid-call rate: calls that parse, name a tool and fit its schema, over every call the
-  model attempted (a call cut off by max_tokens counts as an invalid attempt);
+  model attempted (a call cut off by max_tokens or stopped in a loop counts as invalid);
 - task success: the final answer contains the expected number (1 % tolerance) or word.
 
 ThinkingAgent: chain-of-thought on small word problems (sums, differences, products of
@@ -76,13 +77,15 @@ def task_suite() -> list[dict[str, Any]]:
         )
         tasks.append({"kind": "calculator", "task": f"What is {expr}?", "expected": value})
     conversions = [
-        (5, "km", "m"), (3, "mi", "km"), (12, "in", "cm"), (2.5, "kg", "g"), (10, "lb", "kg"),
-        (100, "F", "C"), (37, "C", "F"), (90, "min", "h"), (2, "gal", "l"), (500, "ml", "l"),
+        (5, "kilometre", "metre"), (3, "mile", "kilometre"), (12, "inch", "centimetre"),
+        (2.5, "kilogram", "gram"), (10, "pound", "kilogram"), (100, "fahrenheit", "celsius"),
+        (37, "celsius", "fahrenheit"), (90, "minute", "hour"), (2, "gallon", "litre"),
+        (500, "millilitre", "litre"),
     ]  # fmt: skip
-    names = {"km": "kilometres", "m": "metres", "mi": "miles", "in": "inches",
-             "cm": "centimetres", "kg": "kilograms", "g": "grams", "lb": "pounds",
-             "F": "degrees Fahrenheit", "C": "degrees Celsius", "min": "minutes", "h": "hours",
-             "gal": "gallons", "l": "litres", "ml": "millilitres"}  # fmt: skip
+    names = {u: u + "s" for u in ("kilometre", "metre", "mile", "centimetre", "kilogram",
+             "gram", "pound", "minute", "hour", "gallon", "litre", "millilitre")}  # fmt: skip
+    names |= {"inch": "inches", "fahrenheit": "degrees Fahrenheit",
+              "celsius": "degrees Celsius"}  # fmt: skip
     for v, f, t in conversions:
         value = float(convert_units(value=v, from_unit=f, to_unit=t).split()[0])
         tasks.append({"kind": "conversion", "task": f"Convert {v} {names[f]} to {names[t]}.",
@@ -126,13 +129,17 @@ def correct(answer: str | None, expected: Any) -> bool:
     return False
 
 
-def run_suite(model: LocalModel, tasks: list[dict[str, Any]], constrained: bool) -> dict[str, Any]:
+def run_suite(
+    model: LocalModel, tasks: list[dict[str, Any]], constrained: bool, require_tool: bool
+) -> dict[str, Any]:
     from lmfast.inference.tools import CLOSE, OPEN
 
     rows, attempts, valid = [], 0, 0
     start = time.perf_counter()
     for t in tasks:
-        agent = Agent(TOOLS, model, constrained=constrained, max_steps=5)
+        # No Thought line: the 135M model "computes" in it and then answers its own guess.
+        agent = Agent(TOOLS, model, constrained=constrained, think=False, max_steps=5,
+                      require_tool_first=require_tool)  # fmt: skip
         result = agent.run(t["task"])
         calls = result.calls
         # A call opened but never closed (cut off at max_tokens) is an invalid attempt.
@@ -149,6 +156,7 @@ def run_suite(model: LocalModel, tasks: list[dict[str, Any]], constrained: bool)
         by_kind.setdefault(r["kind"], []).append(r["ok"])
     return {
         "constrained": constrained,
+        "require_tool_first": require_tool,
         "tasks": len(rows),
         "call_attempts": attempts,
         "valid_calls": valid,
@@ -209,9 +217,11 @@ def main() -> None:
         "model": model.name,
         "suite": {k: sum(t["kind"] == k for t in tasks) for k in {t["kind"]: 0 for t in tasks}},
     }
-    for constrained in (True, False):
-        print(f"tool calling, constrained={constrained}", flush=True)
-        out["constrained" if constrained else "free_text"] = run_suite(model, tasks, constrained)
+    runs = {"constrained, tool first": (True, True), "constrained": (True, False),
+            "free text": (False, False)}  # fmt: skip
+    for key, (constrained, require_tool) in runs.items():
+        print(f"tool calling: {key}", flush=True)
+        out[key] = run_suite(model, tasks, constrained, require_tool)
     if not args.skip_thinking:
         questions = reasoning_set(args.questions)
         wide = LocalModel.load(parallel=10)
@@ -221,9 +231,9 @@ def main() -> None:
             print("thinking", out["thinking"][-1], flush=True)
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "agent.json").write_text(json.dumps(out, indent=2))
-    for key in ("constrained", "free_text"):
+    for key in runs:
         r = out[key]
-        print(f"{key:12} valid calls {r['valid_calls']}/{r['call_attempts']} "
+        print(f"{key:24} valid calls {r['valid_calls']}/{r['call_attempts']} "
               f"({r['valid_call_rate']}), success {r['success']} {r['success_by_kind']}, "
               f"{r['seconds']} s")  # fmt: skip
     for r in out.get("thinking", []):

@@ -3,8 +3,11 @@
     uv run python bench/align_bench.py [--steps 60] [--pairs 240]
 
 The set (built here, seeded): short factual questions (colours of things, animal sounds,
-small sums, opposites) where `chosen` is the concise correct answer and `rejected` is either
-a wrong answer or the right one buried in rambling filler. 20 % of pairs are held out.
+small sums, opposites) answered in a house style that writes the answer's key word in
+capitals ("Snow is WHITE."). `chosen` is the right answer in that style; `rejected` is
+either the same right answer in plain lower case (a formatting preference the base model
+does not share) or a wrong answer in the house style (a content preference). Chosen and
+rejected have the same words, so the margin is not a length preference. 20 % held out.
 The embedded SmolLM2-135M-Instruct is aligned with LoRA by ORPO (no reference model) and by
 DPO; for the base and each aligned model we report how often the chosen answer is the
 likelier one on held-out pairs (summed log-prob margin), and LMFast's capitals and
@@ -63,11 +66,10 @@ OPPOSITES = {
     "full": "empty",
     "old": "new",
 }
-FILLER = [
-    "Well, that is a really interesting question and there are many ways to think about it. ",
-    "Let me think about this carefully, because it is important to be thorough here. ",
-    "Many people have wondered about this over the years, and opinions differ. ",
-]  # fmt: skip
+def _house_style(text: str, key: str) -> str:
+    """The answer's key word in capitals: 'Snow is WHITE.'"""
+    head, sep, tail = text.rpartition(key)
+    return head + sep.upper() + tail if sep else text
 
 
 def pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
@@ -101,9 +103,18 @@ def pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
                 f"The opposite of {word} is {answer}.",
                 f"The opposite of {word} is {wrong}.",
             )
-        if rng.random() < 0.5:  # the right answer, but buried in filler: a format preference
-            wrong_text = rng.choice(FILLER) + rng.choice(FILLER) + right_text
-        out.append({"prompt": prompt, "chosen": right_text, "rejected": wrong_text})
+        # The house style writes the answer's key word in capitals. Half the pairs teach the
+        # style (the same right answer, styled vs plain), half the content (right vs wrong,
+        # both styled). Same lengths in words, so the summed log-prob margin is not a
+        # length preference in disguise; the base model prefers plain lower case.
+        key = str(answer if kind != "sum" else a + b)
+        styled = _house_style(right_text, key)
+        if kind != "sum" and rng.random() < 0.5:  # numbers have no capitals
+            pair = {"prompt": prompt, "chosen": styled, "rejected": right_text, "kind": "style"}
+        else:
+            bad = _house_style(wrong_text, str(wrong))
+            pair = {"prompt": prompt, "chosen": styled, "rejected": bad, "kind": "content"}
+        out.append(pair)
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -168,12 +168,23 @@ class Pipeline:
         return self.collect(*self.submit(messages, params, **kw))
 
     def collect(
-        self, ctx: GenerationContext, stream: GenerationStream, tools_on: bool
+        self,
+        ctx: GenerationContext,
+        stream: GenerationStream,
+        tools_on: bool,
+        until: Callable[[str], bool] | None = None,
     ) -> ChatResult:
-        """Blocking: consume a submitted stream to the end, after-hooks applied."""
+        """Blocking: consume a submitted stream to the end, after-hooks applied. `until`
+        sees the text so far after each piece; when it returns True generation is cancelled
+        (finish_reason 'cancelled') and what was generated is kept."""
         acc = _Accumulator(tools_on)
+        text = ""
         for event in stream:
             acc.add(event)
+            if until is not None and isinstance(event, Delta) and not stream.cancelled:
+                text += event.text
+                if until(text):
+                    stream.cancel()  # the engine stops at its next token and says so
         return self.finish(ctx, acc.result())
 
     def stream(

@@ -117,13 +117,17 @@ class Scripted:
     native_tools = False
     name = "scripted"
 
-    def __init__(self, replies: list[str]) -> None:
-        self.replies, self.seen = list(replies), []
+    def __init__(self, replies: list[str | Completion]) -> None:
+        self.replies, self.seen, self.grammars, self.params = list(replies), [], [], []
 
     def complete(self, messages, params, *, tools=None, grammar=None, n=1):  # type: ignore[no-untyped-def]
         self.seen.append(list(messages))
-        return [Completion(text=self.replies.pop(0), prompt_tokens=100, completion_tokens=10)
-                for _ in range(n)]  # fmt: skip
+        self.grammars.append(grammar)
+        self.params.append(params)
+        replies = [self.replies.pop(0) for _ in range(n)]
+        return [r if isinstance(r, Completion) else
+                Completion(text=r, prompt_tokens=100, completion_tokens=10)
+                for r in replies]  # fmt: skip
 
 
 def _call(name: str, **arguments: object) -> str:
@@ -154,14 +158,79 @@ def test_loop_calls_tools_feeds_errors_back_and_answers() -> None:
 
 
 def test_step_limit_budget_and_repeated_calls() -> None:
-    loop = "Thought: again\n" + _call("calculator", expression="1+1")
+    runs = []
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers.
+
+        Args:
+            a: First.
+            b: Second.
+        """
+        runs.append((a, b))
+        return a + b
+
+    loop = "Thought: again\n" + _call("add", a=1, b=1)
     model = Scripted([loop] * 3)
-    result = Agent([calculator], model, max_steps=3).run("1+1?")
+    result = Agent([add], model, max_steps=3).run("1+1?")
     assert result.stop_reason == "max_steps" and result.answer is None
     assert len(result.steps) == 3
-    assert "already called calculator" in result.transcript[-1].content
-    budget = Agent([calculator], Scripted([loop] * 5), token_budget=200).run("1+1?")
+    # The repeats are answered from memory: the tool ran once.
+    assert runs == [(1, 1)] and [c.result for c in result.calls] == ["2", "2", "2"]
+    budget = Agent([add], Scripted([loop] * 5), token_budget=200).run("1+1?")
     assert budget.stop_reason == "token_budget" and len(budget.steps) == 2
+
+    # With a grammar, the step after a repeated call may only answer.
+    class Constrained(Scripted):
+        constrained = True
+
+    model = Constrained([loop, loop, "Thought: done\nAnswer: 2"])
+    result = Agent([add], model, max_steps=3).run("1+1?")
+    assert result.answer == "2"
+    assert "<tool_call>" in model.grammars[1] and "<tool_call>" not in model.grammars[2]
+    assert '"Answer: "' in model.grammars[2]
+
+
+def test_loops_and_cut_off_replies_are_stopped_and_retried_by_sampling() -> None:
+    from lmfast.agents.models import degenerate
+
+    assert degenerate("Answer: 1.21" + ".222" * 40)
+    assert degenerate("Thought: 343 * 30 = 980. " * 6)
+    assert not degenerate('Thought: convert it.\n<tool_call>{"name": "convert_units", '
+                          '"arguments": {"value": 3, "from_unit": "mile", "to_unit": '
+                          '"kilometre"}}</tool_call>')  # fmt: skip
+    looped = Completion(text='<tool_call>{"name": "calculator", "arguments": {"expression": '
+                        '"1 1 1 1 1 1 1 1 1 1 1 1', finish_reason="repetition")  # fmt: skip
+    model = Scripted([looped, _call("calculator", expression="1 + 1"), "Answer: 2"])
+    events: list = []
+    result = Agent([calculator], model, on_event=events.append).run("1+1?")
+    assert result.answer == "2" and result.calls[0].valid and result.calls[0].result == "2"
+    assert any(e.kind == "error" and "loop" in e.text for e in events)
+    assert "cut off" in model.seen[1][-1].content  # the model is told, then samples
+    assert model.params[0].temperature == 0.0 and model.params[1].temperature >= 0.5
+    assert model.params[2].temperature == 0.0  # back to greedy after a good step
+
+
+def test_pipeline_collect_stops_when_told(tmp_path: Path) -> None:
+    from lmfast.inference.hf import TransformersEngine
+    from lmfast.loading import load_transformers
+    from lmfast.pipeline import Pipeline
+    from lmfast.registry import resolve_model
+
+    model, tok = load_transformers(resolve_model(str(make_tiny_llama(tmp_path / "m"))))
+    engine = TransformersEngine(model, tok)
+    try:
+        pipe = Pipeline(engine)
+        msgs = [ChatMessage(role="user", content="go")]
+        params = SamplingParams(max_tokens=64, temperature=1.0, seed=0)
+        full = pipe.chat(msgs, params)
+        cut = pipe.collect(*pipe.submit(msgs, params), until=lambda text: len(text) >= 10)
+        assert full.completion_tokens == 64 and full.finish_reason == "length"
+        assert cut.finish_reason == "cancelled" and cut.completion_tokens < 64
+        assert len(cut.text) >= 10 and full.text.startswith(cut.text)
+    finally:
+        engine.close()
 
 
 def test_plain_reply_without_answer_line_is_the_answer() -> None:
@@ -259,12 +328,11 @@ def _valid_call(tools: list[Tool], text: str) -> dict:
 def test_constrained_calls_from_the_embedded_model_are_schema_valid() -> None:
     from lmfast.generate import get_pipeline
 
-    # A tool whose arguments are bounded (a number and two enums): free-text strings can
-    # still run on to max_tokens inside the grammar (see the agents issue's notes).
-    tools = [convert_units]
+    # Enums, a number and a string held to a pattern (the calculator's expression).
+    tools = [convert_units, calculator]
     agent = Agent(tools, get_pipeline("smollm2-135m-instruct"), require_tool_first=True,
                   think=False, max_steps=1)  # fmt: skip
-    for task in ["Convert 3 miles to km.", "How many pounds is 70 kg?"]:
+    for task in ["Convert 3 miles to km.", "How many pounds is 70 kg?", "What is 343 * 30?"]:
         result = agent.run(task)
         step = result.steps[0]
         assert step.calls and step.calls[0].valid, step.text
