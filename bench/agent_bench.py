@@ -14,8 +14,9 @@ first step held to a tool call, with the grammar alone, and parsing free text.
 - task success: the final answer contains the expected number (1 % tolerance) or word.
 
 ThinkingAgent: chain-of-thought on small word problems (sums, differences, products of
-small numbers), N = 1 greedy vs N = 5 and N = 10 sampled at 0.7 with majority vote, the
-N samples decoded as one llama.cpp batch. Results go to bench/results/agent.json.
+small numbers), N = 1 greedy vs N = 5 and N = 10 (one greedy sample plus N - 1 sampled at
+0.5, majority vote, ties to the greedy answer), the samples decoded as one llama.cpp batch.
+Results go to bench/results/agent.json.
 """
 
 from __future__ import annotations
@@ -207,6 +208,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="Run only the first N tasks.")
     parser.add_argument("--questions", type=int, default=60)
     parser.add_argument("--skip-thinking", action="store_true")
+    parser.add_argument(
+        "--thinking-only", action="store_true", help="Rerun only best-of-N (keeps the rest)."
+    )
     args = parser.parse_args()
     tasks = task_suite()[: args.limit]
     model = LocalModel.load()
@@ -219,7 +223,12 @@ def main() -> None:
     }
     runs = {"constrained, tool first": (True, True), "constrained": (True, False),
             "free text": (False, False)}  # fmt: skip
+    saved = HERE / "results" / "agent.json"
+    if args.thinking_only:
+        out = {**json.loads(saved.read_text()), **{k: out[k] for k in ("date", "machine")}}
     for key, (constrained, require_tool) in runs.items():
+        if args.thinking_only:
+            continue
         print(f"tool calling: {key}", flush=True)
         out[key] = run_suite(model, tasks, constrained, require_tool)
     if not args.skip_thinking:
@@ -230,7 +239,7 @@ def main() -> None:
             out["thinking"].append(run_thinking(wide, questions, n))
             print("thinking", out["thinking"][-1], flush=True)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "agent.json").write_text(json.dumps(out, indent=2))
+    saved.write_text(json.dumps(out, indent=2))
     for key in runs:
         r = out[key]
         print(f"{key:24} valid calls {r['valid_calls']}/{r['call_attempts']} "

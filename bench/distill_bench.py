@@ -53,7 +53,7 @@ def corpus(mb: float) -> Path:
     return out
 
 
-def recipe(data: Path, steps: int, student: str) -> object:
+def recipe(data: Path, steps: int, student: str, seq_len: int) -> object:
     from lmfast.config import load_config
 
     return load_config(
@@ -64,7 +64,7 @@ def recipe(data: Path, steps: int, student: str) -> object:
             "data.validation_split=0.05",
             "training.method=cpt",
             "training.lora.enabled=false",
-            "training.max_seq_length=256",
+            f"training.max_seq_length={seq_len}",
             "training.learning_rate=2e-4",
             "training.warmup_ratio=0.1",
             f"training.max_steps={steps}",
@@ -80,6 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--mb", type=float, default=1.5)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--alpha", type=float, default=1.0, help="Weight of the KL term.")
+    parser.add_argument("--temperature", type=float, default=1.0)
     args = parser.parse_args()
     os.environ.setdefault("LMFAST_HOME", str(WORK / "home"))
 
@@ -92,7 +95,7 @@ def main() -> None:
     print(f"student: layers {student.layers}, {student.parameters:,} parameters "
           f"(teacher {student.teacher_parameters:,}), {student.expected_speedup}x fewer "
           "weights per token")  # fmt: skip
-    config = recipe(data, args.steps, student.artifact_id)
+    config = recipe(data, args.steps, student.artifact_id, args.seq_len)
     runs: dict[str, dict] = {}
 
     t = time.perf_counter()
@@ -101,13 +104,13 @@ def main() -> None:
                         "seconds": time.perf_counter() - t}  # fmt: skip
     for mode in ("online", "offline"):
         t = time.perf_counter()
-        # Logit KL alone at T = 1, as Minitron recovers pruned students (alpha = 1).
+        # Default: logit KL alone at T = 1, as Minitron recovers pruned students (alpha = 1).
         request = DistillRequest(
             config=config,
             teacher=TEACHER,
             mode=mode,
-            alpha=1.0,
-            temperature=1.0,
+            alpha=args.alpha,
+            temperature=args.temperature,
             eval_tasks=[],
             name=f"student-{mode}",
         )
@@ -155,6 +158,9 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",
         "steps": args.steps,
+        "seq_len": args.seq_len,
+        "alpha": args.alpha,
+        "temperature": args.temperature,
         "corpus_mb": round(data.stat().st_size / 1e6, 2),
         "student": student.model_dump(),
         "offline_labels": runs["distilled offline"]["teacher_labels"],

@@ -243,6 +243,11 @@ def test_thinking_agent_votes_and_scores() -> None:
     voted = ThinkingAgent(Scripted(replies), n=3).run("q")
     assert voted.answer == "12" and voted.votes == {"12": 2, "7": 1}
     assert voted.agreement == pytest.approx(2 / 3)
+    tie = ThinkingAgent(Scripted(["Answer: 4", "Answer: 5"]), n=2).run("q")
+    assert tie.answer == "4"  # ties go to the greedy (first) sample
+    model = Scripted(replies)
+    ThinkingAgent(model, n=3).run("q")
+    assert model.params[0].temperature == 0.0 and model.params[1].temperature == 0.5
     scored = ThinkingAgent(Scripted(replies), n=3, scorer=lambda q, t, a: a == "7").run("q")
     assert scored.answer == "7"
     assert extract_answer("so the total is 1,250 apples") == "1,250"

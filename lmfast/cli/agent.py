@@ -47,6 +47,9 @@ def run_command(
     require_tool: Annotated[
         bool, typer.Option(help="The first step must call a tool (local models).")
     ] = False,
+    think: Annotated[
+        bool, typer.Option(help="A Thought line before each action (--no-think for tiny models).")
+    ] = True,
     constrained: Annotated[
         bool, typer.Option(help="Grammar-constrained steps (local models).")
     ] = True,
@@ -90,10 +93,11 @@ def run_command(
         elif data is not None:
             from lmfast.agents.data_agent import DataAgent
 
-            agent = DataAgent(agent_model, root=data, extra_tools=chosen,
+            agent = DataAgent(agent_model, root=data, extra_tools=chosen, think=think,
                               require_tool_first=require_tool, **common)  # fmt: skip
         else:
-            agent = Agent(chosen, agent_model, require_tool_first=require_tool, **common)
+            agent = Agent(chosen, agent_model, require_tool_first=require_tool, think=think,
+                          **common)  # fmt: skip
         result = agent.run(task)
     if json_out:
         print_json(result)
