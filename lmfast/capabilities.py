@@ -34,5 +34,6 @@ CLI_ONLY: dict[str, str] = {
     "serve": "starts the HTTP server",
     "mcp": "starts the MCP server",
     "jobs wait": "terminal progress bar over job_status",
-    "agent run": "terminal agent loop over generate (MCP clients are agents themselves)",
+    "agent run": "terminal agent loop over generate (MCP clients are agents themselves; "
+    "agent scripts use MCP in turn: examples/agent_drives_training.py)",
 }
