@@ -529,3 +529,20 @@ def test_example_agent_script_drives_training_over_mcp(tmp_path: Path) -> None:
     # The task the script wrote reached the model, and every step was reported.
     assert "q8_0" in planner.seen[0][1].content
     assert [e.kind for e in events].count("tool_call") == 4
+
+
+def test_agent_cli_runs_the_embedded_model_and_checks_its_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["agent", "run", "hi", "--tools", "calculator,teleport"])
+    assert bad.exit_code != 0 and "teleport" in bad.output and "--tools" in bad.output
+    ok = runner.invoke(app, ["agent", "run", "What is 258 * 22?", "--require-tool",
+                             "--no-think", "--json"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    result = json.loads(ok.output)
+    first = result["steps"][0]["calls"][0]
+    assert first["name"] == "calculator" and first["valid"] and first["result"] == "5676"
+    assert result["stop_reason"] == "answer" and "5676" in result["answer"]
