@@ -141,7 +141,9 @@ class OpenAIModel:
         tools: list[ToolSpec] | None = None,
         grammar: str | None = None,
         n: int = 1,
+        tool_choice: str | None = None,
     ) -> list[Completion]:
+        """`tool_choice`: the API's own ('required' to force a call), sent with `tools`."""
         from lmfast.inference.chat_format import openai_tools
 
         kwargs: dict[str, Any] = {
@@ -157,6 +159,8 @@ class OpenAIModel:
             kwargs["stop"] = params.stop
         if tools:
             kwargs["tools"] = openai_tools(tools)
+            if tool_choice:
+                kwargs["tool_choice"] = tool_choice
         out = []
         # One request per sample: many servers (LMFast's included) allow only n=1.
         for i in range(n):

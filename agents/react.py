@@ -117,8 +117,9 @@ class Agent:
         """`model`: an AgentModel, a Pipeline, a model reference or 'http://host/v1#name'.
         `constrained`: use the step grammar (default: whenever the model takes grammars).
         `token_budget`: prompt + completion tokens over the whole run.
-        `require_tool_first`: the first step must call a tool (constrained only): small
-        models otherwise answer from memory, and often wrongly, tasks a tool would solve."""
+        `require_tool_first`: the first step must call a tool (by grammar locally, by
+        `tool_choice: required` remotely): small models otherwise answer from memory, and
+        often wrongly, tasks a tool would solve."""
         self.tools = as_tools(tools)
         if not self.tools:
             raise ValueError("an agent needs at least one tool")
@@ -132,8 +133,10 @@ class Agent:
         self.on_event = on_event
         self.system = system or REACT_SYSTEM
         self.examples = examples
-        if require_tool_first and not self.constrained:
-            raise ValueError("require_tool_first needs constrained decoding")
+        native = bool(getattr(self.model, "native_tools", False))
+        if require_tool_first and not (self.constrained or native):
+            raise ValueError("require_tool_first needs constrained decoding or native tools")
+        self.require_tool_first = require_tool_first
         self._grammar = step_grammar(self.tools, think) if self.constrained else None
         self._first = (
             step_grammar(self.tools, think, answer=False) if require_tool_first else self._grammar
@@ -169,12 +172,12 @@ class Agent:
                 # The model called the same tool with the same arguments again and was told
                 # so: small models loop here forever, so this step may only answer.
                 grammar = self._answer_only
-            reply = self.model.complete(
-                messages,
-                params,
-                tools=None if not getattr(self.model, "native_tools", False) else self._specs(),
-                grammar=grammar,
-            )[0]
+            extra: dict[str, Any] = {}
+            if getattr(self.model, "native_tools", False):
+                extra["tools"] = self._specs()
+                if self.require_tool_first and index == 0:
+                    extra["tool_choice"] = "required"  # the API's way to force a call
+            reply = self.model.complete(messages, params, grammar=grammar, **extra)[0]
             used[0] += reply.prompt_tokens
             used[1] += reply.completion_tokens
             step = self._parse(index, reply)

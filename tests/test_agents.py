@@ -546,3 +546,25 @@ def test_agent_cli_runs_the_embedded_model_and_checks_its_options(tmp_path: Path
     first = result["steps"][0]["calls"][0]
     assert first["name"] == "calculator" and first["valid"] and first["result"] == "5676"
     assert result["stop_reason"] == "answer" and "5676" in result["answer"]
+
+
+def test_agent_on_an_openai_compatible_endpoint_uses_native_tools() -> None:
+    """The remote path: the `openai` client against a real LMFast server; the first call is
+    forced with the API's own tool_choice='required'."""
+    from lmfast.agents.models import OpenAIModel
+
+    from lmfast.config import ServeConfig
+    from lmfast.serving import build_app
+    from tests.server_utils import running
+
+    with running(build_app(None, ServeConfig(context_length=4096))) as url:
+        agent = Agent([calculator], f"{url}/v1#smollm2-135m-instruct", require_tool_first=True,
+                      max_steps=2)  # fmt: skip
+        assert isinstance(agent.model, OpenAIModel) and not agent.constrained
+        result = agent.run("What is 258 * 22?")
+    first = result.calls[0]
+    assert first.name == "calculator" and first.valid and first.result == "5676"
+    # The call went out as a native tool call and the result came back as a tool turn.
+    assistant, tool_turn = result.transcript[2], result.transcript[3]
+    assert assistant.tool_calls and assistant.tool_calls[0].function.name == "calculator"
+    assert tool_turn.role == "tool" and tool_turn.tool_call_id == assistant.tool_calls[0].id
