@@ -212,7 +212,9 @@ def test_loops_and_cut_off_replies_are_stopped_and_retried_by_sampling() -> None
     assert model.params[2].temperature == 0.0  # back to greedy after a good step
 
 
-def test_pipeline_collect_stops_when_told(tmp_path: Path) -> None:
+@pytest.fixture
+def tiny_pipeline(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A random tiny Llama on the transformers engine, behind a Pipeline."""
     from lmfast.inference.hf import TransformersEngine
     from lmfast.loading import load_transformers
     from lmfast.pipeline import Pipeline
@@ -221,16 +223,20 @@ def test_pipeline_collect_stops_when_told(tmp_path: Path) -> None:
     model, tok = load_transformers(resolve_model(str(make_tiny_llama(tmp_path / "m"))))
     engine = TransformersEngine(model, tok)
     try:
-        pipe = Pipeline(engine)
-        msgs = [ChatMessage(role="user", content="go")]
-        params = SamplingParams(max_tokens=64, temperature=1.0, seed=0)
-        full = pipe.chat(msgs, params)
-        cut = pipe.collect(*pipe.submit(msgs, params), until=lambda text: len(text) >= 10)
-        assert full.completion_tokens == 64 and full.finish_reason == "length"
-        assert cut.finish_reason == "cancelled" and cut.completion_tokens < 64
-        assert len(cut.text) >= 10 and full.text.startswith(cut.text)
+        yield Pipeline(engine)
     finally:
         engine.close()
+
+
+def test_pipeline_collect_stops_when_told(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipe = tiny_pipeline
+    msgs = [ChatMessage(role="user", content="go")]
+    params = SamplingParams(max_tokens=64, temperature=1.0, seed=0)
+    full = pipe.chat(msgs, params)
+    cut = pipe.collect(*pipe.submit(msgs, params), until=lambda text: len(text) >= 10)
+    assert full.completion_tokens == 64 and full.finish_reason == "length"
+    assert cut.finish_reason == "cancelled" and cut.completion_tokens < 64
+    assert len(cut.text) >= 10 and full.text.startswith(cut.text)
 
 
 def test_plain_reply_without_answer_line_is_the_answer() -> None:
@@ -344,39 +350,29 @@ def test_constrained_calls_from_the_embedded_model_are_schema_valid() -> None:
         _valid_call(tools, step.text)
 
 
-def test_transformers_engine_constrains_a_random_model(tmp_path: Path) -> None:
+def test_transformers_engine_constrains_a_random_model(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
     """xgrammar keeps even random weights inside the tool grammar."""
-    from lmfast.inference.hf import TransformersEngine
-    from lmfast.loading import load_transformers
-    from lmfast.pipeline import Pipeline
-    from lmfast.registry import resolve_model
+    pipe, engine = tiny_pipeline, tiny_pipeline.engine
+    msgs = [ChatMessage(role="user", content="go")]
+    for seed in range(3):
+        params = SamplingParams(max_tokens=300, temperature=1.0, seed=seed)
+        spec = convert_units.spec  # bounded arguments: random weights still finish
+        out = pipe.chat(msgs, params, tools=[spec], tool_choice="required")
+        assert out.finish_reason == "tool_calls" and len(out.tool_calls) == 1
+        args = json.loads(out.tool_calls[0].function.arguments)
+        jsonschema.validate(args, convert_units.parameters)
+    grammar = step_grammar([calculator])
+    text = pipe.chat(msgs, SamplingParams(max_tokens=200, temperature=1.0, seed=5),
+                     grammar=grammar).text  # fmt: skip
+    # A random model's thought may run to max_tokens, but never outside the format.
+    assert text.startswith("Thought: ")
+    if "\n" in text:
+        assert text.split("\n", 1)[1].startswith(("<tool_call>", "Answer: "))
+    # A grammar that does not parse is a request error naming the field (HTTP 400).
+    from lmfast.inference.base import EngineRequest, RequestFieldError
 
-    model, tok = load_transformers(resolve_model(str(make_tiny_llama(tmp_path / "m"))))
-    engine = TransformersEngine(model, tok)
-    try:
-        pipe = Pipeline(engine)
-        msgs = [ChatMessage(role="user", content="go")]
-        for seed in range(3):
-            params = SamplingParams(max_tokens=300, temperature=1.0, seed=seed)
-            spec = convert_units.spec  # bounded arguments: random weights still finish
-            out = pipe.chat(msgs, params, tools=[spec], tool_choice="required")
-            assert out.finish_reason == "tool_calls" and len(out.tool_calls) == 1
-            args = json.loads(out.tool_calls[0].function.arguments)
-            jsonschema.validate(args, convert_units.parameters)
-        grammar = step_grammar([calculator])
-        text = pipe.chat(msgs, SamplingParams(max_tokens=200, temperature=1.0, seed=5),
-                         grammar=grammar).text  # fmt: skip
-        # A random model's thought may run to max_tokens, but never outside the format.
-        assert text.startswith("Thought: ")
-        if "\n" in text:
-            assert text.split("\n", 1)[1].startswith(("<tool_call>", "Answer: "))
-        # A grammar that does not parse is a request error naming the field (HTTP 400).
-        from lmfast.inference.base import EngineRequest, RequestFieldError
-
-        with pytest.raises(RequestFieldError, match="grammar"):
-            engine.submit(EngineRequest(prompt="x", params=SamplingParams(), grammar="root ::= ("))
-    finally:
-        engine.close()
+    with pytest.raises(RequestFieldError, match="grammar"):
+        engine.submit(EngineRequest(prompt="x", params=SamplingParams(), grammar="root ::= ("))
 
 
 def test_grammar_errors_name_the_field() -> None:
