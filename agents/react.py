@@ -169,8 +169,8 @@ class Agent:
                 params = params.model_copy(update={"temperature": temperature,
                                                    "seed": (params.seed or 0) + index})  # fmt: skip
             if self._repeated and self.constrained:
-                # The model called the same tool with the same arguments again and was told
-                # so: small models loop here forever, so this step may only answer.
+                # The model repeated a call (answered from memory): small models loop here
+                # forever, so this step may only answer.
                 grammar = self._answer_only
             extra: dict[str, Any] = {}
             if getattr(self.model, "native_tools", False):
