@@ -6,7 +6,7 @@ Installed under `lmfast.` (not as a bare `agents` package) so it never shadows o
 from lmfast.agents.code import CodeAgent
 from lmfast.agents.data_agent import DataAgent, DataTools
 from lmfast.agents.mcp_client import MCPToolError, MCPToolset
-from lmfast.agents.models import AgentModel, LocalModel, OpenAIModel
+from lmfast.agents.models import AgentError, AgentModel, LocalModel, OpenAIModel
 from lmfast.agents.react import Agent, AgentEvent, AgentResult
 from lmfast.agents.sandbox import Sandbox, SandboxLimits, SandboxResult
 from lmfast.agents.thinking import ThinkingAgent, ThinkingResult
@@ -14,6 +14,7 @@ from lmfast.agents.tools import Tool, ToolArgumentError, ToolDefinitionError, to
 
 __all__ = [
     "Agent",
+    "AgentError",
     "AgentEvent",
     "AgentModel",
     "AgentResult",

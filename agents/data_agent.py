@@ -17,15 +17,15 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from lmfast.agents.react import Agent
+from lmfast.agents.models import AgentError
+from lmfast.agents.react import REACT_SYSTEM, Agent
 from lmfast.agents.tools import Tool, tool
 
+# The persona, then the ReAct format every agent uses.
 DATA_SYSTEM = (
-    "You are a data assistant for training small language models. You look at dataset "
-    "files, prepare them (clean, filter, deduplicate) and evaluate models, using the tools. "
-    "Write each reply as one line 'Thought: <your reasoning>' followed by either exactly one "
-    "tool call or, once you know it, the line 'Answer: <the final answer>'. Report numbers "
-    "exactly as the tools give them."
+    "You are a data assistant for training small language models: you look at dataset "
+    "files, prepare them (clean, filter, deduplicate) and evaluate models. Report numbers "
+    "exactly as the tools give them.\n\n" + REACT_SYSTEM
 )
 
 FilterPreset = Literal["auto", "web", "document", "minimal", "off"]
@@ -36,6 +36,8 @@ class DataTools:
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root or Path.cwd()).resolve()
+        if not self.root.is_dir():
+            raise AgentError(f"data: {root!s} is not a folder")
 
     def _path(self, path: str) -> Path:
         """`path` resolved inside the root; anything that escapes it is refused."""

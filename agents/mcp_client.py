@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any
 
+from lmfast.agents.models import AgentError
 from lmfast.agents.tools import Tool
 
 
@@ -52,6 +53,9 @@ class MCPToolset:
             self._client_cm = self._portal.wrap_async_context_manager(Client(self.server))
             self._client = self._client_cm.__enter__()
             listed = self._portal.call(self._client.list_tools).tools
+        except OSError as e:  # the server's command is missing or cannot start
+            self._portal_cm.__exit__(None, None, None)
+            raise AgentError(f"mcp: cannot start the MCP server: {e}") from None
         except BaseException:
             self._portal_cm.__exit__(None, None, None)
             raise
@@ -59,7 +63,7 @@ class MCPToolset:
         missing = sorted(set(self.only or []) - names)
         if missing:
             self.__exit__(None, None, None)
-            raise ValueError(f"the MCP server has no tool {missing}; it has {sorted(names)}")
+            raise AgentError(f"the MCP server has no tool {missing}; it has {sorted(names)}")
         self.tools = [
             Tool.from_schema(t.name, t.description or t.name, t.input_schema, self._caller(t.name))
             for t in listed

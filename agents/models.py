@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from lmfast.errors import LMFastError
 from lmfast.inference.base import ChatMessage, SamplingParams, ToolCall, ToolSpec
+
+
+class AgentError(LMFastError, ValueError):
+    """An agent cannot be set up or reach its model (the CLI shows it as one message)."""
 
 
 @dataclass
@@ -144,6 +149,8 @@ class OpenAIModel:
         tool_choice: str | None = None,
     ) -> list[Completion]:
         """`tool_choice`: the API's own ('required' to force a call), sent with `tools`."""
+        from openai import APIConnectionError, APIStatusError
+
         from lmfast.inference.chat_format import openai_tools
 
         kwargs: dict[str, Any] = {
@@ -166,7 +173,10 @@ class OpenAIModel:
         for i in range(n):
             if n > 1:
                 kwargs["seed"] = (params.seed or 0) + i
-            reply = self.client.chat.completions.create(**kwargs)
+            try:
+                reply = self.client.chat.completions.create(**kwargs)
+            except (APIConnectionError, APIStatusError) as e:
+                raise AgentError(f"model: {self.client.base_url} answered: {e}") from e
             choice = reply.choices[0]
             calls = [
                 ToolCall.model_validate(c.model_dump()) for c in choice.message.tool_calls or []

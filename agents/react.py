@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from lmfast.agents.models import AgentModel, Completion, resolve_agent_model
+from lmfast.agents.models import AgentError, AgentModel, Completion, resolve_agent_model
 from lmfast.agents.tools import Tool, ToolArgumentError, as_tools, result_text
 from pydantic import BaseModel, Field
 
@@ -122,12 +122,12 @@ class Agent:
         often wrongly, tasks a tool would solve."""
         self.tools = as_tools(tools)
         if not self.tools:
-            raise ValueError("an agent needs at least one tool")
+            raise AgentError("tools: an agent needs at least one tool")
         self.by_name = {t.name: t for t in self.tools}
         self.model: AgentModel = resolve_agent_model(model)
         self.constrained = self.model.constrained if constrained is None else constrained
         if self.constrained and not self.model.constrained:
-            raise ValueError(f"{self.model.name} takes no grammar: use constrained=False")
+            raise AgentError(f"{self.model.name} takes no grammar: use constrained=False")
         self.think, self.max_steps, self.token_budget = think, max_steps, token_budget
         self.params = params or SamplingParams(temperature=0.0, max_tokens=256)
         self.on_event = on_event
@@ -135,7 +135,7 @@ class Agent:
         self.examples = examples
         native = bool(getattr(self.model, "native_tools", False))
         if require_tool_first and not (self.constrained or native):
-            raise ValueError("require_tool_first needs constrained decoding or native tools")
+            raise AgentError("require_tool_first needs constrained decoding or native tools")
         self.require_tool_first = require_tool_first
         self._grammar = step_grammar(self.tools, think) if self.constrained else None
         self._first = (

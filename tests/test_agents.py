@@ -535,6 +535,15 @@ def test_agent_cli_runs_the_embedded_model_and_checks_its_options(tmp_path: Path
     runner = CliRunner()
     bad = runner.invoke(app, ["agent", "run", "hi", "--tools", "calculator,teleport"])
     assert bad.exit_code != 0 and "teleport" in bad.output and "--tools" in bad.output
+    # Set-up problems are one clear message and exit code 2, never a traceback.
+    for args, message in [
+        (["--data", str(tmp_path / "missing")], "is not a folder"),
+        (["--tools", ""], "tools: an agent needs at least one tool"),
+        (["--mcp", "no-such-command-xyz"], "mcp: cannot start the MCP server"),
+        (["--model", "http://127.0.0.1:9/v1#x"], "model: http://127.0.0.1:9/v1"),
+    ]:
+        out = runner.invoke(app, ["agent", "run", "hi", *args])
+        assert out.exit_code == 2 and message in out.output, (args, out.output)
     ok = runner.invoke(app, ["agent", "run", "What is 258 * 22?", "--require-tool",
                              "--no-think", "--json"])  # fmt: skip
     assert ok.exit_code == 0, ok.output
