@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -22,8 +22,10 @@ from lmfast.errors import ArtifactError
 from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 
-ArtifactKind = Literal["dataset", "model", "adapter", "report", "export", "teacher_labels"]
-KINDS: tuple[str, ...] = ("dataset", "model", "adapter", "report", "export", "teacher_labels")
+ArtifactKind = Literal[
+    "dataset", "model", "adapter", "report", "export", "teacher_labels", "tokenizer"
+]
+KINDS: tuple[str, ...] = get_args(ArtifactKind)
 MANIFEST = "manifest.json"
 
 
@@ -32,7 +34,7 @@ class ArtifactManifest(BaseModel):
 
     id: str = Field(description="Unique id, e.g. model-20261121-124501-3fa2c1.")
     kind: ArtifactKind = Field(
-        description="dataset, model, adapter, report, export or teacher_labels."
+        description="dataset, model, adapter, report, export, teacher_labels or tokenizer."
     )
     name: str | None = Field(None, description="Human-friendly name.")
     parents: list[str] = Field(

@@ -55,6 +55,25 @@ class ModelConfig(_Section):
     trust_remote_code: bool = Field(
         False, description="Allow model code shipped with a Hub repository to run."
     )
+    template: str | None = Field(
+        None,
+        min_length=1,
+        description="training.method=pretrain: the architecture to initialise randomly, a "
+        "built-in template (tiny, small, base, t5-small) or file.yaml[:name] "
+        "(`lmfast templates list`).",
+    )
+    template_overrides: dict[str, int | float | str | bool] = Field(
+        default_factory=dict,
+        description="Fields of the template's transformers config to change, e.g. "
+        "{num_hidden_layers: 8, hidden_size: 512}.",
+    )
+    tokenizer: str | None = Field(
+        None,
+        min_length=1,
+        description="training.method=pretrain: the tokenizer of the new model, a tokenizer "
+        "artifact (`lmfast tokenizer train`) or any model reference (default: the embedded "
+        "model's tokenizer). Fine-tuning always uses the model's own.",
+    )
 
 
 class LoRAConfig(_Section):
@@ -81,10 +100,11 @@ class LoRAConfig(_Section):
 class TrainingConfig(_Section):
     """Optimisation settings shared by SFT, continued pretraining, distillation and ORPO."""
 
-    method: Literal["sft", "cpt"] = Field(
+    method: Literal["sft", "cpt", "pretrain"] = Field(
         "sft",
         description="'sft': supervised fine-tuning, loss on the assistant's answers of chat "
-        "data (every token of raw text); 'cpt': continued pretraining, loss on every token.",
+        "data (every token of raw text); 'cpt': continued pretraining, loss on every token; "
+        "'pretrain': a randomly initialised model.template trained on every token.",
     )
     lora: LoRAConfig = Field(default_factory=LoRAConfig, description="Adapter settings.")
     learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
@@ -150,6 +170,12 @@ class TrainingConfig(_Section):
         default_factory=list,
         max_length=16,
         description="Prompts answered greedily at each evaluation, so you see the model learn.",
+    )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="With several processes (--num-processes): 'ddp' replicates the model in "
+        "each; 'fsdp' shards weights, gradients and optimizer state (FULL_SHARD) and writes "
+        "sharded checkpoints. One process ignores it.",
     )
     tracker: Literal["auto", "mlflow", "tensorboard", "wandb", "none"] = Field(
         "auto",
@@ -321,6 +347,42 @@ class LMFastConfig(_Section):
                 "data.validation_split (for example 0.05)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _pretraining_needs_a_template(self) -> LMFastConfig:
+        m, t = self.model, self.training
+        if t.method == "pretrain":
+            if not m.template:
+                raise ValueError(
+                    "training.method='pretrain' needs model.template (tiny, small, base, "
+                    "t5-small or file.yaml[:name]): the architecture to initialise"
+                )
+            if t.lora.enabled and "enabled" in t.lora.model_fields_set:
+                raise ValueError(
+                    "training.lora.enabled=true with method 'pretrain': adapters need trained "
+                    "base weights; a model from scratch trains all of them"
+                )
+            if t.lora.enabled:  # the default: from scratch means every weight
+                t.lora = LoRAConfig(enabled=False)
+        elif m.template or m.template_overrides or m.tokenizer:
+            raise ValueError(
+                "model.template / template_overrides / tokenizer only apply to "
+                "training.method='pretrain'; to fine-tune, name the model in model.reference"
+            )
+        return self
+
+    @property
+    def tokenizer_reference(self) -> str:
+        """The tokenizer data is prepared with: the model's own, or for a model from scratch
+        model.tokenizer (default: the embedded model's)."""
+        if self.training.method == "pretrain":
+            return self.model.tokenizer or DEFAULT_MODEL
+        return self.model.reference
+
+    @property
+    def trains_every_token(self) -> bool:
+        """Loss on every token (continued pretraining, pretraining) rather than answers."""
+        return self.training.method in ("cpt", "pretrain")
 
     @model_validator(mode="after")
     def _quantization_needs_adapters(self) -> LMFastConfig:

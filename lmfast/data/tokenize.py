@@ -30,11 +30,15 @@ _EOT_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "
 
 
 def load_tokenizer(reference: str) -> Any:
-    """A fast tokenizer for any model reference (GGUF files included)."""
+    """A fast tokenizer for any model reference (GGUF files included) or tokenizer artifact."""
     from transformers import AutoTokenizer
 
     from lmfast.registry import resolve_model
+    from lmfast.training.tokenizer import tokenizer_folder
 
+    folder = tokenizer_folder(reference)
+    if folder is not None:
+        return AutoTokenizer.from_pretrained(str(folder))
     resolved = resolve_model(reference)
     if resolved.format == "gguf":
         return AutoTokenizer.from_pretrained(

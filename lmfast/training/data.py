@@ -77,7 +77,7 @@ def prepare(
             inputs=inputs,
             format=config.data.format,
             text_field=config.data.text_field,
-            tokenizer=config.model.reference,
+            tokenizer=config.tokenizer_reference,
             seq_len=seq_len,
             pack=config.training.packing,
         )
@@ -93,13 +93,13 @@ def prepare(
     if index.get("tokenizer_fingerprint") != fingerprint:
         raise DataError(
             f"data.path: dataset {artifact.id} was tokenized with {index.get('tokenizer')!r}, "
-            f"whose vocabulary differs from {config.model.reference!r}'s; prepare it again with "
-            f"--tokenizer {config.model.reference}"
+            f"whose vocabulary differs from {config.tokenizer_reference!r}'s; prepare it again "
+            f"with --tokenizer {config.tokenizer_reference}"
         )
     n_rows = int(arrays.input_ids.shape[0])
     if n_rows == 0:
         raise DataError(f"data.path: dataset {artifact.id} holds no token rows")
-    loss_on_all = config.training.method == "cpt"
+    loss_on_all = config.trains_every_token
     trainable = index["real_tokens"] if loss_on_all else index["trainable_tokens"]
     if trainable == 0:
         raise DataError(
@@ -251,7 +251,7 @@ def streaming_feed(config: LMFastConfig, tokenizer: Any, store: ArtifactStore) -
         train=rows,
         eval=None,
         collator=collator,
-        dataset_artifact=stream_dataset_artifact(rows, tokenizer, store, config.model.reference),
+        dataset_artifact=stream_dataset_artifact(rows, tokenizer, store, config.tokenizer_reference),
         dataset_version=rows.version,
         seq_len=config.training.max_seq_length,
         tokens_per_epoch=None,

@@ -208,13 +208,22 @@ def fine_tune(
     config = request.config
     started = time.perf_counter()
     hardware = PROFILES[request.profile] if request.profile else detect_hardware()
-    resolved = resolve_model(config.model.reference, store=store)
-    spec = model_spec(config.model.reference)
+    scratch = None
+    if config.training.method == "pretrain":
+        from lmfast.training.pretrain import from_scratch
+
+        scratch = from_scratch(config)  # the template, its tokenizer and its shape
+        resolved, spec, model_name = None, scratch.spec, scratch.name
+    else:
+        resolved = resolve_model(config.model.reference, store=store)
+        spec, model_name = model_spec(config.model.reference), resolved.name
     plan = plan_training(config, hardware, spec)  # contradictions fail before any loading
+    if scratch is not None:
+        scratch.check_plan(plan)
     if config.training.max_seq_length > spec.context_length:
         raise LMFastError(
             f"training.max_seq_length={config.training.max_seq_length} exceeds "
-            f"{resolved.name}'s context of {spec.context_length}; use at most that"
+            f"{model_name}'s context of {spec.context_length}; use at most that"
         )
     if config.eval.tasks:  # bad task files fail now, not after the model has loaded
         from lmfast.evaluation.tasks import load_task
@@ -224,14 +233,18 @@ def fine_tune(
 
     if config.data.streaming:
         training_data.check_streaming(config)
-    progress(0, None, f"tokenizer of {resolved.name}")
-    tokenizer = load_tokenizer(config.model.reference)
+    progress(0, None, f"tokenizer of {model_name}")
+    tokenizer = scratch.tokenizer if scratch else load_tokenizer(config.model.reference)
     if config.data.streaming:
         feed = training_data.streaming_feed(config, tokenizer, store)
     else:
         feed = training_data.prepared_feed(
             config, tokenizer, spec.context_length, progress, dataset=dataset, store=store
         )
+    if scratch is not None and scratch.template.seq2seq:
+        from lmfast.training.pretrain import seq2seq_feed
+
+        feed = seq2seq_feed(feed, scratch, config.training.seed)
     plan = plan_training(config, hardware, spec, dataset_tokens=feed.tokens_per_epoch)
     if plan.max_seq_length != feed.seq_len:
         plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
@@ -250,11 +263,11 @@ def fine_tune(
         import torch
 
         torch.set_num_threads(plan.num_threads)
-    progress(0, None, f"loading {resolved.name} for training")
+    progress(0, None, f"loading {model_name} for training")
     from transformers import set_seed
 
-    set_seed(config.training.seed)  # adapter initialisation is part of the recipe
-    trainable = build(resolved, config, plan)
+    set_seed(config.training.seed)  # adapter (or model) initialisation is part of the recipe
+    trainable = scratch.build(config, plan) if scratch else build(resolved, config, plan)
     if objective is not None:
         objective.attach(trainable, feed, plan, progress)
     method = objective.method if objective else config.training.method
@@ -265,7 +278,7 @@ def fine_tune(
         hardware=plan.hardware,
         backend=trainable.backend,
         method=method,
-        base_model=config.model.reference,
+        base_model=model_name if scratch else config.model.reference,
         run_id=run_dir.name,
         plan=plan,
     )
@@ -460,7 +473,9 @@ def save_trained(
     from lmfast.observability.plots import loss_curve
 
     lora = config.training.lora.enabled
-    base = config.model.reference
+    scratch = config.training.method == "pretrain"
+    # A model from scratch descends from its tokenizer (and data); others from their base.
+    base = config.tokenizer_reference if scratch else config.model.reference
     if Path(base).expanduser().exists():
         base = str(Path(base).expanduser().resolve())
     with store.create(
@@ -482,7 +497,7 @@ def save_trained(
         curve = loss_curve(
             report.history,
             draft.path / "loss_curve.png",
-            title=f"{base}",
+            title=f"{config.model.template} from scratch" if scratch else base,
             parts={k: v for k, v in report.shown.items() if k not in ("loss", "eval_loss")},
         )
         (draft.path / "log_history.json").write_text(json.dumps(report.history, indent=2))
@@ -492,7 +507,8 @@ def save_trained(
         draft.extra = {
             "backend": trainable.backend,
             "backend_reason": trainable.backend_reason,
-            "base_model": base,
+            "base_model": None if scratch else base,
+            **({"template": config.model.template, "tokenizer": base} if scratch else {}),
             **extra,
         }
     assert draft.artifact is not None

@@ -16,8 +16,9 @@ IGNORE = -100
 def _parts(model: Any) -> tuple[Any, Any, Any] | None:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
-    # Logit soft-capping or scaling would need the model's own head code.
-    if config is None or any(
+    # Logit soft-capping or scaling would need the model's own head code; encoder-decoders
+    # compute their loss in their own forward.
+    if config is None or getattr(config, "is_encoder_decoder", False) or any(
         getattr(config, k, None) not in (None, 1.0)
         for k in ("final_logit_softcapping", "logit_scale")
     ):

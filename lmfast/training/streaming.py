@@ -55,7 +55,7 @@ class StreamingRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         import datasets
 
         self.config, self.tokenizer, self.seq_len = config, tokenizer, seq_len
-        self.all_tokens = config.training.method == "cpt"
+        self.all_tokens = config.trains_every_token
         self.pad, self.eos = pad_id(tokenizer), int(tokenizer.eos_token_id)
         self.epoch = 0
         sources = _sources(config)
