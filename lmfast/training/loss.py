@@ -71,6 +71,9 @@ def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) ->
     model's architecture needs its own forward."""
     import torch.nn.functional as F
 
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(getattr(base, "config", None), "is_encoder_decoder", False):
+        return seq2seq_loss(model, inputs, num_items)
     found = labelled_hidden(model, inputs)
     if found is None:
         return None
@@ -78,3 +81,18 @@ def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) ->
     logits = head(hidden).float()
     loss = F.cross_entropy(logits, targets, reduction="sum")
     return normalise(loss, targets.numel(), num_items)
+
+
+def seq2seq_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> Any:
+    """Cross-entropy of an encoder-decoder's labels (already aligned with its decoder, which
+    shifts them itself), normalised like `masked_lm_loss`: the model's own loss is a mean per
+    micro-batch, which gradient accumulation would then sum."""
+    import torch.nn.functional as F
+
+    logits = model(**inputs).logits.float()
+    labels = inputs["labels"]
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
+        reduction="sum",
+    )  # fmt: skip
+    return normalise(loss, (labels != IGNORE).sum(), num_items)
