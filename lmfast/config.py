@@ -171,12 +171,6 @@ class TrainingConfig(_Section):
         max_length=16,
         description="Prompts answered greedily at each evaluation, so you see the model learn.",
     )
-    distributed: Literal["ddp", "fsdp"] = Field(
-        "ddp",
-        description="With several processes (--num-processes): 'ddp' replicates the model in "
-        "each; 'fsdp' shards weights, gradients and optimizer state (FULL_SHARD) and writes "
-        "sharded checkpoints. One process ignores it.",
-    )
     tracker: Literal["auto", "mlflow", "tensorboard", "wandb", "none"] = Field(
         "auto",
         description="Experiment tracker; 'auto' uses MLflow with a local store under "

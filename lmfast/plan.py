@@ -54,6 +54,7 @@ class TrainingPlan(BaseModel):
     attn_implementation: str = Field(description="Attention kernel.")
     optimizer: str = Field(description="Optimizer name as transformers knows it.")
     micro_batch_size: int = Field(description="Sequences per forward pass.")
+    processes: int = Field(1, description="Data-parallel training processes.")
     gradient_accumulation_steps: int = Field(description="Micro-batches per optimizer step.")
     effective_batch_size: int = Field(description="Sequences per optimizer step.")
     max_seq_length: int = Field(description="Tokens per sequence.")
@@ -119,8 +120,11 @@ def plan_training(
     hardware: HardwareProfile,
     spec: ModelSpec,
     dataset_tokens: int | None = None,
+    processes: int = 1,
 ) -> TrainingPlan:
-    """Resolve `config` for `hardware`. Raises PlanError when the two cannot work together."""
+    """Resolve `config` for `hardware`. Raises PlanError when the two cannot work together.
+    With several `processes` (data parallel), each runs micro-batch x accumulation and the
+    effective batch is their sum, so accumulation is divided among them."""
     m, t = config.model, config.training
     gpu = hardware.gpu if hardware.accelerator == "cuda" else None
     notes: list[str] = []
@@ -222,8 +226,13 @@ def plan_training(
         micro = 1
         while micro * 2 <= cap and peak(micro * 2, ckpt) <= budget:
             micro *= 2
-    accum = t.gradient_accumulation_steps or max(1, math.ceil(target / micro))
-    effective = micro * accum
+    accum = t.gradient_accumulation_steps or max(1, math.ceil(target / (micro * processes)))
+    effective = micro * accum * processes
+    if processes > 1:
+        notes.append(
+            f"{processes} processes x micro-batch {micro} x accumulation {accum} = "
+            f"{effective} sequences per step"
+        )
     peak_bytes = peak(micro, ckpt)
     fits = peak_bytes <= budget
     if not fits:
@@ -245,6 +254,8 @@ def plan_training(
     # and one more forward when checkpointing recomputes activations.
     per_token = spec.parameters * ((4 if lora else 6) + (2 if ckpt else 0))
     tokens_per_s = flops / per_token
+    if gpu:  # one GPU per process; CPU processes share the machine's cores
+        tokens_per_s *= processes
     tokens_per_step = effective * seq
     if t.max_steps:
         steps: int | None = t.max_steps
@@ -266,6 +277,7 @@ def plan_training(
         attn_implementation=attn,
         optimizer=optimizer,
         micro_batch_size=micro,
+        processes=processes,
         gradient_accumulation_steps=accum,
         effective_batch_size=effective,
         max_seq_length=seq,

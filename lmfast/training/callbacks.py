@@ -96,7 +96,7 @@ class MarkComplete(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if folder.is_dir() and state.is_world_process_zero:
             from lmfast.artifacts import write_atomic
 
             write_atomic(folder / COMPLETE, str(state.global_step))

@@ -251,7 +251,9 @@ def streaming_feed(config: LMFastConfig, tokenizer: Any, store: ArtifactStore) -
         train=rows,
         eval=None,
         collator=collator,
-        dataset_artifact=stream_dataset_artifact(rows, tokenizer, store, config.tokenizer_reference),
+        dataset_artifact=stream_dataset_artifact(
+            rows, tokenizer, store, config.tokenizer_reference
+        ),
         dataset_version=rows.version,
         seq_len=config.training.max_seq_length,
         tokens_per_epoch=None,

@@ -25,6 +25,7 @@ from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 from lmfast.plan import TrainingPlan
 from lmfast.progress import ProgressFn, no_progress
+from lmfast.training.launch import LaunchSettings, launched, world
 from lmfast.training.objective import TrainingObjective
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ class FineTuneRequest(BaseModel):
     fresh: bool = Field(False, description="Ignore earlier checkpoints of the same run.")
     profile: Literal["t4", "a100", "h100", "cpu"] | None = Field(
         None, description="Plan for a simulated machine instead of this one (checks recipes)."
+    )
+    launch: LaunchSettings = Field(
+        default_factory=LaunchSettings,
+        description="Train on several processes or machines (accelerate launch); the run id "
+        "does not depend on it, so a run resumes on any number of processes.",
     )
 
     @model_validator(mode="after")
@@ -118,7 +124,12 @@ def training_kwargs(
     evaluate = config.data.validation_split > 0
     eval_steps = t.eval_steps or t.save_steps
     best_metric, greater_is_better = _best_metric(config)
+    distributed: dict[str, Any] = {}
+    if launched():
+        distributed["ddp_backend"] = "nccl" if plan.device.startswith("cuda") else "gloo"
+        distributed["ddp_find_unused_parameters"] = False
     return dict(
+        **distributed,
         output_dir=str(out),
         per_device_train_batch_size=plan.micro_batch_size,
         per_device_eval_batch_size=plan.micro_batch_size,
@@ -194,7 +205,9 @@ def fine_tune(
     objective: TrainingObjective | None = None,
 ) -> FineTuneResult:
     """Train; resumable; returns the adapter or model artifact. `objective` replaces the
-    cross-entropy loss (distillation) and keeps everything else."""
+    cross-entropy loss (distillation) and keeps everything else. With request.launch for
+    several processes, this process prepares the data and launches them (lmfast.training.
+    launch); inside them, rank 0 saves the result and the other ranks return None."""
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.hardware import PROFILES, detect_hardware
     from lmfast.plan import plan_training
@@ -207,6 +220,11 @@ def fine_tune(
     store = store or ArtifactStore()
     config = request.config
     started = time.perf_counter()
+    in_launch = launched()
+    rank, local_processes, processes = world()
+    if request.launch.distributed and not in_launch:
+        processes = request.launch.num_processes
+        _check_launchable(request, dataset, objective)
     hardware = PROFILES[request.profile] if request.profile else detect_hardware()
     scratch = None
     if config.training.method == "pretrain":
@@ -217,7 +235,8 @@ def fine_tune(
     else:
         resolved = resolve_model(config.model.reference, store=store)
         spec, model_name = model_spec(config.model.reference), resolved.name
-    plan = plan_training(config, hardware, spec)  # contradictions fail before any loading
+    # contradictions fail before any loading
+    plan = plan_training(config, hardware, spec, processes=processes)
     if scratch is not None:
         scratch.check_plan(plan)
     if config.training.max_seq_length > spec.context_length:
@@ -245,7 +264,9 @@ def fine_tune(
         from lmfast.training.pretrain import seq2seq_feed
 
         feed = seq2seq_feed(feed, scratch, config.training.seed)
-    plan = plan_training(config, hardware, spec, dataset_tokens=feed.tokens_per_epoch)
+    plan = plan_training(
+        config, hardware, spec, dataset_tokens=feed.tokens_per_epoch, processes=processes
+    )
     if plan.max_seq_length != feed.seq_len:
         plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
 
@@ -253,16 +274,22 @@ def fine_tune(
         request, feed.dataset_version, objective.fingerprint() if objective else None
     )
     checkpoints = run_dir / "checkpoints"
-    if request.fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "request.json", request.model_dump_json(indent=2))
+    if not in_launch:  # the launching process set the run folder up for its processes
+        if request.fresh and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / "request.json", request.model_dump_json(indent=2))
+        if request.launch.distributed:
+            from lmfast.training.launch import launch
+
+            return launch(request, run_dir, feed.dataset_artifact, plan.device, progress)
     resume = last_complete_checkpoint(checkpoints)
 
     if plan.num_threads:
         import torch
 
-        torch.set_num_threads(plan.num_threads)
+        # Processes on one machine share its cores.
+        torch.set_num_threads(max(1, plan.num_threads // local_processes))
     progress(0, None, f"loading {model_name} for training")
     from transformers import set_seed
 
@@ -282,7 +309,8 @@ def fine_tune(
         run_id=run_dir.name,
         plan=plan,
     )
-    with tracked_run(config.training.tracker, run_dir, tags) as tracked:
+    main = rank == 0
+    with tracked_run(config.training.tracker if main else "none", run_dir, tags) as tracked:
         trainer, report, samples = _make_trainer(
             config, plan, trainable, feed, checkpoints, tracked.report_to, progress, objective
         )
@@ -308,6 +336,10 @@ def fine_tune(
         final_losses = [h["loss"] for h in report.history if "loss" in h]
         if final_losses:
             metrics["last_logged_loss"] = final_losses[-1]
+        if processes > 1:
+            metrics["processes"] = float(processes)
+        if not main:
+            return None  # type: ignore[return-value]  # rank 0 saves and reports the run
         result = _save_result(
             request,
             trainer,
@@ -330,6 +362,24 @@ def fine_tune(
             "uri": tracked.tracking_uri or "",
         }
     return result
+
+
+def _check_launchable(
+    request: FineTuneRequest, dataset: Any, objective: TrainingObjective | None
+) -> None:
+    """What cannot cross to other processes, refused before anything loads."""
+    if dataset is not None:
+        raise LMFastError(
+            "launch: an in-memory dataset cannot reach other processes; save it to a file or "
+            "prepare it (`lmfast prep`) and give data.path"
+        )
+    if request.config.data.streaming:
+        raise LMFastError(
+            "launch: data.streaming=true runs in one process; prepare the dataset first "
+            "(`lmfast prep --tokenizer ...`) so every process reads its own share of the rows"
+        )
+    if objective is not None:
+        raise LMFastError(f"launch: {objective.method} runs in one process")
 
 
 def _make_trainer(

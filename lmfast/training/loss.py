@@ -18,9 +18,13 @@ def _parts(model: Any) -> tuple[Any, Any, Any] | None:
     config = getattr(base, "config", None)
     # Logit soft-capping or scaling would need the model's own head code; encoder-decoders
     # compute their loss in their own forward.
-    if config is None or getattr(config, "is_encoder_decoder", False) or any(
-        getattr(config, k, None) not in (None, 1.0)
-        for k in ("final_logit_softcapping", "logit_scale")
+    if (
+        config is None
+        or getattr(config, "is_encoder_decoder", False)
+        or any(
+            getattr(config, k, None) not in (None, 1.0)
+            for k in ("final_logit_softcapping", "logit_scale")
+        )
     ):
         return None
     decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
@@ -71,9 +75,12 @@ def masked_lm_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) ->
     model's architecture needs its own forward."""
     import torch.nn.functional as F
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = model.module if wrapped(model) else model
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     if getattr(getattr(base, "config", None), "is_encoder_decoder", False):
         return seq2seq_loss(model, inputs, num_items)
+    if wrapped(model):
+        return _through_wrapper(model, inputs, num_items)
     found = labelled_hidden(model, inputs)
     if found is None:
         return None
@@ -96,3 +103,22 @@ def seq2seq_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> A
         reduction="sum",
     )  # fmt: skip
     return normalise(loss, (labels != IGNORE).sum(), num_items)
+
+
+def wrapped(model: Any) -> bool:
+    """A DDP / FSDP wrapper (it has the model as .module, and no config of its own)."""
+    return hasattr(model, "module") and not hasattr(model, "config")
+
+
+def _through_wrapper(model: Any, inputs: dict[str, Any], num_items: Any = None) -> Any:
+    """The same loss with the forward run through the wrapper: DDP and FSDP synchronise
+    gradients (and gather shards) in their own forward, which calling the decoder directly
+    would skip. Costs the full logits, the price of several processes."""
+    import torch.nn.functional as F
+
+    positions = inputs.get("position_ids")
+    logits = model(input_ids=inputs["input_ids"], position_ids=positions, use_cache=False).logits
+    keep = label_mask(inputs["labels"], positions)
+    targets = inputs["labels"][:, 1:][keep]
+    loss = F.cross_entropy(logits[:, :-1][keep].float(), targets, reduction="sum")
+    return normalise(loss, targets.numel(), num_items)

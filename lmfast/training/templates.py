@@ -38,9 +38,7 @@ class Template(BaseModel):
     def seq2seq(self) -> bool:
         return self.architecture == "t5"
 
-    def hf_config(
-        self, tokenizer: Any = None, overrides: dict[str, Any] | None = None
-    ) -> Any:
+    def hf_config(self, tokenizer: Any = None, overrides: dict[str, Any] | None = None) -> Any:
         """The transformers config, with the tokenizer's vocabulary and special ids."""
         from transformers import LlamaConfig, T5Config
 
@@ -58,7 +56,9 @@ class Template(BaseModel):
         try:
             cfg = (T5Config if self.seq2seq else LlamaConfig)(**values)
         except (TypeError, ValueError) as e:
-            raise ConfigError([("model.template_overrides", f"template {self.name!r}: {e}")])
+            raise ConfigError(
+                [("model.template_overrides", f"template {self.name!r}: {e}")]
+            ) from None
         if not self.seq2seq and cfg.hidden_size % cfg.num_attention_heads:
             raise ConfigError(
                 [
@@ -143,9 +143,11 @@ def load_template(reference: str) -> Template:
     builtin = builtin_templates()
     if reference in builtin:
         return builtin[reference]
-    path_part, _, name = reference.partition(":") if ".yaml:" in reference or ".yml:" in (
-        reference
-    ) else (reference, "", "")
+    path_part, _, name = (
+        reference.partition(":")
+        if ".yaml:" in reference or ".yml:" in (reference)
+        else (reference, "", "")
+    )
     path = Path(path_part).expanduser()
     if not path.is_file():
         raise ConfigError(

@@ -88,8 +88,9 @@ class TokenizerTrainResult(BaseModel):
     vocab_size: int
     documents: int = Field(description="Documents trained on.")
     held_out_documents: int
-    bytes_per_token: float | None = Field(description="Held-out UTF-8 bytes per token (higher "
-                                          "compresses better).")
+    bytes_per_token: float | None = Field(
+        description="Held-out UTF-8 bytes per token (higher compresses better)."
+    )
     reference_bytes_per_token: float | None = Field(
         description="The same for compare_with's tokenizer."
     )

@@ -100,7 +100,8 @@ class LMFastTrainer(Trainer):
         gradient memory, so there a failed backward's partial gradient stays in the step."""
         if self._snapshot_params is None:
             params = [p for p in model.parameters() if p.requires_grad]
-            small = sum(p.numel() for p in params) <= 0.1 * model.num_parameters()
+            total = sum(p.numel() for p in model.parameters())
+            small = sum(p.numel() for p in params) <= 0.1 * total
             self._snapshot_params = params if small else []
         params = self._snapshot_params
         if not params:
@@ -149,7 +150,7 @@ class LMFastTrainer(Trainer):
         rows = inputs.pop("row", None)
         # accelerate applies mixed precision by wrapping model.forward, which the masked loss
         # bypasses (it calls the decoder and the head itself): enter autocast here.
-        with self.accelerator.autocast(), self._adapter_inputs_uncast(model):
+        with self.accelerator.autocast(), self._adapter_inputs_uncast(self.model):
             if self.objective is not None and model.training:
                 # Held-out loss stays plain cross-entropy, so runs of any objective compare.
                 loss = self.objective.loss(model, inputs, rows, num_items_in_batch)
@@ -157,6 +158,11 @@ class LMFastTrainer(Trainer):
                 loss = masked_lm_loss(model, inputs, num_items_in_batch)
         if loss is None:  # an architecture the fast path does not cover
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        processes = self.accelerator.num_processes
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items counts every process's labels and DDP averages gradients over the
+            # processes: scale back, as the Trainer does for its own loss.
+            loss = loss * processes
         return (loss, {}) if return_outputs else loss
 
     @contextlib.contextmanager
