@@ -11,6 +11,8 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
     "generate": ("generate", "generate"),
     "prep_dataset": ("prep", "prep_dataset"),
     "fine_tune": ("train", "fine_tune"),
+    "train_tokenizer": ("tokenizer train", "train_tokenizer"),
+    "tune": ("tune", "tune"),
     "merge_adapter": ("merge", "merge_adapter"),
     "distill": ("distill", "distill"),
     "align_orpo": ("align", "align_orpo"),
@@ -30,6 +32,8 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
 CLI_ONLY: dict[str, str] = {
     "doctor": "inspects the local environment",
     "plan": "previews settings for this machine",
+    "templates list": "lists the bundled architecture file with plan estimates (agents pass "
+    "model.template to fine_tune)",
     "chat": "interactive terminal front-end over generate",
     "serve": "starts the HTTP server",
     "mcp": "starts the MCP server",

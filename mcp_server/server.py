@@ -60,7 +60,13 @@ def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 
 
 # Recipe settings that name files: set only through confined tool arguments.
-_PATH_SETTINGS = ("data.path", "data.sources", "model.reference")
+_PATH_SETTINGS = (
+    "data.path",
+    "data.sources",
+    "model.reference",
+    "model.template",
+    "model.tokenizer",
+)
 
 
 class JobOutcome(BaseModel):
@@ -318,7 +324,9 @@ def build_server() -> MCPServer:
     @mcp.tool(
         description="Fine-tune a model on a dataset: LoRA by default (QLoRA on small GPUs, "
         "full with lora=false), SFT on chat data (loss on the answers) or continued "
-        "pretraining (method='cpt'). A job with progress (step, total, loss, ETA): returns a "
+        "pretraining (method='cpt'); or pretrain a model from scratch (method='pretrain' with "
+        "a template: tiny, small, base, t5-small; and a tokenizer from train_tokenizer). "
+        "A job with progress (step, total, loss, ETA): returns a "
         "job_id, or with wait=true runs to the end. The result names the adapter or model "
         "artifact; calling again with the same settings resumes from the last checkpoint."
     )
@@ -330,8 +338,15 @@ def build_server() -> MCPServer:
         ],
         model: Annotated[str, Field(description="Base model to train.")] = DEFAULT_MODEL,
         method: Annotated[
-            Literal["sft", "cpt"], Field(description="sft (answers) or cpt (every token).")
+            Literal["sft", "cpt", "pretrain"],
+            Field(description="sft (answers), cpt (every token) or pretrain (from scratch)."),
         ] = "sft",
+        template: Annotated[
+            str | None, Field(description="pretrain: tiny, small, base or t5-small.")
+        ] = None,
+        tokenizer: Annotated[
+            str | None, Field(description="pretrain: tokenizer artifact (default: embedded).")
+        ] = None,
         lora: Annotated[
             bool, Field(description="Train LoRA adapters (false: all weights).")
         ] = True,
@@ -360,16 +375,26 @@ def build_server() -> MCPServer:
 
         from lmfast.artifacts import ArtifactStore
         from lmfast.training.finetune import FineTuneRequest
+        from lmfast.training.templates import builtin_templates
 
         roots = await _client_roots(ctx)
         if not ArtifactStore().exists(data):
             data = confine_input(data, "data", roots)
+        if template is not None and template not in builtin_templates():
+            raise ValueError(  # template files would be paths: only the built-in ones here
+                f"template: {template!r} is not one of {', '.join(builtin_templates())}"
+            )
+        pretrain = method == "pretrain"
         values = {
             "model.reference": confine_model_reference(model, client_roots=roots),
+            "model.template": template,
+            "model.tokenizer": (
+                confine_model_reference(tokenizer, "tokenizer", roots) if tokenizer else None
+            ),
             "data.path": data,
             "data.validation_split": validation_split,
             "training.method": method,
-            "training.lora.enabled": lora,
+            "training.lora.enabled": False if pretrain else lora,
             "training.lora.rank": lora_rank,
             "training.epochs": epochs,
             "training.max_steps": max_steps,
@@ -512,8 +537,10 @@ def build_server() -> MCPServer:
         return await anyio.to_thread.run_sync(lambda: JobStore().list(status, limit))
 
     from lmfast.mcp_server.lifecycle_tools import add_lifecycle_tools
+    from lmfast.mcp_server.pretrain_tools import add_pretrain_tools
 
     add_lifecycle_tools(mcp)
+    add_pretrain_tools(mcp)
     _forbid_unknown_arguments(mcp)
     _resources(mcp)
     _prompts(mcp)

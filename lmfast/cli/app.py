@@ -20,6 +20,7 @@ from lmfast.cli import (
     mcp,
     models,
     prep,
+    pretrain,
     serve,
     system,
     train,
@@ -32,7 +33,11 @@ COMMANDS: dict[str, str] = {
     "plan": "show the hardware plan (dtype, quantization, batch, memory and time estimates)",
     "generate": "generate a reply from a model",
     "prep": "clean, filter, deduplicate, tokenize and pack a dataset",
-    "train": "fine-tune a model (LoRA, QLoRA, full; SFT or continued pretraining)",
+    "train": "fine-tune (LoRA, QLoRA, full; SFT or continued pretraining) or pretrain a "
+    "template from scratch, on one process or several (DDP)",
+    "tokenizer train": "train a byte-level BPE or Unigram tokenizer with a chat template",
+    "templates list": "model templates for pretraining, with parameters and plan estimates",
+    "tune": "search recipe fields with Optuna (CMA-ES / NSGA-II, pruning); best recipe as YAML",
     "merge": "fold a LoRA adapter into a full model artifact",
     "distill": "distil a teacher into a student (online, or from stored top-k teacher logits)",
     "align": "align a model to preference pairs with ORPO or DPO",
@@ -109,6 +114,9 @@ app.command("mcp")(mcp.mcp_command)
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(agent.app, name="agent")
+app.add_typer(pretrain.tokenizer_app, name="tokenizer")
+app.add_typer(pretrain.templates_app, name="templates")
+app.command("tune")(pretrain.tune_command)
 
 
 def main() -> None:

@@ -82,7 +82,13 @@ def plan_command(
     if profile is not None and profile not in PROFILES:
         raise ConfigError([("--profile", f"{profile!r} is not one of {', '.join(PROFILES)}")])
     hardware = PROFILES[profile] if profile else detect_hardware()
-    plan = plan_training(cfg, hardware, model_spec(cfg.model.reference), dataset_tokens)
+    if cfg.training.method == "pretrain":
+        from lmfast.training.pretrain import from_scratch
+
+        spec = from_scratch(cfg).spec
+    else:
+        spec = model_spec(cfg.model.reference)
+    plan = plan_training(cfg, hardware, spec, dataset_tokens)
     if json_out:
         print_json(plan)
         return

@@ -26,7 +26,14 @@ def train_command(
     data: Annotated[
         str | None, typer.Option("--data", "-d", help="Dataset artifact id, file, folder, glob.")
     ] = None,
-    method: Annotated[str | None, typer.Option(help="sft or cpt.")] = None,
+    method: Annotated[str | None, typer.Option(help="sft, cpt or pretrain.")] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(help="Pretrain this template from scratch (implies --method pretrain)."),
+    ] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Pretraining: tokenizer artifact or model reference.")
+    ] = None,
     streaming: Annotated[
         bool,
         typer.Option(
@@ -52,20 +59,38 @@ def train_command(
         False
     ),
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    num_processes: Annotated[
+        int, typer.Option(min=1, help="Training processes in total (DDP through accelerate).")
+    ] = 1,
+    num_machines: Annotated[int, typer.Option(min=1, help="Machines taking part.")] = 1,
+    machine_rank: Annotated[int, typer.Option(min=0, help="This machine's rank.")] = 0,
+    main_process_ip: Annotated[str, typer.Option(help="Address of machine rank 0.")] = "127.0.0.1",
+    main_process_port: Annotated[int, typer.Option(help="Port of machine rank 0.")] = 29500,
 ) -> None:
-    """Fine-tune a model (LoRA by default; QLoRA on small GPUs; --full) as a job with progress."""
+    """Fine-tune a model (LoRA by default; QLoRA on small GPUs; --full), or pretrain a template
+    from scratch, as a job with progress; --num-processes N trains data-parallel."""
     from lmfast.cli.jobs import run_job_for_people
     from lmfast.config import load_config
     from lmfast.training.finetune import FineTuneRequest
+    from lmfast.training.launch import LaunchSettings
 
     items = list(overrides or [])
+    launch = LaunchSettings(
+        num_processes=num_processes,
+        num_machines=num_machines,
+        machine_rank=machine_rank,
+        main_process_ip=main_process_ip,
+        main_process_port=main_process_port,
+    )
     if resume is not None:
         request = _resumed_request(resume)
     else:
         flags = {
             "model.reference": model,
             "data.path": data,
-            "training.method": method,
+            "training.method": method or ("pretrain" if template else None),
+            "model.template": template,
+            "model.tokenizer": tokenizer,
             "data.streaming": True if streaming else None,
             "training.lora.enabled": False if full else None,
             "training.epochs": epochs,
@@ -74,7 +99,7 @@ def train_command(
             "training.max_seq_length": seq_len,
         }
         cfg = load_config(config, _flags_to_overrides(flags) + items)
-        request = FineTuneRequest(config=cfg, name=name, fresh=fresh)
+        request = FineTuneRequest(config=cfg, name=name, fresh=fresh, launch=launch)
     result = run_job_for_people("fine_tune", request, background, json_out)
     if result is not None:
         show_result(result)

@@ -39,7 +39,19 @@ KINDS: dict[str, JobKind] = {
             name="fine_tune",
             request="lmfast.training.finetune:FineTuneRequest",
             function="lmfast.training.finetune:fine_tune",
-            description="LoRA / QLoRA / full fine-tuning or continued pretraining",
+            description="LoRA / QLoRA / full fine-tuning, continued pretraining or pretraining",
+        ),
+        JobKind(
+            name="train_tokenizer",
+            request="lmfast.training.tokenizer:TokenizerTrainRequest",
+            function="lmfast.training.tokenizer:train_tokenizer",
+            description="Train a byte-level BPE or Unigram tokenizer on a corpus",
+        ),
+        JobKind(
+            name="tune",
+            request="lmfast.training.tune:TuneRequest",
+            function="lmfast.training.tune:tune",
+            description="Hyper-parameter search over recipe fields (Optuna)",
         ),
         JobKind(
             name="merge_adapter",

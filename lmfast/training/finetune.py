@@ -203,11 +203,13 @@ def fine_tune(
     dataset: Any = None,
     store: ArtifactStore | None = None,
     objective: TrainingObjective | None = None,
+    callbacks: list[Any] | None = None,
 ) -> FineTuneResult:
     """Train; resumable; returns the adapter or model artifact. `objective` replaces the
     cross-entropy loss (distillation) and keeps everything else. With request.launch for
     several processes, this process prepares the data and launches them (lmfast.training.
-    launch); inside them, rank 0 saves the result and the other ranks return None."""
+    launch); inside them, rank 0 saves the result and the other ranks return None.
+    `callbacks`: more transformers TrainerCallbacks (tune's pruning)."""
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.hardware import PROFILES, detect_hardware
     from lmfast.plan import plan_training
@@ -314,6 +316,8 @@ def fine_tune(
         trainer, report, samples = _make_trainer(
             config, plan, trainable, feed, checkpoints, tracked.report_to, progress, objective
         )
+        for callback in callbacks or []:
+            trainer.add_callback(callback)
         est = plan.estimated_training_time_minutes
         progress(
             0,

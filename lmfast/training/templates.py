@@ -177,3 +177,64 @@ def load_template(reference: str) -> Template:
             [("model.template", f"{path} has no template {name!r}; it has {', '.join(found)}")]
         )
     return found[name]
+
+
+class TemplateRow(BaseModel):
+    """A template as `lmfast templates list` shows it, with its hardware plan."""
+
+    name: str
+    architecture: str
+    description: str
+    parameters: int
+    stated_parameters: int | None
+    layers: int
+    width: int
+    vocab_size: int
+    hardware: str
+    peak_memory_gb: float = Field(description="Planned peak memory to pretrain it.")
+    fits: bool
+    tokens_per_second: float = Field(description="Planned training throughput.")
+    micro_batch_size: int
+
+
+def template_table(
+    tokenizer: str | None = None, seq_len: int = 512, profile: str | None = None
+) -> list[TemplateRow]:
+    """Each built-in template's size and plan (memory, throughput) for a machine."""
+    from lmfast.config import LMFastConfig
+    from lmfast.data.tokenize import load_tokenizer
+    from lmfast.hardware import PROFILES, detect_hardware
+    from lmfast.plan import plan_training
+
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError([("--profile", f"{profile!r} is not one of {', '.join(PROFILES)}")])
+    hardware = PROFILES[profile] if profile else detect_hardware()
+    tok = load_tokenizer(tokenizer) if tokenizer else None
+    rows = []
+    for name, template in builtin_templates().items():
+        spec = template.spec(tok)
+        config = LMFastConfig.model_validate(
+            {
+                "model": {"template": name, "tokenizer": tokenizer},
+                "training": {"method": "pretrain", "max_seq_length": seq_len},
+            }
+        )
+        plan = plan_training(config, hardware, spec)
+        rows.append(
+            TemplateRow(
+                name=name,
+                architecture=template.architecture,
+                description=template.description,
+                parameters=spec.parameters,
+                stated_parameters=template.parameters,
+                layers=spec.num_layers,
+                width=spec.hidden_size,
+                vocab_size=spec.vocab_size,
+                hardware=plan.hardware,
+                peak_memory_gb=plan.estimated_peak_memory_gb,
+                fits=plan.fits,
+                tokens_per_second=plan.estimated_tokens_per_second,
+                micro_batch_size=plan.micro_batch_size,
+            )
+        )
+    return rows
