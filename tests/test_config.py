@@ -98,11 +98,11 @@ def test_shipped_recipes_validate(recipe: Path) -> None:
     """Every recipe loads, and plans on the machine it is written for (T4 ones on a T4)."""
     from lmfast.hardware import PROFILES
     from lmfast.plan import plan_training
-    from lmfast.registry import model_spec
+    from lmfast.training.pretrain import recipe_spec
 
     cfg = load_config(recipe)
     profile = PROFILES["t4" if "t4" in recipe.stem else "cpu"]
-    plan = plan_training(cfg, profile, model_spec(cfg.model.reference))
+    plan = plan_training(cfg, profile, recipe_spec(cfg))
     assert plan.fits, plan.notes
     if recipe.stem == "qlora_t4":
         assert (plan.quantization, plan.dtype, plan.optimizer) == (

@@ -76,19 +76,13 @@ def plan_command(
     from lmfast.errors import ConfigError
     from lmfast.hardware import PROFILES, detect_hardware
     from lmfast.plan import plan_training
-    from lmfast.registry import model_spec
+    from lmfast.training.pretrain import recipe_spec
 
     cfg = load_config(config, overrides or [])
     if profile is not None and profile not in PROFILES:
         raise ConfigError([("--profile", f"{profile!r} is not one of {', '.join(PROFILES)}")])
     hardware = PROFILES[profile] if profile else detect_hardware()
-    if cfg.training.method == "pretrain":
-        from lmfast.training.pretrain import from_scratch
-
-        spec = from_scratch(cfg).spec
-    else:
-        spec = model_spec(cfg.model.reference)
-    plan = plan_training(cfg, hardware, spec, dataset_tokens)
+    plan = plan_training(cfg, hardware, recipe_spec(cfg), dataset_tokens)
     if json_out:
         print_json(plan)
         return

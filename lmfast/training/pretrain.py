@@ -167,3 +167,12 @@ def seq2seq_feed(feed: Any, scratch: FromScratch, seed: int) -> Any:
     return replace(
         feed, collator=SpanCorruption(len(tok), int(tok.eos_token_id), pad_id(tok), seed)
     )
+
+
+def recipe_spec(config: LMFastConfig) -> ModelSpec:
+    """The shape a recipe trains: its template's (pretraining) or its model's."""
+    if config.training.method == "pretrain":
+        return from_scratch(config).spec
+    from lmfast.registry import model_spec
+
+    return model_spec(config.model.reference)
