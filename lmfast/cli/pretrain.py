@@ -106,6 +106,10 @@ def tune_command(
         list[str] | None, typer.Argument(help="Recipe overrides such as training.max_steps=50.")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Base recipe.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Base model.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="Dataset artifact id, file, folder, glob.")
+    ] = None,
     trials: Annotated[int, typer.Option(help="Trials in the study, in total.")] = 10,
     objective: Annotated[
         list[str] | None,
@@ -132,8 +136,10 @@ def tune_command(
     loaded: Any = yaml.safe_load(space.read_text())
     if not isinstance(loaded, dict):
         raise ConfigError([("--space", f"{space} must map recipe fields to ranges or choices")])
+    flags = {"model.reference": model, "data.path": data}
+    items = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     request = TuneRequest(
-        config=load_config(config, overrides or []),
+        config=load_config(config, items + list(overrides or [])),
         space=loaded,
         trials=trials,
         objectives=objective or ["eval_loss"],

@@ -1,7 +1,9 @@
-"""Training: LoRA / QLoRA / full fine-tuning and continued pretraining, resumable and tracked.
+"""Training: LoRA / QLoRA / full fine-tuning, continued pretraining and pretraining from
+scratch, on one process or several, resumable and tracked.
 
 `fine_tune(FineTuneRequest)` is the capability; `SLMTrainer(config).train(data)` is the
-one-line notebook entry; `merge_adapter` folds an adapter into a full model artifact.
+one-line notebook entry; `merge_adapter` folds an adapter into a full model artifact;
+`train_tokenizer` makes tokenizers for new models; `tune` searches recipes with Optuna.
 """
 
 from __future__ import annotations
@@ -9,16 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 from lmfast.training.finetune import FineTuneRequest, FineTuneResult, fine_tune
+from lmfast.training.launch import LaunchSettings
 from lmfast.training.merge import MergeRequest, MergeResult, merge_adapter
+from lmfast.training.tokenizer import TokenizerTrainRequest, TokenizerTrainResult, train_tokenizer
+from lmfast.training.tune import TuneRequest, TuneResult, tune
 
 __all__ = [
     "FineTuneRequest",
     "FineTuneResult",
+    "LaunchSettings",
     "MergeRequest",
     "MergeResult",
     "SLMTrainer",
+    "TokenizerTrainRequest",
+    "TokenizerTrainResult",
+    "TuneRequest",
+    "TuneResult",
     "fine_tune",
     "merge_adapter",
+    "train_tokenizer",
+    "tune",
 ]
 
 
