@@ -4,6 +4,7 @@ weights for full fine-tuning. Which backend ran, and why, is recorded for the ru
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,8 +86,10 @@ def _load_base(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan
         bnb_4bit_use_double_quant=plan.double_quantization,
         bnb_4bit_compute_dtype=compute,
     )
+    # Each data-parallel process quantizes onto its own GPU.
+    gpu = int(os.environ.get("LOCAL_RANK", "0"))
     model = AutoModelForCausalLM.from_pretrained(
-        str(resolved.path), quantization_config=quant, dtype=compute, device_map={"": 0}
+        str(resolved.path), quantization_config=quant, dtype=compute, device_map={"": gpu}
     )
     tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
     if tokenizer.pad_token is None:
