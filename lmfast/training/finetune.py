@@ -403,7 +403,7 @@ def _make_trainer(
     from lmfast.training.trainer import LMFastTrainer
 
     args = _training_args(config, plan, checkpoints, report_to)
-    rows_per_step = plan.micro_batch_size * plan.gradient_accumulation_steps
+    rows_per_step = plan.effective_batch_size  # every process's rows: the run's throughput
     report = ProgressReport(
         progress,
         feed.tokens_per_row * rows_per_step,
