@@ -35,8 +35,7 @@ sys.path.insert(0, str(HERE))
 
 
 def corpus(mb: float) -> Path:
-    from distill_bench import WORK as _unused  # noqa: F401  (same corpus builder)
-    from prep_bench import _doc_files, _read
+    from prep_bench import _doc_files, _read  # the prep benchmark's documentation files
 
     out = WORK / "docs.jsonl"
     if out.is_file():
