@@ -13,7 +13,7 @@ Trainer loop on the same tokens, then 1 vs. 2 training processes (DDP on gloo).
    own causal-LM loss (what a user writes by hand).
 5. Both models' held-out perplexity is measured by the same function on the same rows.
 6. 1 vs 2 processes: the small template, same effective batch, first steps' losses compared.
-Writes bench/results/pretrain.json and the two loss curves as PNG.
+Writes bench/results/pretrain.json and both loss curves in bench/results/pretrain_loss.png.
 """
 
 from __future__ import annotations
@@ -219,13 +219,43 @@ def processes(dataset: str, tokenizer: str, n: int, steps: int, seq_len: int) ->
     }
 
 
+def plot(results: dict, out: Path) -> Path:
+    """Both training-loss curves on one chart (LMFast logs step 1, then every 10 steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mine, peer = results["lmfast"]["losses"], results["trainer"]["losses"]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot([1, *range(10, 10 * len(mine), 10)], mine, label="LMFast (fine_tune, pretrain)")
+    ax.plot(range(10, 10 * len(peer) + 1, 10), peer, label="transformers Trainer", alpha=0.8)
+    ax.set_xlabel("optimizer step (16 x 256 tokens)")
+    ax.set_ylabel("train cross-entropy (nats/token)")
+    ax.set_title(
+        f"small template from scratch; held-out perplexity {results['lmfast']['held_out_ppl']}"
+        f" vs {results['trainer']['held_out_ppl']}"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=float, default=8.0)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--ddp-steps", type=int, default=20)
+    parser.add_argument("--plot-only", action="store_true", help="Redraw from the last results.")
     args = parser.parse_args()
+    results_file = HERE / "results" / "pretrain.json"
+    if args.plot_only:
+        print(plot(json.loads(results_file.read_text()), HERE / "results" / "pretrain_loss.png"))
+        return
 
     from lmfast.data import PrepRequest, prep_dataset
     from lmfast.training.tokenizer import TokenizerTrainRequest, train_tokenizer
@@ -257,8 +287,8 @@ def main() -> None:
         "speed_ratio": round(mine["tokens_per_second"] / peer["tokens_per_second"], 2),
         "processes": {"one": one, "two": two, "max_loss_difference": max(diffs)},
     }
-    out = HERE / "results" / "pretrain.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    results_file.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, HERE / "results" / "pretrain_loss.png")
     print(json.dumps({k: v for k, v in results.items() if k not in ("tokenizer",)}, indent=2))
 
 

@@ -461,3 +461,41 @@ async def test_mcp_trains_a_tokenizer_and_pretrains(
         assert bad.is_error and "template" in " ".join(c.text for c in bad.content)
         outside = await client.call_tool("train_tokenizer", {"corpus": ["/etc/passwd"]})
         assert outside.is_error
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_mcp_tune_searches_lora_settings_of_a_model(
+    corpus: Path, tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmfast.mcp_server import build_server
+    from mcp import Client
+
+    from lmfast.training.tune import TuneRequest
+    from tests.tiny_models import make_tiny_llama
+
+    tiny = make_tiny_llama(tmp_path / "tiny")
+    space = yaml.safe_load(
+        (Path(__file__).parents[1] / "examples/search/lora_space.yaml").read_text()
+    )
+    assert TuneRequest(config=load_config(None, ["data.validation_split=0.1"]), space=space)
+    monkeypatch.setenv("LMFAST_MCP_ROOTS", f"{corpus.parent}{os.pathsep}{tmp_path}")
+    async with Client(build_server()) as client:
+        tuned = await client.call_tool(
+            "tune",
+            {"data": str(corpus), "model": str(tiny), "trials": 2, "sampler": "random",
+             "space": {"training.lora.rank": {"choices": [2, 4]},
+                       "training.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}},
+             "overrides": {"training.max_steps": 2, "training.max_seq_length": 64,
+                           "training.tracker": "none"},
+             "wait": True},
+        )  # fmt: skip
+        assert not tuned.is_error, tuned.content
+        result = tuned.structured_content["result"]
+        assert len(result["trials"]) == 2 and result["best_params"]["training.lora.rank"] in (2, 4)
+        assert all(t["artifact_id"].startswith("adapter-") for t in result["trials"])
+        blocked = await client.call_tool(
+            "tune",
+            {"data": str(corpus), "space": {"data.path": {"choices": ["/etc/passwd"]}}},
+        )
+        assert blocked.is_error and "data.path" in " ".join(c.text for c in blocked.content)
