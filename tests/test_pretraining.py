@@ -233,6 +233,12 @@ def test_pretraining_loss_falls_and_the_model_generates(bpe: str, corpus: Path) 
     assert manifest.parents[0] == bpe and manifest.extra["template"] == "tiny"
     assert manifest.extra["base_model"] is None
     assert Path(result.loss_curve or "").read_bytes()[:4] == b"\x89PNG"
+    # The run's metrics over time, and their dashboard beside the loss curve.
+    logged = [h for h in json.loads((Path(result.path) / "log_history.json").read_text())
+              if "loss" in h]  # fmt: skip
+    for key in ("learning_rate", "grad_norm", "tokens_per_second", "peak_memory_gb"):
+        assert all(h[key] > 0 for h in logged[1:]), key
+    assert (Path(result.path) / "training_metrics.png").read_bytes()[:4] == b"\x89PNG"
 
     out = CliRunner().invoke(
         app,

@@ -233,7 +233,11 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
         )
         tracked.finish(
             {k.replace("/", "_"): v for k, v in metrics.items()},
-            [Path(art.path) / "loss_curve.png", run_dir / "request.json"],
+            [
+                Path(art.path) / "loss_curve.png",
+                Path(art.path) / "training_metrics.png",
+                run_dir / "request.json",
+            ],
         )
     training = trained_result(art, curve, run_dir, dataset.id, trainable, resume, metrics, plan)
     if tracked.run_id:

@@ -1,4 +1,5 @@
-"""Pictures people expect from a run: the loss curve as a PNG."""
+"""Pictures people expect from a run: the loss curve and the training dashboard (loss,
+learning rate, gradient norm, throughput, memory over the steps) as PNGs."""
 
 from __future__ import annotations
 
@@ -37,6 +38,50 @@ def loss_curve(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# Panels of the training dashboard: (logged keys, y label); a panel with no data is left out.
+_PANELS: list[tuple[tuple[str, ...], str]] = [
+    (("loss", "eval_loss"), "loss (nats/token)"),
+    (("learning_rate",), "learning rate"),
+    (("grad_norm",), "gradient norm (before clipping)"),
+    (("tokens_per_second",), "real tokens/s (since start)"),
+    (("peak_memory_gb",), "peak memory (GB)"),
+]
+
+
+def training_metrics(history: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
+    """Loss, learning rate, gradient norm, throughput and memory against the step, one panel
+    each (what a run's log records over time); None when nothing was logged."""
+    panels = [
+        (keys, label) for keys, label in _PANELS if any(k in h for h in history for k in keys)
+    ]
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), dpi=100,
+                             sharex=True, squeeze=False)  # fmt: skip
+    for ax, (keys, label) in zip(axes[:, 0], panels, strict=True):
+        for key in keys:
+            points = [(h["step"], h[key]) for h in history if key in h]
+            if points:
+                style = "o-" if key.startswith("eval_") else "-"
+                ax.plot(*zip(*points, strict=True), style, label=key.replace("_", " "))
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("optimizer step")
+    if title:
+        axes[0, 0].set_title(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -33,6 +33,7 @@ class ProgressReport(TrainerCallback):
         self.tokens_seen = tokens_seen
         self.shown = {"loss": "loss", "eval_loss": "eval loss", **(shown or {})}
         self.history: list[dict[str, float]] = []
+        self.device: str | None = None  # set by the trainer's owner: where memory is counted
         self.start = time.perf_counter()
         self.first_step = self.first_tokens = 0
 
@@ -50,8 +51,14 @@ class ProgressReport(TrainerCallback):
         logs = dict(logs or {})
         step, total = state.global_step, state.max_steps
         entry = {"step": float(step), **{k: float(v) for k, v in logs.items() if _num(v)}}
-        self.history.append(entry)
         done = step - self.first_step
+        if "loss" in logs:  # training logs: throughput and memory over time, for the plots
+            from lmfast.hardware import peak_memory_gb
+
+            if done:
+                entry["tokens_per_second"] = round(self.tokens_per_second(step), 1)
+            entry["peak_memory_gb"] = round(peak_memory_gb(self.device or "cpu"), 3)
+        self.history.append(entry)
         elapsed = time.perf_counter() - self.start
         eta = elapsed / done * (total - step) if done else None
         metrics = {k: float(v) for k, v in logs.items() if k in self.shown and _num(v)}

@@ -358,7 +358,8 @@ def fine_tune(
             store,
             objective,
         )
-        tracked.finish(metrics, [Path(result.path) / "loss_curve.png", run_dir / "request.json"])
+        pictures = [Path(result.path) / n for n in ("loss_curve.png", "training_metrics.png")]
+        tracked.finish(metrics, [*pictures, run_dir / "request.json"])
     if tracked.run_id:
         result.tracking = {
             "tracker": "mlflow",
@@ -410,6 +411,7 @@ def _make_trainer(
         feed.tokens_seen,
         shown=objective.shown if objective else None,
     )
+    report.device = plan.device
     samples = SampleAnswers(trainable.tokenizer, config.training.sample_prompts, progress)
     callbacks: list[Any] = [report, samples, MarkComplete()]
     if config.training.early_stopping_patience:
@@ -524,7 +526,7 @@ def save_trained(
 ) -> tuple[Any, Path | None]:
     """A trained adapter (LoRA) or model (full) as an artifact whose first parent is the base,
     with its loss curve, log history and samples; (artifact, loss curve or None)."""
-    from lmfast.observability.plots import loss_curve
+    from lmfast.observability.plots import loss_curve, training_metrics
 
     lora = config.training.lora.enabled
     scratch = config.training.method == "pretrain"
@@ -548,12 +550,14 @@ def save_trained(
             adapter_cfg = json.loads(cfg_path.read_text())
             adapter_cfg["base_model_name_or_path"] = base
             cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
+        title = f"{config.model.template} from scratch" if scratch else base
         curve = loss_curve(
             report.history,
             draft.path / "loss_curve.png",
-            title=f"{config.model.template} from scratch" if scratch else base,
+            title=title,
             parts={k: v for k, v in report.shown.items() if k not in ("loss", "eval_loss")},
         )
+        training_metrics(report.history, draft.path / "training_metrics.png", title=title)
         (draft.path / "log_history.json").write_text(json.dumps(report.history, indent=2))
         if samples:
             (draft.path / "samples.json").write_text(json.dumps(samples, indent=2))
