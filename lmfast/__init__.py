@@ -49,6 +49,8 @@ _EXPORTS = {
     "evaluate": "lmfast.evaluation",
     "EvaluateRequest": "lmfast.evaluation",
     "EvaluateResult": "lmfast.evaluation",
+    "attention_map": "lmfast.observability.attention",
+    "AttentionRequest": "lmfast.observability.attention",
     "quantize": "lmfast.export",
     "QuantizeRequest": "lmfast.export",
     "export": "lmfast.export",

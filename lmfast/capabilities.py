@@ -38,6 +38,7 @@ CLI_ONLY: dict[str, str] = {
     "serve": "starts the HTTP server",
     "mcp": "starts the MCP server",
     "jobs wait": "terminal progress bar over job_status",
+    "attention": "a heatmap for a person to look at (Python: lmfast.attention_map)",
     "agent run": "terminal agent loop over generate (MCP clients are agents themselves; "
     "agent scripts use MCP in turn: examples/agent_drives_training.py)",
 }

@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from lmfast.cli import (
     agent,
+    attention,
     chat,
     distill,
     evaluate,
@@ -56,6 +57,7 @@ COMMANDS: dict[str, str] = {
     "jobs wait": "follow a job with a progress bar",
     "jobs cancel": "stop a job",
     "agent run": "run a tool-calling agent (ReAct or code) on a task, showing each step",
+    "attention": "saliency and attention rollout of an output token over the input (PNG)",
 }
 
 
@@ -117,6 +119,7 @@ app.add_typer(agent.app, name="agent")
 app.add_typer(pretrain.tokenizer_app, name="tokenizer")
 app.add_typer(pretrain.templates_app, name="templates")
 app.command("tune")(pretrain.tune_command)
+app.command("attention")(attention.attention_command)
 
 
 def main() -> None:
