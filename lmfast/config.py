@@ -351,6 +351,9 @@ class LMFastConfig(_Section):
                     "training.method='pretrain' needs model.template (tiny, small, base, "
                     "t5-small or file.yaml[:name]): the architecture to initialise"
                 )
+            from lmfast.training.templates import load_template
+
+            load_template(m.template)  # an unknown name or file fails here, on every face
             if t.lora.enabled and "enabled" in t.lora.model_fields_set:
                 raise ValueError(
                     "training.lora.enabled=true with method 'pretrain': adapters need trained "

@@ -6,9 +6,18 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from lmfast.mcp_server.paths import confine_input
-from lmfast.mcp_server.server import JobOutcome, _client_roots, _errors, _start_job, recipe
+from lmfast.mcp_server.server import (
+    JobOutcome,
+    _client_roots,
+    _errors,
+    _start_job,
+    recipe,
+    settable,
+)
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
+
+from lmfast.config import DEFAULT_MODEL
 
 Name = Annotated[str | None, Field(max_length=200, description="Artifact name.")]
 Wait = Annotated[bool, Field(description="Follow the job to the end.")]
@@ -69,9 +78,7 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
         space: Annotated[
             dict[str, dict[str, Any]], Field(description="Recipe field -> range or choices.")
         ],
-        model: Annotated[str, Field(description="Base model (or use overrides).")] = (
-            "smollm2-135m-instruct"
-        ),
+        model: Annotated[str, Field(description="Base model to train.")] = DEFAULT_MODEL,
         trials: Annotated[int, Field(ge=1, le=1000, description="Trials in total.")] = 10,
         objectives: Annotated[
             list[str] | None, Field(description="eval_loss (default), seconds, train_loss...")
@@ -97,13 +104,8 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
         roots = await _client_roots(ctx)
         if not ArtifactStore().exists(data):
             data = confine_input(data, "data", roots)
-        blocked = [
-            k
-            for k in space
-            if k.split(".")[0] not in ("training", "model", "data")
-            or k in ("data.path", "model.reference", "model.template", "model.tokenizer")
-        ]
-        if blocked:  # fmt: skip
+        blocked = [k for k in space if not settable(k)]
+        if blocked:
             raise ValueError(f"space: {blocked} cannot be searched (paths or unknown sections)")
         values = {
             "model.reference": confine_model_reference(model, client_roots=roots),

@@ -95,15 +95,21 @@ async def _follow(job_id: str, ctx: Context | None) -> JobOutcome:
         await anyio.sleep(0.2)
 
 
+def settable(key: str) -> bool:
+    """A recipe field a tool may set from its arguments: not a path (paths come only through
+    a tool's own confined arguments), and in the training, data or model section."""
+    return key.split("[")[0] not in _PATH_SETTINGS and key.startswith(
+        ("training.", "data.", "model.")
+    )
+
+
 def recipe(values: dict[str, Any], overrides: dict[str, Any] | None) -> Any:
     """A training recipe from a tool's arguments plus `overrides`; paths come only through
     the tool's own (confined) arguments, never through overrides."""
     from lmfast.config import load_config
 
     for key in overrides or {}:
-        if key.split("[")[0] in _PATH_SETTINGS or not key.startswith(
-            ("training.", "data.", "model.")
-        ):
+        if not settable(key):
             raise ToolError(
                 f"overrides: {key!r} cannot be overridden here; give paths as `data` / "
                 "`model`, and other settings as training.*, data.* or model.* fields"

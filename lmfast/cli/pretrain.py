@@ -37,7 +37,7 @@ def tokenizer_train_command(
     from lmfast.training.tokenizer import TokenizerTrainRequest
 
     request = TokenizerTrainRequest(
-        corpus=[c if not Path(c).exists() else str(Path(c).resolve()) for c in corpus],
+        corpus=corpus,
         vocab_size=vocab_size,
         model=model,  # type: ignore[arg-type]
         text_field=text_field,

@@ -33,12 +33,12 @@ def load_tokenizer(reference: str) -> Any:
     """A fast tokenizer for any model reference (GGUF files included) or tokenizer artifact."""
     from transformers import AutoTokenizer
 
+    from lmfast.artifacts import ArtifactStore
     from lmfast.registry import resolve_model
-    from lmfast.training.tokenizer import tokenizer_folder
 
-    folder = tokenizer_folder(reference)
-    if folder is not None:
-        return AutoTokenizer.from_pretrained(str(folder))
+    store = ArtifactStore()
+    if store.exists(reference) and store.get(reference).manifest.kind == "tokenizer":
+        return AutoTokenizer.from_pretrained(str(store.get(reference).path))
     resolved = resolve_model(reference)
     if resolved.format == "gguf":
         return AutoTokenizer.from_pretrained(

@@ -11,6 +11,7 @@ decoders sink most of their attention, is left out). Both sum to 1.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -135,26 +136,26 @@ def attention_map(
     reach = rollout([a.detach() for a in out.attentions])
     tokens = [tok.decode([i]) for i in inputs]
     shown = tok.decode([chosen])
+    data = {
+        "model": request.model,
+        "input_tokens": tokens,
+        "output_token": shown,
+        "output_token_id": int(chosen),
+        "probability": round(probability, 6),
+        "saliency": [round(float(x), 6) for x in saliency],
+        "rollout": [round(float(x), 6) for x in reach],
+    }
     with store.create("report", name=request.name, config=request.model_dump(mode="json")) as draft:
         png = heatmap(
-            tokens, saliency.tolist(), reach.tolist(), shown, draft.path / "attention.png"
+            tokens, data["saliency"], data["rollout"], shown, draft.path / "attention.png"
         )
+        (draft.path / "attention.json").write_text(json.dumps(data, indent=2))
         draft.metrics = {"probability": probability}
         draft.extra = {"kind": "attention", "model": request.model, "output_token": shown}
     assert draft.artifact is not None
-    result = AttentionResult(
-        artifact_id=draft.artifact.id,
-        png=str(draft.artifact.path / png.name),
-        model=request.model,
-        input_tokens=tokens,
-        output_token=shown,
-        output_token_id=int(chosen),
-        probability=round(probability, 6),
-        saliency=[round(float(x), 6) for x in saliency],
-        rollout=[round(float(x), 6) for x in reach],
+    return AttentionResult(
+        artifact_id=draft.artifact.id, png=str(draft.artifact.path / png.name), **data
     )
-    (draft.artifact.path / "attention.json").write_text(result.model_dump_json(indent=2))
-    return result
 
 
 def heatmap(

@@ -73,6 +73,15 @@ class FineTuneRequest(BaseModel):
             value = getattr(section, key)
             if value and not Path(value).is_absolute() and Path(value).expanduser().exists():
                 setattr(section, key, str(Path(value).expanduser().resolve()))
+        if model.tokenizer and Path(model.tokenizer).expanduser().exists():
+            model.tokenizer = str(Path(model.tokenizer).expanduser().resolve())
+        if model.template:
+            from lmfast.training.templates import template_file
+
+            file, name = template_file(model.template)
+            if file.expanduser().is_file():
+                full = str(file.expanduser().resolve())
+                model.template = f"{full}:{name}" if name else full
         evals = self.config.eval
         evals.tasks = [
             str(Path(t).expanduser().resolve()) if Path(t).expanduser().is_file() else t

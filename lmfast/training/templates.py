@@ -9,6 +9,7 @@ and depth for `lmfast tune`).
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -138,17 +139,18 @@ def builtin_templates() -> dict[str, Template]:
     return _parse(yaml.safe_load(BUILTIN.read_text()), str(BUILTIN))
 
 
+def template_file(reference: str) -> tuple[Path, str]:
+    """(file, template name or '') of `file.yaml` or `file.yaml:name`."""
+    found = re.fullmatch(r"(.+\.ya?ml):([^:/\\]+)", reference)
+    return (Path(found[1]), found[2]) if found else (Path(reference), "")
+
+
 def load_template(reference: str) -> Template:
     """`small`, `file.yaml` (one template) or `file.yaml:name`."""
     builtin = builtin_templates()
     if reference in builtin:
         return builtin[reference]
-    path_part, _, name = (
-        reference.partition(":")
-        if ".yaml:" in reference or ".yml:" in (reference)
-        else (reference, "", "")
-    )
-    path = Path(path_part).expanduser()
+    path, name = template_file(reference)
     if not path.is_file():
         raise ConfigError(
             [

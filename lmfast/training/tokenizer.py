@@ -62,6 +62,16 @@ class TokenizerTrainRequest(BaseModel):
     name: str | None = Field(None, max_length=200, description="Name for the artifact.")
 
     @model_validator(mode="after")
+    def _absolute_paths(self) -> TokenizerTrainRequest:
+        """Local files become absolute, so the job worker reads the same ones from any folder
+        (globs and artifact ids stay as given)."""
+        self.corpus = [
+            str(Path(c).expanduser().resolve()) if Path(c).expanduser().exists() else c
+            for c in self.corpus
+        ]
+        return self
+
+    @model_validator(mode="after")
     def _fits(self) -> TokenizerTrainRequest:
         specials = len(self.specials())
         if self.model == "bpe" and self.vocab_size < BYTE_ALPHABET + specials + 1:
@@ -206,8 +216,6 @@ def train_tokenizer(
             f"corpus: {request.corpus} holds no text to train on (every document was empty"
             + (" or held out)" if held else ")")
         )
-    if request.model == "bpe" and tok.get_vocab_size() < BYTE_ALPHABET + len(request.specials()):
-        raise DataError("corpus: too little text to build the byte alphabet")
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=EOS,
@@ -252,13 +260,3 @@ def train_tokenizer(
         reference=request.compare_with if reference is not None else None,
         seconds=round(time.perf_counter() - started, 1),
     )
-
-
-def tokenizer_folder(reference: str, store: ArtifactStore | None = None) -> Path | None:
-    """The folder of a tokenizer artifact, or None when `reference` is something else."""
-    store = store or ArtifactStore()
-    if store.exists(reference):
-        art = store.get(reference)
-        if art.manifest.kind == "tokenizer":
-            return art.path
-    return None
