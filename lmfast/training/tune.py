@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig, merge_dicts, parse_overrides
@@ -53,11 +53,23 @@ class Choice(BaseModel):
     choices: list[int | float | str | bool] = Field(min_length=1)
 
 
+def _dimension_kind(value: Any) -> str:
+    has_choices = isinstance(value, Choice) or (isinstance(value, dict) and "choices" in value)
+    return "choices" if has_choices else "range"
+
+
+# One kind per dimension, chosen by its keys, so an error names only what that kind needs.
+Dimension = Annotated[
+    Annotated[Range, Tag("range")] | Annotated[Choice, Tag("choices")],
+    Discriminator(_dimension_kind),
+]
+
+
 class TuneRequest(BaseModel):
     """Search recipe fields for the best held-out loss (or several objectives)."""
 
     config: LMFastConfig = Field(default_factory=LMFastConfig, description="The base recipe.")
-    space: dict[str, Range | Choice] = Field(
+    space: dict[str, Dimension] = Field(
         min_length=1,
         description="Recipe field (dotted, e.g. training.learning_rate, training.lora.rank, "
         "model.template_overrides.hidden_size) -> {low, high, log, integer} or {choices}.",
