@@ -1,0 +1,203 @@
+"""The guard as a pipeline hook: input checks before rendering, output checks after (and
+while streaming, with a look-ahead buffer), every decision recorded on the context."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lmfast.guardrails.injection import InjectionDetector, Risk
+from lmfast.guardrails.pii import Finding, PIIConfigError, PIIScanner
+from lmfast.guardrails.policy import GuardConfigError, Policy, load_policy, resolve_classifier
+
+from lmfast.errors import LMFastError
+
+if TYPE_CHECKING:
+    from lmfast.pipeline import ChatResult, GenerationContext
+
+log = logging.getLogger("lmfast.guardrails")
+
+
+class GuardrailBlocked(LMFastError, ValueError):
+    """The policy refused a request or a reply. `code` is stable for clients to match."""
+
+    def __init__(self, code: str, reason: str, stage: str) -> None:
+        self.code, self.reason, self.stage = code, reason, stage
+        super().__init__(f"blocked by the guardrail policy ({code}): {reason}")
+
+
+@dataclass
+class Decision:
+    """What one check found and did; logged, counted and traced (never the PII itself)."""
+
+    stage: str  # input | output
+    check: str  # pii | injection
+    action: str  # allow | redact | mask | replace | hash | flag | block
+    entities: list[str] = field(default_factory=list)
+    risk: float | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, [])}
+
+
+_ROLES_CHECKED = ("user", "tool")  # the system prompt is the operator's own
+
+
+class Guard:
+    """Applies one policy to a generation's input and output."""
+
+    name = "guard"
+
+    def __init__(
+        self, policy: Policy, on_decision: Callable[[Decision], None] | None = None
+    ) -> None:
+        self.policy = policy
+        self.on_decision = on_decision
+        pii = policy.pii
+        try:
+            salt = pii.salt_value()
+            self.pii_in = PIIScanner(pii.input, ner=pii.ner, min_score=pii.min_score, salt=salt)
+            self.pii_out = PIIScanner(pii.output, ner=pii.ner, min_score=pii.min_score, salt=salt)
+            # Tracing exports text with every configured entity replaced, whatever its action.
+            every = dict.fromkeys({*pii.input, *pii.output}, "replace")
+            self.scrubber = PIIScanner(every, ner=pii.ner, min_score=pii.min_score)
+        except PIIConfigError as e:
+            raise GuardConfigError(f"guard policy {policy.name!r}: {e}") from None
+        inj = policy.injection
+        classifier = resolve_classifier(inj.classifier) if inj.classifier else None
+        self.injection = InjectionDetector(inj.fuzzy_threshold, classifier) if inj.enabled else None
+
+    @classmethod
+    def from_ref(cls, ref: Any, **kw: Any) -> Guard | None:
+        policy = load_policy(ref)
+        return cls(policy, **kw) if policy is not None else None
+
+    # -- checks ----------------------------------------------------------------------------
+    def check_text(self, text: str, stage: str = "input") -> tuple[str, list[Decision]]:
+        """One text through the policy: the text to use and the decisions; raises
+        GuardrailBlocked when the policy refuses it."""
+        decisions: list[Decision] = []
+        if stage == "input" and self.injection is not None:
+            risk = self.injection.score(text)
+            if risk.score > 0:
+                decisions.append(self._injection_decision(risk))
+        scanner = self.pii_in if stage == "input" else self.pii_out
+        findings = scanner.find(text)
+        blocked = scanner.blocking(findings)
+        if findings:
+            decisions.extend(self._pii_decisions(stage, scanner, findings))
+        for d in decisions:
+            self._record(d)
+        if blocked:
+            kinds = ", ".join(sorted({f.entity for f in blocked}))
+            where = "the request" if stage == "input" else "the reply"
+            raise GuardrailBlocked(f"pii_{stage}", f"{where} contains {kinds}", stage)
+        for d in decisions:
+            if d.action == "block":
+                raise GuardrailBlocked("prompt_injection", "; ".join(d.reasons[:3]), stage)
+        return scanner.apply(text, findings), decisions
+
+    def _injection_decision(self, risk: Risk) -> Decision:
+        block_at = self.policy.injection.block_at
+        action = "block" if block_at is not None and risk.score >= block_at else "flag"
+        return Decision("input", "injection", action, risk=risk.score, reasons=risk.reasons)
+
+    def _pii_decisions(
+        self, stage: str, scanner: PIIScanner, findings: list[Finding]
+    ) -> list[Decision]:
+        by_action: dict[str, list[str]] = {}
+        for f in findings:
+            by_action.setdefault(scanner.actions.get(f.entity, "allow"), []).append(f.entity)
+        return [
+            Decision(stage, "pii", action, entities=sorted(set(ents)))
+            for action, ents in sorted(by_action.items())
+        ]
+
+    def _record(self, decision: Decision) -> None:
+        log.info("guard %s", decision.as_dict())
+        if self.on_decision is not None:
+            self.on_decision(decision)
+
+    # -- pipeline hook ---------------------------------------------------------------------
+    def before(self, ctx: GenerationContext) -> None:
+        found: list[dict[str, Any]] = ctx.metadata.setdefault("guard", [])
+        for i, message in enumerate(ctx.messages):
+            if message.role not in _ROLES_CHECKED or not isinstance(message.content, str):
+                continue
+            text, decisions = self.check_text(message.content, "input")
+            found.extend(d.as_dict() for d in decisions)
+            if text != message.content:
+                ctx.messages[i] = message.model_copy(update={"content": text})
+
+    def after(self, ctx: GenerationContext, result: ChatResult) -> None:
+        if not result.text:
+            return
+        text, decisions = self.check_text(result.text, "output")
+        ctx.metadata.setdefault("guard", []).extend(d.as_dict() for d in decisions)
+        result.text = text
+
+    def stream_filter(self, ctx: GenerationContext) -> StreamRedactor:
+        return StreamRedactor(self, self.policy.lookahead)
+
+    def scrub(self, text: str) -> str:
+        return self.scrubber.scrub(text)
+
+
+_TOKEN_WITH_DIGIT = re.compile(r"\S*\d\S*\s*$")
+
+
+class StreamRedactor:
+    """Streamed output through the output checks without leaking a partial entity.
+
+    The last `lookahead` characters are held back; text is released only up to a
+    whitespace boundary that lies outside every detected entity and is not preceded by a
+    token with digits (a card or phone number whose next group has not arrived yet)."""
+
+    def __init__(self, guard: Guard, lookahead: int) -> None:
+        self.guard, self.lookahead = guard, lookahead
+        self.buffer = ""
+
+    def feed(self, text: str) -> str:
+        self.buffer += text
+        if len(self.buffer) < 2 * self.lookahead:
+            return ""
+        return self._release(final=False)
+
+    def flush(self) -> str:
+        return self._release(final=True) if self.buffer else ""
+
+    def _release(self, final: bool) -> str:
+        scanner = self.guard.pii_out
+        buf = self.buffer
+        findings = scanner.find(buf)
+        if scanner.blocking(findings):
+            self.guard.check_text(buf, "output")  # records the decision and raises
+        if final:
+            cut = len(buf)
+        else:
+            cut = self._cut(buf, findings)
+            if cut <= 0:
+                return ""
+        emit = [f for f in findings if f.end <= cut]
+        self.buffer = buf[cut:]
+        return scanner.apply(buf[:cut], emit)
+
+    def _cut(self, buf: str, findings: list[Finding]) -> int:
+        limit = len(buf) - self.lookahead
+        cut = max(buf.rfind(" ", 0, limit + 1), buf.rfind("\n", 0, limit + 1))
+        if cut <= 0:
+            # No whitespace for a long way (code, a URL): release what is far behind.
+            return limit - self.lookahead if len(buf) > 4 * self.lookahead else 0
+        whitespace_cut = cut
+        while cut > 0 and (m := _TOKEN_WITH_DIGIT.search(buf, 0, cut)):
+            cut = m.start()
+        if cut == 0 and len(buf) > 8 * self.lookahead:
+            cut = whitespace_cut  # all numbers (a table): the look-ahead alone must do
+        for f in reversed(findings):
+            if f.start < cut < f.end:
+                cut = f.start
+        return cut
