@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from lmfast.errors import LMFastError
 from lmfast.inference.base import ChatMessage, SamplingParams, ToolCall, ToolSpec
+from lmfast.observability.tracing import span
 
 
 class AgentError(LMFastError, ValueError):
@@ -68,18 +69,28 @@ class LocalModel:
         )
 
     @classmethod
-    def load(cls, model: str | None = None, backend: str = "auto", parallel: int = 1) -> LocalModel:
+    def load(
+        cls,
+        model: str | None = None,
+        backend: str = "auto",
+        parallel: int = 1,
+        guard: str | None = None,
+    ) -> LocalModel:
         """Load `model` (reference, default the embedded one). `parallel` > 1 lets llama.cpp
-        decode that many samples as one batch (best-of-N)."""
+        decode that many samples as one batch (best-of-N). `guard`: a policy (default env
+        LMFAST_GUARD, else off); it checks the task and every tool result fed back."""
+        from lmfast.guardrails.guard import guard_hooks
+
         from lmfast.config import DEFAULT_MODEL
         from lmfast.generate import get_pipeline
         from lmfast.inference import load_engine
         from lmfast.pipeline import Pipeline
 
         if parallel == 1:
-            return cls(get_pipeline(model or DEFAULT_MODEL, backend))  # type: ignore[arg-type]
+            return cls(get_pipeline(model or DEFAULT_MODEL, backend, guard))  # type: ignore[arg-type]
+        hooks = guard_hooks(guard)
         engine = load_engine(model or DEFAULT_MODEL, backend=backend, parallel=parallel)  # type: ignore[arg-type]
-        return cls(Pipeline(engine))
+        return cls(Pipeline(engine, hooks, model=model or DEFAULT_MODEL))
 
     def complete(
         self,
@@ -173,10 +184,20 @@ class OpenAIModel:
         for i in range(n):
             if n > 1:
                 kwargs["seed"] = (params.seed or 0) + i
-            try:
-                reply = self.client.chat.completions.create(**kwargs)
-            except (APIConnectionError, APIStatusError) as e:
-                raise AgentError(f"model: {self.client.base_url} answered: {e}") from e
+            attrs = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": self.name,
+                "server.address": str(self.client.base_url),
+            }
+            with span(f"chat {self.name}", **attrs) as s:
+                try:
+                    reply = self.client.chat.completions.create(**kwargs)
+                except (APIConnectionError, APIStatusError) as e:
+                    raise AgentError(f"model: {self.client.base_url} answered: {e}") from e
+                if s is not None and reply.usage is not None:
+                    s.set_attribute("gen_ai.usage.input_tokens", reply.usage.prompt_tokens)
+                    s.set_attribute("gen_ai.usage.output_tokens", reply.usage.completion_tokens)
             choice = reply.choices[0]
             calls = [
                 ToolCall.model_validate(c.model_dump()) for c in choice.message.tool_calls or []
@@ -198,9 +219,12 @@ def _wire(m: ChatMessage) -> dict[str, Any]:
     return m.model_dump(exclude_none=True)
 
 
-def resolve_agent_model(model: Any = None, backend: str = "auto") -> AgentModel:
+def resolve_agent_model(
+    model: Any = None, backend: str = "auto", guard: str | None = None
+) -> AgentModel:
     """An AgentModel from a model object, a pipeline, an `http(s)://.../v1#model` endpoint,
-    or a model reference (default: the embedded model)."""
+    or a model reference (default: the embedded model), guarded by `guard` when loaded
+    here (a remote server applies its own policy)."""
     from lmfast.pipeline import Pipeline
 
     if isinstance(model, AgentModel):
@@ -210,4 +234,4 @@ def resolve_agent_model(model: Any = None, backend: str = "auto") -> AgentModel:
     if isinstance(model, str) and model.startswith(("http://", "https://")):
         url, _, name = model.partition("#")
         return OpenAIModel(name or "default", base_url=url)
-    return LocalModel.load(model, backend)
+    return LocalModel.load(model, backend, guard=guard)

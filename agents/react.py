@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from lmfast.inference.base import ChatMessage, SamplingParams, ToolCall, ToolCallFunction
 from lmfast.inference.tools import CLOSE, OPEN, call_rules, new_call_id, parse_tool_calls
+from lmfast.observability.tracing import span
 
 REACT_SYSTEM = (
     "You solve the user's task step by step, using the tools when they help. Write each "
@@ -150,6 +151,18 @@ class Agent:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, task: str) -> AgentResult:
+        """Think and act until an answer or a limit; traced as an `invoke_agent` span whose
+        children are each model call (`chat ...`) and tool call (`execute_tool ...`)."""
+        name = type(self).__name__
+        attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name}
+        with span(f"invoke_agent {name}", **attrs) as s:
+            result = self._run(task)
+            if s is not None:
+                s.set_attribute("lmfast.agent.stop_reason", result.stop_reason)
+                s.set_attribute("lmfast.agent.steps", len(result.steps))
+            return result
+
+    def _run(self, task: str) -> AgentResult:
         messages = [
             ChatMessage(role="system", content=self._system_prompt()),
             ChatMessage(role="user", content=task),
@@ -234,12 +247,20 @@ class Agent:
                 out.append(self._observation(observation, record.name, call.id))
                 continue
             if record.error is None:
-                try:
-                    record.result = result_text(self.by_name[record.name](record.arguments))
-                except ToolArgumentError as e:  # only reachable unconstrained
-                    record.valid, record.error = False, f"invalid arguments: {e}"
-                except Exception as e:  # a tool's failure is the model's observation
-                    record.error = f"{type(e).__name__}: {e}"
+                tool_attrs = {
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": record.name,
+                    "gen_ai.tool.call.id": call.id,
+                }
+                with span(f"execute_tool {record.name}", **tool_attrs) as s:
+                    try:
+                        record.result = result_text(self.by_name[record.name](record.arguments))
+                    except ToolArgumentError as e:  # only reachable unconstrained
+                        record.valid, record.error = False, f"invalid arguments: {e}"
+                    except Exception as e:  # a tool's failure is the model's observation
+                        record.error = f"{type(e).__name__}: {e}"
+                    if s is not None and record.error is not None:
+                        s.set_attribute("error.type", record.error[:100])
             if record.error is None and record.result is not None:
                 self._seen[key] = record.result
             observation = record.result if record.error is None else f"Error: {record.error}"

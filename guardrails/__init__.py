@@ -4,7 +4,14 @@ Installed under `lmfast.` (not as a bare `guardrails` package) so it never shado
 Heavy libraries (Presidio, spaCy) load only when a guard is built.
 """
 
-from lmfast.guardrails.guard import Decision, Guard, GuardrailBlocked, StreamRedactor
+from lmfast.guardrails.guard import (
+    Decision,
+    Guard,
+    GuardrailBlocked,
+    StreamRedactor,
+    guard_hooks,
+    guard_ref,
+)
 from lmfast.guardrails.injection import InjectionDetector, Risk
 from lmfast.guardrails.policy import PRESETS, GuardConfigError, Policy, load_policy
 
@@ -18,5 +25,7 @@ __all__ = [
     "Policy",
     "Risk",
     "StreamRedactor",
+    "guard_hooks",
+    "guard_ref",
     "load_policy",
 ]

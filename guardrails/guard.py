@@ -201,3 +201,22 @@ class StreamRedactor:
             if f.start < cut < f.end:
                 cut = f.start
         return cut
+
+
+GUARD_ENV = "LMFAST_GUARD"
+
+
+def guard_ref(explicit: str | None = None) -> str | None:
+    """The policy a face uses: its own setting, else LMFAST_GUARD, else none ('off')."""
+    import os
+
+    ref = explicit if explicit is not None else os.environ.get(GUARD_ENV)
+    return None if ref in (None, "", "off", "none") else ref
+
+
+def guard_hooks(
+    ref: str | None, on_decision: Callable[[Decision], None] | None = None
+) -> list[Guard]:
+    """The hooks for a policy reference (none for 'off')."""
+    guard = Guard.from_ref(guard_ref(ref), on_decision=on_decision)
+    return [guard] if guard is not None else []

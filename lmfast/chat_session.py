@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from lmfast.guardrails.guard import GuardrailBlocked
 from lmfast.inference.base import ChatMessage, SamplingParams
 from lmfast.pipeline import Pipeline
 
@@ -53,16 +54,31 @@ class ChatSession:
         if not line.strip():
             return Reply("text", "")
         self.history.append(ChatMessage(role="user", content=line))
-        return Reply("stream", pieces=self._answer())
+        pieces = self._answer()
+        try:  # start generating now, so a guard refusing the message is told as such
+            first = next(pieces)
+        except StopIteration:
+            return Reply("stream", pieces=iter(()))
+        except GuardrailBlocked as e:
+            self.history.pop()  # the refused message is not kept in the conversation
+            return Reply("text", f"{e} (message not sent)")
+        return Reply("stream", pieces=_primed(first, pieces))
 
     def _answer(self) -> Iterator[str]:
         parts: list[str] = []
+        started = False
         try:
             for piece in self.pipeline.stream(self.messages(), self.params):
+                started = True
                 parts.append(piece)
                 yield piece
+        except GuardrailBlocked as e:
+            if not started:
+                raise
+            yield f" [{e}]"  # the reply is cut where the guard stopped it
         finally:  # an interrupted answer is kept as far as it got
-            self.history.append(ChatMessage(role="assistant", content="".join(parts)))
+            if started:
+                self.history.append(ChatMessage(role="assistant", content="".join(parts)))
 
     def _command(self, line: str) -> Reply:
         name, _, arg = line[1:].partition(" ")
@@ -170,3 +186,8 @@ def read_message(first: str, more: Iterator[str]) -> str:
             break
         lines.append(nxt)
     return "\n".join(lines)
+
+
+def _primed(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lmfast.errors import ConfigError
 
@@ -310,6 +318,19 @@ class ServeConfig(_Section):
         description="Tokens generated when a chat request gives no max_tokens (OpenAI clients "
         "often omit it; without a cap a small model may run to the end of its context).",
     )
+    guard: str | None = Field(
+        None,
+        description="Guard policy for every request: strict, balanced, permissive, a YAML "
+        "file, or off (default: env LMFAST_GUARD, else off).",
+    )
+
+    @field_validator("guard")
+    @classmethod
+    def _policy_loads(cls, value: str | None) -> str | None:
+        from lmfast.guardrails.policy import load_policy
+
+        load_policy(value)  # a typo or a bad file fails at startup, not on the first request
+        return value
 
     @model_validator(mode="after")
     def _key_off_loopback(self) -> ServeConfig:

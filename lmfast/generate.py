@@ -27,6 +27,11 @@ class GenerateRequest(BaseModel):
     response_format: ResponseFormat | None = Field(
         None, description="Constrain the reply to JSON (json_object) or a JSON schema."
     )
+    guard: str | None = Field(
+        None,
+        description="Guard policy: strict, balanced, permissive, a YAML file, or off "
+        "(default: env LMFAST_GUARD, else off).",
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:
@@ -54,29 +59,40 @@ class GenerateResult(BaseModel):
     completion_tokens: int
 
 
-_PIPELINES: dict[tuple[str, str], Pipeline] = {}
+_PIPELINES: dict[tuple[str, str, str | None], Pipeline] = {}
 _LOAD_LOCK = threading.Lock()  # concurrent first calls (MCP runs tools in threads) load once
 
 
-def get_pipeline(model: str, backend: Backend = "auto") -> Pipeline:
-    """Pipelines are cached per (resolved path, backend): loading dominates short replies."""
+def get_pipeline(model: str, backend: Backend = "auto", guard: str | None = None) -> Pipeline:
+    """Pipelines are cached per (resolved path, backend, guard policy): loading dominates
+    short replies. `guard` None means the LMFAST_GUARD environment variable, else off."""
+    from lmfast.guardrails.guard import guard_hooks, guard_ref
+
     if backend not in get_args(Backend):
         raise BackendError(f"backend={backend!r} is not one of {', '.join(get_args(Backend))}")
     resolved = resolve_model(model)
-    key = (str(resolved.path), backend)
+    policy = guard_ref(guard)
+    key = (str(resolved.path), backend, policy)
     with _LOAD_LOCK:
         if key not in _PIPELINES:
-            for old in _PIPELINES.values():  # hold one model at a time: small machines
-                old.engine.close()
-            _PIPELINES.clear()
-            engine: Engine = load_engine(resolved, backend=backend)
-            _PIPELINES[key] = Pipeline(engine)
+            hooks = guard_hooks(policy)  # a bad policy fails before a model is loaded
+            same_model = [p for k, p in _PIPELINES.items() if k[:2] == key[:2]]
+            engine: Engine
+            if same_model:  # another policy over the loaded model: share the engine
+                engine = same_model[0].engine
+            else:
+                # Hold one model at a time (small machines); policies may share an engine.
+                for old in {id(p.engine): p.engine for p in _PIPELINES.values()}.values():
+                    old.close()
+                _PIPELINES.clear()
+                engine = load_engine(resolved, backend=backend)
+            _PIPELINES[key] = Pipeline(engine, hooks, model=model)
         return _PIPELINES[key]
 
 
 def generate(request: GenerateRequest) -> GenerateResult:
     """Run one generation to the end."""
-    pipeline = get_pipeline(request.model, request.backend)
+    pipeline = get_pipeline(request.model, request.backend, request.guard)
     out = pipeline.chat(request.chat(), request.params, response_format=request.response_format)
     return GenerateResult(
         model=request.model,
@@ -90,7 +106,7 @@ def generate(request: GenerateRequest) -> GenerateResult:
 
 def generate_stream(request: GenerateRequest) -> Iterator[str]:
     """Run one generation, yielding text as it is decoded."""
-    pipeline = get_pipeline(request.model, request.backend)
+    pipeline = get_pipeline(request.model, request.backend, request.guard)
     yield from pipeline.stream(
         request.chat(), request.params, response_format=request.response_format
     )

@@ -7,6 +7,7 @@ without touching any engine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,6 +31,7 @@ from lmfast.inference.base import (
     UnsupportedFeatureError,
 )
 from lmfast.inference.tools import ToolCallStreamParser, ToolDelta, parse_tool_calls
+from lmfast.observability.tracing import GenerationTrace
 
 ToolChoice = Literal["auto", "none", "required"] | str  # or the name of one function
 
@@ -52,6 +54,7 @@ class GenerationContext:
     tools: list[ToolSpec] | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     metadata: dict[str, Any] = field(default_factory=dict)
+    trace: GenerationTrace | None = None
 
 
 class ChatResult(BaseModel):
@@ -74,19 +77,55 @@ class ChatChunk:
 
 
 class Hook(Protocol):
-    """Runs around every generation. Raise to refuse; mutate the context or result to edit."""
+    """Runs around every generation. Raise to refuse; mutate the context or result to edit.
+    A hook may also offer `stream_filter(ctx)` (an object with feed(text) -> text and
+    flush() -> text) to edit streamed output before it reaches the client, and
+    `scrub(text)` to clean text before tracing exports it."""
+
+    name: str
 
     def before(self, ctx: GenerationContext) -> None: ...
 
     def after(self, ctx: GenerationContext, result: ChatResult) -> None: ...
 
 
-class Pipeline:
-    """An engine plus the hooks wrapped around it."""
+class StreamFilter(Protocol):
+    def feed(self, text: str) -> str: ...
 
-    def __init__(self, engine: Engine, hooks: list[Hook] | None = None) -> None:
+    def flush(self) -> str: ...
+
+
+class Pipeline:
+    """An engine plus the hooks wrapped around it, traced as one span tree."""
+
+    def __init__(
+        self, engine: Engine, hooks: list[Hook] | None = None, model: str | None = None
+    ) -> None:
         self.engine = engine
         self.hooks = list(hooks or [])
+        self.model = model or getattr(engine, "model_id", None) or engine.name
+
+    # -- hooks and tracing -----------------------------------------------------------------
+    def _start(self, ctx: GenerationContext, operation: str) -> None:
+        """Trace the generation and run the before-hooks, each in its own span."""
+        scrubbers = [h.scrub for h in self.hooks if hasattr(h, "scrub")]
+        scrub = scrubbers[0] if scrubbers else None
+        ctx.trace = GenerationTrace(operation, self.model, ctx.params, scrub)
+        try:
+            for hook in self.hooks:
+                with ctx.trace.step(f"{getattr(hook, 'name', 'hook')}.input"):
+                    hook.before(ctx)
+        except Exception as e:
+            ctx.trace.failed(e)
+            raise
+        ctx.trace.input(ctx.messages)
+
+    def output_filter(self, ctx: GenerationContext) -> StreamFilter | None:
+        """The hooks' stream filters chained, or None when no hook edits streamed text."""
+        filters = [h.stream_filter(ctx) for h in self.hooks if hasattr(h, "stream_filter")]
+        if not filters:
+            return None
+        return filters[0] if len(filters) == 1 else _Chain(filters)
 
     # -- request building ------------------------------------------------------------------
     def _request(
@@ -97,8 +136,23 @@ class Pipeline:
         parallel_tool_calls: bool,
         grammar: str | None = None,
     ) -> tuple[EngineRequest, bool]:
-        for hook in self.hooks:
-            hook.before(ctx)
+        self._start(ctx, "chat")
+        assert ctx.trace is not None
+        try:
+            with ctx.trace.step("render"):
+                return self._render(ctx, tool_choice, response_format, parallel_tool_calls, grammar)
+        except Exception as e:
+            ctx.trace.failed(e)
+            raise
+
+    def _render(
+        self,
+        ctx: GenerationContext,
+        tool_choice: ToolChoice,
+        response_format: ResponseFormat | None,
+        parallel_tool_calls: bool,
+        grammar: str | None,
+    ) -> tuple[EngineRequest, bool]:
         tools = ctx.tools if ctx.tools and tool_choice != "none" else None
         trigger = None
         if grammar is not None:  # the caller's own format (agents): it parses the output
@@ -155,12 +209,54 @@ class Pipeline:
         request, tools_on = self._request(
             ctx, tool_choice, response_format, parallel_tool_calls, grammar
         )
-        return ctx, self.engine.submit(request), tools_on
+        return ctx, self._engine_submit(ctx, request), tools_on
+
+    def _engine_submit(self, ctx: GenerationContext, request: EngineRequest) -> GenerationStream:
+        assert ctx.trace is not None
+        try:
+            stream = self.engine.submit(request)
+        except Exception as e:
+            ctx.trace.failed(e)
+            raise
+        chars = len(request.prompt) if isinstance(request.prompt, str) else 0
+        ctx.trace.engine_started(self.engine.name, chars)
+        return stream
 
     def finish(self, ctx: GenerationContext, result: ChatResult) -> ChatResult:
-        for hook in self.hooks:
-            hook.after(ctx, result)
+        """After-hooks (each in its span), then the trace is completed with usage."""
+        trace = ctx.trace
+        try:
+            for hook in self.hooks:
+                if trace is None:
+                    hook.after(ctx, result)
+                    continue
+                with trace.step(f"{getattr(hook, 'name', 'hook')}.output"):
+                    hook.after(ctx, result)
+        except Exception as e:
+            if trace is not None:
+                trace.failed(e)
+            raise
+        if trace is not None:
+            trace.finished(result, ctx.metadata)
         return result
+
+    def finish_text(self, ctx: GenerationContext, finished: Finished, text: str) -> str:
+        """finish() for a raw completion (/v1/completions): the text after the hooks."""
+        result = ChatResult(
+            text=text,
+            finish_reason=finished.finish_reason,
+            prompt_tokens=finished.prompt_tokens,
+            completion_tokens=finished.completion_tokens,
+        )
+        return self.finish(ctx, result).text or ""
+
+    def abandon(self, ctx: GenerationContext, exc: BaseException | None = None) -> None:
+        """The consumer stopped early (client gone, error): close the trace."""
+        if ctx.trace is not None:
+            if isinstance(exc, Exception):
+                ctx.trace.failed(exc)
+            else:
+                ctx.trace.close()
 
     # -- consumption -----------------------------------------------------------------------
     def chat(self, messages: list[ChatMessage], params: SamplingParams, **kw: Any) -> ChatResult:
@@ -179,68 +275,113 @@ class Pipeline:
         (finish_reason 'cancelled') and what was generated is kept."""
         acc = _Accumulator(tools_on)
         text = ""
-        for event in stream:
-            acc.add(event)
-            if until is not None and isinstance(event, Delta) and not stream.cancelled:
-                text += event.text
-                if until(text):
-                    stream.cancel()  # the engine stops at its next token and says so
+        try:
+            for event in stream:
+                acc.add(event)
+                if until is not None and isinstance(event, Delta) and not stream.cancelled:
+                    text += event.text
+                    if until(text):
+                        stream.cancel()  # the engine stops at its next token and says so
+        except BaseException as e:
+            self.abandon(ctx, e)
+            raise
         return self.finish(ctx, acc.result())
 
     def stream(
         self, messages: list[ChatMessage], params: SamplingParams, **kw: Any
     ) -> Iterator[str]:
-        """Blocking stream of text pieces (terminal chat). After-hooks run at the end."""
+        """Blocking stream of text pieces (terminal chat), through the hooks' stream filters
+        (a guard redacts before anything is shown). After-hooks run at the end."""
         ctx, stream, tools_on = self.submit(messages, params, **kw)
         acc = _Accumulator(tools_on)
+        out = self.output_filter(ctx)
         try:
             for event in stream:
                 acc.add(event)
                 if isinstance(event, Delta) and event.text:
-                    yield event.text
+                    piece = out.feed(event.text) if out is not None else event.text
+                    if piece:
+                        yield piece
+            if out is not None and (rest := out.flush()):
+                yield rest
+        except BaseException as e:
+            self.abandon(ctx, e)
+            raise
         finally:
             stream.cancel()
         self.finish(ctx, acc.result())
 
     def submit_text(self, request: EngineRequest) -> tuple[GenerationContext, GenerationStream]:
-        """Raw-prompt generation (/v1/completions): hooks see the prompt as one user turn."""
+        """Raw-prompt generation (/v1/completions): hooks see the prompt as one user turn,
+        and a hook that edits it (a guard redacting) edits the prompt the engine gets."""
         text = request.prompt if isinstance(request.prompt, str) else ""
         ctx = GenerationContext(
             messages=[ChatMessage(role="user", content=text)], params=request.params
         )
-        for hook in self.hooks:
-            hook.before(ctx)
-        return ctx, self.engine.submit(request)
+        self._start(ctx, "text_completion")
+        edited = ctx.messages[0].content
+        if isinstance(request.prompt, str) and isinstance(edited, str) and edited != text:
+            request = dataclasses.replace(request, prompt=edited)
+        return ctx, self._engine_submit(ctx, request)
 
     async def events(
         self, ctx: GenerationContext, stream: GenerationStream, tools_on: bool
     ) -> AsyncIterator[ChatChunk | ChatResult]:
         """Consume a submitted stream: ChatChunks, then the ChatResult (after-hooks applied).
-        Leaving early (client gone) cancels the generation."""
+        Content goes through the hooks' stream filters. Leaving early (client gone) cancels
+        the generation."""
         parser = ToolCallStreamParser() if tools_on else None
+        out = self.output_filter(ctx)
         acc = _Accumulator(tools_on)
         try:
             async for event in stream:
                 acc.add(event)
                 if isinstance(event, Delta):
                     if parser is None:
-                        yield ChatChunk(content=event.text, logprobs=event.logprobs)
+                        content = out.feed(event.text) if out is not None else event.text
+                        if content or event.logprobs:
+                            yield ChatChunk(content=content, logprobs=event.logprobs)
                         continue
                     content, deltas = parser.feed(event.text)
                     if parser.calls and not content.strip():
                         content = ""
+                    if content and out is not None:
+                        content = out.feed(content)
                     if content or deltas or event.logprobs:
                         yield ChatChunk(
                             content=content, tool_deltas=deltas, logprobs=event.logprobs
                         )
                 elif parser is not None and not parser.calls and (rest := parser.finish()):
-                    yield ChatChunk(content=rest)
+                    yield ChatChunk(content=out.feed(rest) if out is not None else rest)
+            if out is not None and (rest := out.flush()):
+                yield ChatChunk(content=rest)
+        except BaseException as e:
+            self.abandon(ctx, e)
+            raise
         finally:
             stream.cancel()  # no-op when finished; stops generation when the client left
         result = acc.result()
         if parser is not None and parser.calls:
             result.tool_calls = parser.calls  # keep the ids the client already saw
         yield self.finish(ctx, result)
+
+
+class _Chain:
+    """Several stream filters, each feeding the next."""
+
+    def __init__(self, filters: list[StreamFilter]) -> None:
+        self.filters = filters
+
+    def feed(self, text: str) -> str:
+        for f in self.filters:
+            text = f.feed(text)
+        return text
+
+    def flush(self) -> str:
+        text = ""
+        for f in self.filters:
+            text = f.feed(text) + f.flush() if text else f.flush()
+        return text
 
 
 class _Accumulator:

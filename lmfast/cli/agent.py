@@ -53,6 +53,14 @@ def run_command(
     constrained: Annotated[
         bool, typer.Option(help="Grammar-constrained steps (local models).")
     ] = True,
+    guard: Annotated[
+        str | None,
+        typer.Option(
+            help="Guard policy for a local model (tool results are checked too): strict, "
+            "balanced, permissive, a YAML file, or off "
+            "(default: env LMFAST_GUARD, else off)."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run an agent on TASK."""
@@ -82,7 +90,7 @@ def run_command(
         for command in mcp or []:
             argv = shlex.split(command)
             chosen += stack.enter_context(MCPToolset.stdio(argv[0], argv[1:])).tools
-        agent_model = resolve_agent_model(model, backend)
+        agent_model = resolve_agent_model(model, backend, guard=guard)
         common = {
             "max_steps": max_steps,
             "on_event": on_event,

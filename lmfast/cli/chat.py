@@ -35,6 +35,13 @@ def chat_command(
     max_tokens: Annotated[int, typer.Option(help="Most tokens per answer.")] = 512,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    guard: Annotated[
+        str | None,
+        typer.Option(
+            help="Guard policy: strict, balanced, permissive, a YAML file, or off "
+            "(default: env LMFAST_GUARD, else off)."
+        ),
+    ] = None,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -58,7 +65,7 @@ def chat_command(
     params = SamplingParams(temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed)
     err = Console(stderr=True)
     with err.status(f"loading {model} ...") if interactive else _nullcontext():
-        pipeline = get_pipeline(model, backend)  # type: ignore[arg-type]
+        pipeline = get_pipeline(model, backend, guard)  # type: ignore[arg-type]
     session = ChatSession(pipeline=pipeline, params=params, system=system)
     if interactive:
         err.print(

@@ -22,6 +22,13 @@ def generate_command(
     top_k: Annotated[int, typer.Option(help="Top-k sampling, 0 is off.")] = 0,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
+    guard: Annotated[
+        str | None,
+        typer.Option(
+            help="Guard policy: strict, balanced, permissive, a YAML file, or off "
+            "(default: env LMFAST_GUARD, else off)."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Generate a reply to PROMPT (streams tokens unless --json)."""
@@ -42,6 +49,7 @@ def generate_command(
             seed=seed,
             stop=stop or [],
         ),
+        guard=guard,
     )
     if json_out:
         print_json(generate(request))

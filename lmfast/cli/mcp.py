@@ -26,9 +26,23 @@ def mcp_command(
             "folder and LMFAST_HOME are always allowed."
         ),
     ] = None,
+    guard: Annotated[
+        str | None,
+        typer.Option(
+            help="Guard policy for the generate tool (clients cannot change it): strict, "
+            "balanced, permissive, a YAML file, or off "
+            "(default: env LMFAST_GUARD, else off)."
+        ),
+    ] = None,
 ) -> None:
     """Serve LMFast's tools over MCP (stdio, or streamable HTTP at /mcp)."""
+    from lmfast.guardrails.guard import GUARD_ENV
+    from lmfast.guardrails.policy import load_policy
     from lmfast.mcp_server import run
+
+    if guard is not None:
+        load_policy(guard)  # a bad policy stops here, not in the first tool call
+        os.environ[GUARD_ENV] = guard  # generate's pipelines read it
 
     run(
         transport,

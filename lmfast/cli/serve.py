@@ -36,6 +36,13 @@ def serve_command(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="Allow this CORS origin (repeatable).")
     ] = None,
+    guard: Annotated[
+        str | None,
+        typer.Option(
+            help="Guard policy: strict, balanced, permissive, a YAML file, or off "
+            "(default: env LMFAST_GUARD, else off)."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML recipe.")] = None,
 ) -> None:
     """Serve MODEL over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
@@ -52,6 +59,7 @@ def serve_command(
         "default_max_tokens": max_tokens_default,
         "cors_origins": cors_origin,
         "api_key": api_key or os.environ.get("LMFAST_API_KEY"),
+        "guard": guard,
     }
     overrides = [f"serve.{k}={_yaml(v)}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, overrides)

@@ -47,8 +47,8 @@ class APIError(Exception):
             code,
         )
 
-    def response(self) -> JSONResponse:
-        body = {
+    def body(self) -> dict[str, Any]:
+        return {
             "error": {
                 "message": self.message,
                 "type": self.type,
@@ -56,7 +56,9 @@ class APIError(Exception):
                 "code": self.code,
             }
         }
-        return JSONResponse(body, status_code=self.status)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status)
 
 
 class Metrics:
@@ -85,6 +87,12 @@ class Metrics:
         )
         queue = Gauge("lmfast_queue_depth", "Requests waiting for a slot", registry=r)
         queue.set_function(lambda: state.engine.stats()["waiting"] if state.engine else 0)
+        self.guard = Counter(
+            "lmfast_guard_decisions",
+            "Guard decisions by stage (input/output), check (pii/injection) and action",
+            ["stage", "check", "action"],
+            registry=r,
+        )
         running = Gauge("lmfast_requests_running", "Requests being generated", registry=r)
         running.set_function(lambda: state.engine.stats()["running"] if state.engine else 0)
 
@@ -193,7 +201,13 @@ def create_app(
     state = ServerState(model_id=model_id, config=config, aliases=aliases or set())
 
     def _load() -> None:
+        from lmfast.guardrails.guard import Decision, guard_hooks
+
+        def count(d: Decision) -> None:
+            state.metrics.guard.labels(d.stage, d.check, d.action).inc()
+
         try:
+            hooks = guard_hooks(config.guard, on_decision=count)
             engine = load()
         except Exception as e:
             state.load_error = f"{type(e).__name__}: {e}"
@@ -204,7 +218,7 @@ def create_app(
         if state.closing:  # the server stopped while we loaded
             engine.close()
             return
-        state.engine, state.pipeline = engine, Pipeline(engine)
+        state.engine, state.pipeline = engine, Pipeline(engine, hooks, model=model_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
+from lmfast.guardrails.guard import GuardrailBlocked
 from lmfast.inference.base import (
     Delta,
     EngineBusyError,
@@ -32,7 +33,15 @@ from lmfast.serving.schemas import ChatCompletionRequest, CompletionRequest
 T = TypeVar("T")
 
 
+def _blocked(state: ServerState, exc: GuardrailBlocked, param: str) -> APIError:
+    """A guard refusal: HTTP 400 whose `code` says which rule (pii_input, pii_output,
+    prompt_injection), never a silently edited answer."""
+    return APIError(400, str(exc), type_="guardrail_error", param=param, code=exc.code)
+
+
 def _submit_errors(state: ServerState, exc: Exception, param: str) -> APIError:
+    if isinstance(exc, GuardrailBlocked):
+        return _blocked(state, exc, param)
     if isinstance(exc, EngineBusyError):
         state.metrics.rejected.inc()
         return APIError(
@@ -121,6 +130,8 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
             except _ClientGone:
                 metrics.cancelled.inc()
                 return Response(status_code=499)
+            except GuardrailBlocked as e:
+                raise _blocked(state, e, "messages") from None
             metrics.prompt_tokens.inc(result.prompt_tokens)
             metrics.completion_tokens.inc(result.completion_tokens)
             message: dict[str, Any] = {"role": "assistant", "content": result.text}
@@ -206,6 +217,11 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                             }
                         )
                 yield "[DONE]"
+            except GuardrailBlocked as e:
+                # Held-back text never left; the client learns why the reply stops here.
+                yield chunk({}, "content_filter")
+                yield json.dumps({"error": _blocked(state, e, "messages").body()["error"]})
+                yield "[DONE]"
             except asyncio.CancelledError:
                 metrics.cancelled.inc()
                 raise
@@ -223,6 +239,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
             raise APIError(400, "stream=true takes a single prompt", param="prompt")
         scoring = body.echo and body.logprobs is not None
         streams: list[GenerationStream] = []
+        contexts = []
         try:
             for p in prompts:
                 req = EngineRequest(
@@ -231,7 +248,9 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                     prompt_logprobs=scoring,
                     eos_logprob=body.logprobs is not None,
                 )
-                streams.append(pipeline.submit_text(req)[1])
+                ctx, s = pipeline.submit_text(req)
+                contexts.append(ctx)
+                streams.append(s)
         except (EngineBusyError, PromptTooLongError, UnsupportedFeatureError, ValueError) as e:
             for s in streams:
                 s.cancel()
@@ -257,15 +276,29 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                 )
 
             async def sse() -> AsyncIterator[str]:
+                ctx = contexts[0]
+                out = pipeline.output_filter(ctx)
+                text: list[str] = []
                 try:
                     async for ev in streams[0]:
                         if isinstance(ev, Delta):
-                            if ev.text:
-                                yield piece(ev.text, None)
+                            text.append(ev.text)
+                            shown = out.feed(ev.text) if out is not None else ev.text
+                            if shown:
+                                yield piece(shown, None)
                         else:
+                            if out is not None and (rest := out.flush()):
+                                yield piece(rest, None)
+                            pipeline.finish_text(ctx, ev, "".join(text))
                             yield piece("", _finish_reason(ev.finish_reason))
                     yield "[DONE]"
-                except asyncio.CancelledError:
+                except GuardrailBlocked as e:
+                    pipeline.abandon(ctx, e)
+                    yield piece("", "content_filter")
+                    yield json.dumps({"error": _blocked(state, e, "prompt").body()["error"]})
+                    yield "[DONE]"
+                except asyncio.CancelledError as e:
+                    pipeline.abandon(ctx, e)
                     metrics.cancelled.inc()
                     raise
                 finally:
@@ -279,12 +312,20 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
         try:
             results = await _unless_disconnected(request, collect_all(), cancel_all)
         except _ClientGone:
+            for ctx in contexts:
+                pipeline.abandon(ctx)
             metrics.cancelled.inc()
             return Response(status_code=499)
         choices, prompt_total, completion_total = [], 0, 0
         for i, (text, lps, fin) in enumerate(results):
             if fin.finish_reason == "error":
                 raise APIError(500, fin.error or "generation failed", type_="server_error")
+            try:
+                guarded = pipeline.finish_text(contexts[i], fin, text)
+            except GuardrailBlocked as e:
+                raise _blocked(state, e, "prompt") from None
+            if guarded != text:  # a guard edited the reply: token logprobs no longer match it
+                text, lps = guarded, []
             prompt_total += fin.prompt_tokens
             completion_total += fin.completion_tokens
             prompt_text = ""
