@@ -143,7 +143,7 @@ class PIIScanner:
         actions: Mapping[str, Action],
         *,
         ner: str = DEFAULT_NER,
-        min_score: float = 0.5,
+        min_score: float = 0.4,
         salt: str | None = None,
         mask_char: str = "*",
     ) -> None:
