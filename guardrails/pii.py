@@ -121,9 +121,16 @@ def analyzer(ner: str = DEFAULT_NER) -> AnalyzerEngine:
     # Presidio's email check asks tldextract for the public-suffix list, which it would fetch
     # from the internet; the snapshot inside tldextract is enough and works offline.
     tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=())
+    presidio_log = logging.getLogger("presidio-analyzer")
+    level = presidio_log.level
     with _ANALYZER_LOCK:
-        registry = RecognizerRegistry(supported_languages=["en"])
-        registry.load_predefined_recognizers(languages=["en"])
+        # It warns once per recognizer of another language it skips: noise, not news.
+        presidio_log.setLevel(logging.ERROR)
+        try:
+            registry = RecognizerRegistry(supported_languages=["en"])
+            registry.load_predefined_recognizers(languages=["en"])
+        finally:
+            presidio_log.setLevel(level)
         if ner == "off":
             registry.remove_recognizer("SpacyRecognizer")
         return AnalyzerEngine(
