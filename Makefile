@@ -7,6 +7,7 @@ install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.8"
 	$(UV) sync --locked
 	npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
+	$(UV) sync --locked --project tests/phoenix --quiet
 
 test:
 	cargo test --manifest-path native/Cargo.toml --quiet

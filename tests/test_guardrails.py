@@ -92,13 +92,13 @@ def test_policy_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(GuardConfigError, match=r"pii.input.EMAIL_ADDRESS: 'shred' is not an"):
         load_policy(bad)
     bad.write_text("pii:\n  ner: 'off'\n  input: {PERSON: replace}\n")
-    with pytest.raises(GuardConfigError, match="PERSON.*needs a NER model"):
+    with pytest.raises(GuardConfigError, match=r"PERSON.*needs a NER model"):
         Guard.from_ref(str(bad))
     bad.write_text("injection:\n  classifier: nowhere:nothing\n")
-    with pytest.raises(GuardConfigError, match="injection.classifier: cannot import"):
+    with pytest.raises(GuardConfigError, match=r"injection\.classifier: cannot import"):
         load_policy(bad)
     bad.write_text("pii:\n  ner: no_such_pipeline\n  input: {EMAIL_ADDRESS: replace}\n")
-    with pytest.raises(GuardConfigError, match="pii.ner='no_such_pipeline'.*pii.ner: off"):
+    with pytest.raises(GuardConfigError, match=r"pii\.ner=.no_such_pipeline.*pii\.ner: off"):
         Guard.from_ref(str(bad))
     assert load_policy("off") is None and load_policy(None) is None
 
