@@ -3,6 +3,7 @@ while streaming, with a look-ahead buffer), every decision recorded on the conte
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -67,6 +68,9 @@ class Guard:
             self.scrubber = PIIScanner(every, ner=pii.ner, min_score=pii.min_score)
         except PIIConfigError as e:
             raise GuardConfigError(f"guard policy {policy.name!r}: {e}") from None
+        # Texts this guard produced with every finding acted on: tracing need not scan them
+        # again (bounded; a miss only costs one more scan).
+        self._clean: dict[str, None] = {}
         inj = policy.injection
         classifier = resolve_classifier(inj.classifier) if inj.classifier else None
         self.injection = InjectionDetector(inj.fuzzy_threshold, classifier) if inj.enabled else None
@@ -99,7 +103,23 @@ class Guard:
         for d in decisions:
             if d.action == "block":
                 raise GuardrailBlocked("prompt_injection", "; ".join(d.reasons[:3]), stage)
-        return scanner.apply(text, findings), decisions
+        out = scanner.apply(text, findings)
+        if all(scanner.actions.get(f.entity) not in (None, "allow") for f in findings):
+            self._remember_clean(out)
+        return out, decisions
+
+    def _remember_clean(self, text: str) -> None:
+        """Only when the scanner's entities cover everything the scrubber looks for."""
+        if set(self.pii_in.actions) | set(self.pii_out.actions) <= self._acted_on:
+            if len(self._clean) > 512:
+                self._clean.clear()
+            self._clean[text] = None
+
+    @functools.cached_property
+    def _acted_on(self) -> set[str]:
+        """Entities neither stage lets through unchanged."""
+        ins, outs = self.pii_in.actions, self.pii_out.actions
+        return {e for e in ins if e in outs and "allow" not in (ins[e], outs[e])}
 
     def _injection_decision(self, risk: Risk) -> Decision:
         block_at = self.policy.injection.block_at
@@ -136,14 +156,27 @@ class Guard:
     def after(self, ctx: GenerationContext, result: ChatResult) -> None:
         if not result.text:
             return
+        streamed = ctx.metadata.pop("_guard_stream", None)
+        if streamed is not None and streamed[0] == result.text:
+            # The stream filter already checked this exact text: reuse what it showed.
+            result.text, entities = streamed[1], streamed[2]
+            decisions = self._pii_decisions("output", self.pii_out, entities)
+            for d in decisions:
+                self._record(d)
+            ctx.metadata.setdefault("guard", []).extend(d.as_dict() for d in decisions)
+            if all(self.pii_out.actions.get(f.entity) != "allow" for f in entities):
+                self._remember_clean(result.text)
+            return
         text, decisions = self.check_text(result.text, "output")
         ctx.metadata.setdefault("guard", []).extend(d.as_dict() for d in decisions)
         result.text = text
 
     def stream_filter(self, ctx: GenerationContext) -> StreamRedactor:
-        return StreamRedactor(self, self.policy.lookahead)
+        return StreamRedactor(self, self.policy.lookahead, ctx)
 
     def scrub(self, text: str) -> str:
+        if text in self._clean:
+            return text
         return self.scrubber.scrub(text)
 
 
@@ -157,18 +190,27 @@ class StreamRedactor:
     whitespace boundary that lies outside every detected entity and is not preceded by a
     token with digits (a card or phone number whose next group has not arrived yet)."""
 
-    def __init__(self, guard: Guard, lookahead: int) -> None:
-        self.guard, self.lookahead = guard, lookahead
+    def __init__(self, guard: Guard, lookahead: int, ctx: GenerationContext | None = None) -> None:
+        self.guard, self.lookahead, self.ctx = guard, lookahead, ctx
         self.buffer = ""
+        self.raw: list[str] = []
+        self.shown: list[str] = []
+        self.findings: list[Finding] = []
 
     def feed(self, text: str) -> str:
         self.buffer += text
-        if len(self.buffer) < 2 * self.lookahead:
+        self.raw.append(text)
+        # Scanning costs about the same for 100 characters as for 300: scan in batches.
+        if len(self.buffer) < 4 * self.lookahead:
             return ""
         return self._release(final=False)
 
     def flush(self) -> str:
-        return self._release(final=True) if self.buffer else ""
+        out = self._release(final=True) if self.buffer else ""
+        if self.ctx is not None:  # the after-hook reuses this instead of scanning again
+            streamed = ("".join(self.raw), "".join(self.shown), self.findings)
+            self.ctx.metadata["_guard_stream"] = streamed
+        return out
 
     def _release(self, final: bool) -> str:
         scanner = self.guard.pii_out
@@ -184,7 +226,10 @@ class StreamRedactor:
                 return ""
         emit = [f for f in findings if f.end <= cut]
         self.buffer = buf[cut:]
-        return scanner.apply(buf[:cut], emit)
+        self.findings += emit
+        shown = scanner.apply(buf[:cut], emit)
+        self.shown.append(shown)
+        return shown
 
     def _cut(self, buf: str, findings: list[Finding]) -> int:
         limit = len(buf) - self.lookahead
