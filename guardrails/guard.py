@@ -3,7 +3,6 @@ while streaming, with a look-ahead buffer), every decision recorded on the conte
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Callable
@@ -68,8 +67,13 @@ class Guard:
             self.scrubber = PIIScanner(every, ner=pii.ner, min_score=pii.min_score)
         except PIIConfigError as e:
             raise GuardConfigError(f"guard policy {policy.name!r}: {e}") from None
-        # Texts this guard produced with every finding acted on: tracing need not scan them
-        # again (bounded; a miss only costs one more scan).
+        # When both stages act on every entity (strict), text the guard produced holds no raw
+        # entity, so tracing need not scan it again: remembered here (bounded).
+        ins, outs = pii.input, pii.output
+        self._trust_guarded = set(ins) == set(outs) and "allow" not in {
+            *ins.values(),
+            *outs.values(),
+        }
         self._clean: dict[str, None] = {}
         inj = policy.injection
         classifier = resolve_classifier(inj.classifier) if inj.classifier else None
@@ -104,22 +108,14 @@ class Guard:
             if d.action == "block":
                 raise GuardrailBlocked("prompt_injection", "; ".join(d.reasons[:3]), stage)
         out = scanner.apply(text, findings)
-        if all(scanner.actions.get(f.entity) not in (None, "allow") for f in findings):
-            self._remember_clean(out)
+        self._remember_clean(out)
         return out, decisions
 
     def _remember_clean(self, text: str) -> None:
-        """Only when the scanner's entities cover everything the scrubber looks for."""
-        if set(self.pii_in.actions) | set(self.pii_out.actions) <= self._acted_on:
+        if self._trust_guarded:
             if len(self._clean) > 512:
                 self._clean.clear()
             self._clean[text] = None
-
-    @functools.cached_property
-    def _acted_on(self) -> set[str]:
-        """Entities neither stage lets through unchanged."""
-        ins, outs = self.pii_in.actions, self.pii_out.actions
-        return {e for e in ins if e in outs and "allow" not in (ins[e], outs[e])}
 
     def _injection_decision(self, risk: Risk) -> Decision:
         block_at = self.policy.injection.block_at
@@ -164,8 +160,7 @@ class Guard:
             for d in decisions:
                 self._record(d)
             ctx.metadata.setdefault("guard", []).extend(d.as_dict() for d in decisions)
-            if all(self.pii_out.actions.get(f.entity) != "allow" for f in entities):
-                self._remember_clean(result.text)
+            self._remember_clean(result.text)
             return
         text, decisions = self.check_text(result.text, "output")
         ctx.metadata.setdefault("guard", []).extend(d.as_dict() for d in decisions)
@@ -235,13 +230,15 @@ class StreamRedactor:
         limit = len(buf) - self.lookahead
         cut = max(buf.rfind(" ", 0, limit + 1), buf.rfind("\n", 0, limit + 1))
         if cut <= 0:
-            # No whitespace for a long way (code, a URL): release what is far behind.
-            return limit - self.lookahead if len(buf) > 4 * self.lookahead else 0
-        whitespace_cut = cut
-        while cut > 0 and (m := _TOKEN_WITH_DIGIT.search(buf, 0, cut)):
-            cut = m.start()
-        if cut == 0 and len(buf) > 8 * self.lookahead:
-            cut = whitespace_cut  # all numbers (a table): the look-ahead alone must do
+            # No whitespace for a long way (code, JSON, a URL): release what is far behind,
+            # still never inside a detected entity.
+            cut = limit - self.lookahead if len(buf) > 4 * self.lookahead else 0
+        else:
+            whitespace_cut = cut
+            while cut > 0 and (m := _TOKEN_WITH_DIGIT.search(buf, 0, cut)):
+                cut = m.start()
+            if cut == 0 and len(buf) > 8 * self.lookahead:
+                cut = whitespace_cut  # all numbers (a table): the look-ahead alone must do
         for f in reversed(findings):
             if f.start < cut < f.end:
                 cut = f.start

@@ -108,6 +108,8 @@ def load_policy(ref: str | Path | Policy | None) -> Policy | None:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise GuardConfigError(f"guard policy {path}: invalid YAML ({e})") from None
+    if isinstance(data, dict) and text not in PRESETS:
+        data.setdefault("name", str(path))  # errors later name the file
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
@@ -117,5 +119,5 @@ def load_policy(ref: str | Path | Policy | None) -> Policy | None:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "literal_error":
                 msg = f"{err.get('input')!r} is not an action; allowed: {', '.join(ACTIONS)}"
-            problems.append(f"{loc}: {msg}")
+            problems.append(f"{loc}: {msg}" if loc else f"the file must be a mapping ({msg})")
         raise GuardConfigError(f"guard policy {path}: " + "; ".join(problems)) from None

@@ -19,6 +19,7 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
     "evaluate": ("eval", "evaluate"),
     "quantize": ("quantize", "quantize"),
     "export": ("export", "export_model"),
+    "guard_check": ("guard", "guard_check"),
     "list_models": ("models list", "list_models"),
     "model_info": ("models info", "model_info"),
     "convert_model": ("models convert", "convert_model"),

@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import anyio
-from lmfast.mcp_server.paths import confine_model_reference
+from lmfast.guardrails.check import GuardCheckResult
+from lmfast.mcp_server.paths import confine_input, confine_model_reference
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import BaseModel, Field, ValidationError
@@ -228,6 +229,33 @@ def build_server() -> MCPServer:
         )
         out = await anyio.to_thread.run_sync(run, request)
         return out
+
+    @mcp.tool(
+        description="Check a text against a guard policy before using it (a prompt before "
+        "sending it, a document before it goes into training data): whether the policy "
+        "refuses it and why (prompt injection, PII), the text redacted as the policy passes "
+        "it on, and every finding (entity types, injection risk with reasons). Offline."
+    )
+    @_errors
+    async def guard_check(
+        ctx: Context,
+        text: Annotated[str, Field(max_length=1_000_000, description="The text to check.")],
+        policy: Annotated[
+            str, Field(description="strict, balanced, permissive, or a policy YAML file.")
+        ] = "balanced",
+        stage: Annotated[
+            Literal["input", "output"],
+            Field(description="Check it as a request (input) or as a model reply (output)."),
+        ] = "input",
+    ) -> GuardCheckResult:
+        from lmfast.guardrails.check import GuardCheckRequest
+        from lmfast.guardrails.check import guard_check as run
+        from lmfast.guardrails.policy import PRESETS
+
+        if policy not in (*PRESETS, "off"):
+            policy = confine_input(policy, "policy", client_roots=await _client_roots(ctx))
+        request = GuardCheckRequest(text=text, policy=policy, stage=stage)
+        return await anyio.to_thread.run_sync(run, request)
 
     # -- models ------------------------------------------------------------------------
     @mcp.tool(

@@ -226,3 +226,43 @@ def test_pipeline_stream_and_result_are_redacted_and_input_guarded() -> None:
     )
     assert "ana.lopez@example.org" not in engine.prompts[-1]  # redacted before the engine
     assert "<EMAIL_ADDRESS>" in engine.prompts[-1] and out.text
+
+
+@pytest.mark.anyio
+async def test_guard_check_tool_and_command(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from lmfast.mcp_server import build_server
+    from mcp import Client
+
+    async with Client(build_server()) as client:
+        result = await client.call_tool("guard_check", {"text": ATTACKS[0], "policy": "strict"})
+        assert not result.is_error
+        out = result.structured_content
+        assert out["blocked"] and out["code"] == "prompt_injection" and out["text"] is None
+        clean = await client.call_tool(
+            "guard_check", {"text": f"write to {VALUES['EMAIL_ADDRESS']}", "stage": "output"}
+        )
+        assert clean.structured_content["text"] == "write to <EMAIL_ADDRESS>"
+        outside = await client.call_tool(
+            "guard_check", {"text": "hi", "policy": "/etc/lmfast-policy.yaml"}
+        )
+        assert outside.is_error and "policy" in outside.content[0].text
+    run = subprocess.run(
+        [sys.executable, "-m", "lmfast", "guard", "-", "--policy", "strict", "--json"],
+        input=f"card {VALUES['CREDIT_CARD']}",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    body = json.loads(run.stdout)
+    assert body["blocked"] and body["code"] == "pii_input" and "CREDIT_CARD" in body["reason"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

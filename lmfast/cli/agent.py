@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from lmfast.cli.options import GuardOpt
 from lmfast.cli.output import console, print_json
 from lmfast.config import DEFAULT_MODEL
 
@@ -53,17 +54,10 @@ def run_command(
     constrained: Annotated[
         bool, typer.Option(help="Grammar-constrained steps (local models).")
     ] = True,
-    guard: Annotated[
-        str | None,
-        typer.Option(
-            help="Guard policy for a local model (tool results are checked too): strict, "
-            "balanced, permissive, a YAML file, or off "
-            "(default: env LMFAST_GUARD, else off)."
-        ),
-    ] = None,
+    guard: GuardOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Run an agent on TASK."""
+    """Run an agent on TASK. With --guard, the task and every tool result are checked."""
     from lmfast.agents import Agent, CodeAgent, MCPToolset
     from lmfast.agents.builtin import BUILTIN
     from lmfast.agents.models import resolve_agent_model

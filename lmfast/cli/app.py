@@ -17,6 +17,7 @@ from lmfast.cli import (
     evaluate,
     export,
     generate,
+    guard,
     jobs,
     mcp,
     models,
@@ -58,6 +59,7 @@ COMMANDS: dict[str, str] = {
     "jobs cancel": "stop a job",
     "agent run": "run a tool-calling agent (ReAct or code) on a task, showing each step",
     "attention": "saliency and attention rollout of an output token over the input (PNG)",
+    "guard": "check a text against a guard policy: PII findings, injection risk, the verdict",
 }
 
 
@@ -120,6 +122,7 @@ app.add_typer(pretrain.tokenizer_app, name="tokenizer")
 app.add_typer(pretrain.templates_app, name="templates")
 app.command("tune")(pretrain.tune_command)
 app.command("attention")(attention.attention_command)
+app.command("guard")(guard.guard_command)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from lmfast.cli.options import GuardOpt
 from lmfast.config import DEFAULT_MODEL
 
 PROMPT = "\001\033[1;32m\002you>\001\033[0m\002 "
@@ -35,13 +36,7 @@ def chat_command(
     max_tokens: Annotated[int, typer.Option(help="Most tokens per answer.")] = 512,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
-    guard: Annotated[
-        str | None,
-        typer.Option(
-            help="Guard policy: strict, balanced, permissive, a YAML file, or off "
-            "(default: env LMFAST_GUARD, else off)."
-        ),
-    ] = None,
+    guard: GuardOpt = None,
     json_out: Annotated[
         bool,
         typer.Option(

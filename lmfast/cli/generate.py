@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from lmfast.cli.options import GuardOpt
 from lmfast.cli.output import console, print_json
 from lmfast.config import DEFAULT_MODEL
 
@@ -22,13 +23,7 @@ def generate_command(
     top_k: Annotated[int, typer.Option(help="Top-k sampling, 0 is off.")] = 0,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
-    guard: Annotated[
-        str | None,
-        typer.Option(
-            help="Guard policy: strict, balanced, permissive, a YAML file, or off "
-            "(default: env LMFAST_GUARD, else off)."
-        ),
-    ] = None,
+    guard: GuardOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Generate a reply to PROMPT (streams tokens unless --json)."""

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from lmfast.cli.options import GuardOpt
+
 
 def mcp_command(
     transport: Annotated[str, typer.Option(help="stdio (default) or http.")] = "stdio",
@@ -26,16 +28,10 @@ def mcp_command(
             "folder and LMFAST_HOME are always allowed."
         ),
     ] = None,
-    guard: Annotated[
-        str | None,
-        typer.Option(
-            help="Guard policy for the generate tool (clients cannot change it): strict, "
-            "balanced, permissive, a YAML file, or off "
-            "(default: env LMFAST_GUARD, else off)."
-        ),
-    ] = None,
+    guard: GuardOpt = None,
 ) -> None:
-    """Serve LMFast's tools over MCP (stdio, or streamable HTTP at /mcp)."""
+    """Serve LMFast's tools over MCP (stdio, or streamable HTTP at /mcp). --guard applies to
+    the generate tool; clients cannot change it."""
     from lmfast.guardrails.guard import GUARD_ENV
     from lmfast.guardrails.policy import load_policy
     from lmfast.mcp_server import run

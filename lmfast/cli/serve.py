@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from lmfast.cli.options import GuardOpt
 from lmfast.config import DEFAULT_MODEL
 
 
@@ -36,13 +37,7 @@ def serve_command(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="Allow this CORS origin (repeatable).")
     ] = None,
-    guard: Annotated[
-        str | None,
-        typer.Option(
-            help="Guard policy: strict, balanced, permissive, a YAML file, or off "
-            "(default: env LMFAST_GUARD, else off)."
-        ),
-    ] = None,
+    guard: GuardOpt = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML recipe.")] = None,
 ) -> None:
     """Serve MODEL over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
