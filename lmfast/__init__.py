@@ -51,6 +51,8 @@ _EXPORTS = {
     "EvaluateResult": "lmfast.evaluation",
     "attention_map": "lmfast.observability.attention",
     "AttentionRequest": "lmfast.observability.attention",
+    "guard_check": "lmfast.guardrails.check",
+    "GuardCheckRequest": "lmfast.guardrails.check",
     "quantize": "lmfast.export",
     "QuantizeRequest": "lmfast.export",
     "export": "lmfast.export",
