@@ -40,6 +40,7 @@ from lmfast.inference.decoding import TextAssembler, token_logprob
 # on 128k positions does not reserve gigabytes for short chats.
 DEFAULT_MAX_CONTEXT = 8192
 BATCH_TOKENS = 512
+MIN_PREFIX_REUSE = 16  # shorter shared prefixes are recomputed (see _assign_slot)
 
 
 @dataclass
@@ -262,6 +263,12 @@ class LlamaCppEngine:
         # Keep at least one prompt token to decode (its logits start generation); scoring
         # requests need logits for every prompt position, so they start from scratch.
         keep = min(shared(slot), len(seq.prompt) - 1)
+        if keep < MIN_PREFIX_REUSE:
+            # Reusing a few tokens (the chat template's opening) saves nothing, and logits
+            # computed in a differently shaped batch differ in the last bits: enough to flip
+            # a small model's greedy reply. An unrelated prompt starts from scratch, so its
+            # reply does not depend on what the slot served before.
+            keep = 0
         if seq.request.prompt_logprobs:
             keep = min(keep, max(0, seq.request.score_from - 1))
         if not self._llama.llama_memory_seq_rm(self._ctx.memory, slot, keep, -1):
