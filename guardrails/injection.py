@@ -184,8 +184,10 @@ class InjectionDetector:
     def _scan(self, norm: str, risk: Risk, where: str) -> None:
         if not norm:
             return
-        for candidate in {norm, _despaced(norm)}:
-            best: tuple[float, str] | None = None
+        # The strongest override phrase in the text as written or with spaced-out letters
+        # joined (both read; the best match counts once).
+        best: tuple[float, str] | None = None
+        for candidate in dict.fromkeys((norm, _despaced(norm))):
             for phrase, weight in _OVERRIDE_PHRASES.items():
                 if phrase in candidate:
                     sim = 100.0
@@ -195,10 +197,8 @@ class InjectionDetector:
                     continue
                 if sim and (best is None or weight * sim > best[0]):
                     best = (weight * sim, phrase)
-            if best is not None:
-                exact = best[0] / 100
-                risk.add(exact, f"instruction override{where}: '{best[1]}'")
-                break
+        if best is not None:
+            risk.add(best[0] / 100, f"instruction override{where}: '{best[1]}'")
         for pattern, weight in _ROLEPLAY:
             if m := pattern.search(norm):
                 risk.add(weight, f"role-play escape{where}: '{m.group(0)}'")
