@@ -164,7 +164,8 @@ def _run(tmp: Path, records: list[Any], **kw: Any) -> Any:
 
 def _kept(result: Any) -> list[str]:
     lines = Path(result.path, "data.jsonl").read_text().splitlines()
-    return [json.loads(line)["text"] for line in lines]
+    field = result.report.text_field or "text"
+    return [(r := json.loads(line)).get(field, r.get("text")) for line in lines]
 
 
 def test_exact_and_near_duplicates(tmp_path: Path) -> None:

@@ -43,8 +43,31 @@ def show_report(report: dict[str, Any]) -> None:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
+def show_explanation(doc_id: str, dataset: str | None, json_out: bool) -> None:
+    from lmfast.cli.output import print_json
+    from lmfast.data.audit import explain
+
+    e = explain(doc_id, dataset)
+    if json_out:
+        print_json(e)
+        return
+    where = f" ({e.source})" if e.source and e.source != e.id else ""
+    if e.status == "kept":
+        console.print(f"[green]{e.id}[/]{where} was kept: line {e.line} of {e.dataset}")
+    elif e.status == "dropped":
+        console.print(f"[yellow]{e.id}[/]{where} was dropped by the filters: {e.reason}")
+    elif e.status == "duplicate":
+        console.print(
+            f"[yellow]{e.id}[/]{where} is an {e.kind} duplicate of [green]{e.kept_id}[/] "
+            f"({e.kept_source}), kept in its place; estimated Jaccard {e.similarity:.2f}"
+        )
+    else:
+        console.print(f"[red]{e.id}[/] is not in {e.dataset}'s input (ids or file:line)")
+        raise typer.Exit(1)
+
+
 def prep_command(
-    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs.")],
+    inputs: Annotated[list[str] | None, typer.Argument(help="Files, folders or globs.")] = None,
     fmt: Annotated[
         str,
         typer.Option(
@@ -82,8 +105,27 @@ def prep_command(
         False
     ),
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    explain: Annotated[
+        str | None,
+        typer.Option(
+            "--explain",
+            metavar="ID",
+            help="Say why document ID (its id field, or file:line) was kept, dropped or "
+            "deduplicated, instead of preparing data.",
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset artifact for --explain (default: the newest).")
+    ] = None,
 ) -> None:
     """Prepare a dataset: readers, quality filters, exact + MinHash dedup, formatting, packing."""
+    if explain is not None:
+        show_explanation(explain, dataset, json_out)
+        return
+    if not inputs:
+        from lmfast.errors import ConfigError
+
+        raise ConfigError([("INPUTS", "give at least one file, folder or glob (or --explain ID)")])
     from lmfast.cli.jobs import run_job_for_people
     from lmfast.config import merge_dicts, parse_overrides
     from lmfast.data.settings import FilterSettings, PrepRequest

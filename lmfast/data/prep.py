@@ -1,41 +1,50 @@
 """prep_dataset: raw files in, a clean, deduplicated, versioned (and tokenized) dataset out.
 
-Per shard (resumable, and the unit a distributed engine would run as a task): read records,
-then one Rust call normalizes, filters, exact-hashes and MinHash-signs the whole batch.
-Across shards: exact dedup on the hashes, near dedup by LSH over the signatures (in a
-distributed run: a shuffle on the band keys). Finally format, tokenize and pack.
+Per shard (resumable, and the unit the Ray engine runs as a task; see shards.py): one Rust
+call parses, normalizes, filters, exact-hashes and MinHash-signs the shard and writes its kept
+records whole. Across shards (dedup.py): exact dedup on the hashes, near dedup by LSH over the
+signatures (with Ray: a group-by on the band keys), then the kept records and the audit
+tables. Finally tokenize and pack.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from lmfast.artifacts import ArtifactStore, write_atomic
-from lmfast.data.fields import (
-    Format,
-    detect_format,
-    record_text,
-    to_conversation,
-    to_preference,
+from lmfast.data.dedup import NearFn, deduplicate, write_kept, write_tables
+from lmfast.data.fields import Format, detect_format
+from lmfast.data.readers import (
+    DataError,
+    ReadIssues,
+    Sourced,
+    dataset_records,
+    expand_inputs,
+    is_binary,
+    read_sourced,
 )
-from lmfast.data.readers import DataError, ReadIssues, dataset_records, expand_inputs, read_records
 from lmfast.data.settings import PrepRequest
+from lmfast.data.shards import (
+    ShardContext,
+    ShardSpec,
+    fast_path,
+    jsonl_chunks,
+    merge_issues,
+    run_shard,
+)
 from lmfast.hashing import config_hash, content_version
 from lmfast.home import lmfast_home
 from lmfast.progress import ProgressFn, no_progress
-
-HIST_EDGES = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]
 
 
 class PrepReport(BaseModel):
@@ -53,6 +62,10 @@ class PrepReport(BaseModel):
     exact_duplicates: int
     near_duplicates: int
     duplicate_clusters: int = Field(description="Groups of 2+ documents kept as one.")
+    duplicates_table: int = Field(
+        0, description="Rows of duplicates.jsonl: each removed duplicate and the kept one."
+    )
+    drops_table: int = Field(0, description="Rows of drops.jsonl: each filtered document.")
     length_histogram: dict[str, int] = Field(description="Kept documents by character count.")
     tokens: int | None = Field(None, description="Real (non-padding) tokens written.")
     trainable_tokens: int | None = Field(None, description="Tokens with a loss (labels).")
@@ -76,20 +89,6 @@ class PrepResult(BaseModel):
     report: PrepReport
 
 
-_SCRUB = {
-    "emails": (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "<EMAIL>"),
-    "ip_addresses": (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "<IP>"),
-    "phone_numbers": (re.compile(r"(?<!\w)\+?\d[\d ().-]{7,}\d(?!\w)"), "<PHONE>"),
-}
-
-
-def _scrub(text: str, request: PrepRequest) -> str:
-    for key, (pattern, token) in _SCRUB.items():
-        if getattr(request.scrub, key):
-            text = pattern.sub(token, text)
-    return text
-
-
 def _version(request: PrepRequest, files: list[Path], dataset: Any) -> str:
     settings = request.model_dump(mode="json", exclude={"inputs", "name", "shard_size", "strict"})
     if dataset is not None:
@@ -104,8 +103,10 @@ def prep_dataset(
     *,
     dataset: Iterable[dict[str, Any]] | None = None,
     store: ArtifactStore | None = None,
+    near_fn: NearFn | None = None,
 ) -> PrepResult:
-    """Run the pipeline; `dataset` may be a Hugging Face Dataset instead of files."""
+    """Run the pipeline; `dataset` may be a Hugging Face Dataset instead of files. `near_fn`
+    replaces the local LSH clustering (the Ray engine passes its band-key group-by)."""
     import lmfast_native
 
     start = time.perf_counter()
@@ -117,22 +118,22 @@ def prep_dataset(
     version = _version(request, files, dataset)
     work = lmfast_home() / "work" / f"prep-{version[:20]}"
     work.mkdir(parents=True, exist_ok=True)
-    issues = ReadIssues()
-    records: Iterator[dict[str, Any]] = (
+    issues, probe_issues = ReadIssues(), ReadIssues()
+    probe = (
         dataset_records(dataset)
         if dataset is not None
-        else read_records(files, issues, text_mode=request.text_files, strict=request.strict)
+        else read_sourced(files, probe_issues, text_mode=request.text_files, strict=request.strict)
     )
-    first = next(records, None)
+    first = next(probe, None)
     if first is None:
         raise DataError(
-            f"inputs: no records found in {', '.join(request.inputs)} "
-            f"({dict(issues.counts) or 'empty'})"
+            f"inputs: no records found in {', '.join(request.inputs or ['the dataset'])} "
+            f"({dict(probe_issues.counts) or 'empty'})"
         )
     fmt, field = (
         (request.format, request.text_field)
         if request.format != "auto"
-        else detect_format(first, request.text_field)
+        else detect_format(first[0], request.text_field)
     )
     if fmt == "text" and field is None:
         field = "text"
@@ -142,32 +143,62 @@ def prep_dataset(
             "a tokenizer (align renders and tokenizes them with the model's chat template)"
         )
     chat = fmt != "text"
-    cfg = request.filter_config(chat)
-    records = _chain(first, records)
+    ctx = ShardContext(
+        fmt=fmt,
+        field=field,
+        id_field=request.id_field,
+        config=request.filter_config(chat),
+        num_perm=request.dedup.num_perm if request.dedup.near else 0,
+        scrub=request.scrub.model_dump(),
+    )
+    if request.strict and files:
+        # Fail before any work on the first malformed record, naming file and line.
+        for _ in read_sourced(files, ReadIssues(), text_mode=request.text_files, strict=True):
+            pass
 
-    shard, resumed, docs_in, bytes_in = 0, 0, 0, 0
-    dropped: Counter[str] = Counter()
     progress(0, 100, f"reading {len(files) or 'in-memory'} inputs ({fmt})")
-    while batch := list(islice(records, request.shard_size)):
-        marker = work / f"shard-{shard:05d}.json"
-        if marker.exists():
-            stats = json.loads(marker.read_text())
-            resumed += 1
-        else:
-            stats = _process_shard(work, shard, batch, fmt, field, cfg, request, lmfast_native)
-            write_atomic(marker, json.dumps(stats).encode())
-        docs_in += stats["documents"]
-        bytes_in += stats["bytes"]
-        dropped.update(stats["dropped"])
-        shard += 1
-        done = min(99.0, 70.0 * bytes_in / total_bytes) if files else 50.0
-        progress(done, 100, f"shard {shard}: {docs_in} documents read")
+    stats: list[dict[str, Any]] = []
+    resumed = 0
+    read_bytes = 0
+
+    def done(spec: ShardSpec, result: dict[str, Any], was_resumed: bool) -> None:
+        nonlocal resumed, read_bytes
+        stats.append(result)
+        resumed += was_resumed
+        read_bytes += len(spec.data)
+        merge_issues(issues, result)
+        docs = sum(s["documents"] for s in stats)
+        pct = min(69.0, 70.0 * read_bytes / total_bytes) if files else 50.0
+        progress(pct, 100, f"shard {len(stats)}: {docs} documents read")
+
+    specs = _shard_specs(files, dataset, request, fmt, issues)
+    run_shards(work, specs, ctx, done)
+    shards = len(stats)
+    docs_in = sum(s["documents"] for s in stats)
+    bytes_in = sum(s["bytes"] for s in stats)
+    dropped: Counter[str] = Counter()
+    for s in stats:
+        dropped.update(s["dropped"])
 
     progress(70, 100, "deduplicating")
-    keep, exact_dups, near_dups, clusters = _dedup(work, shard, request, lmfast_native)
-    dropped["exact_duplicate"] += exact_dups
-    dropped["near_duplicate"] += near_dups
-    warnings = _drop_warnings(docs_in, int(keep.sum()), dropped, request)
+    d = request.dedup
+    dedup = deduplicate(
+        work,
+        shards,
+        exact=d.exact,
+        near=d.near,
+        num_perm=ctx.num_perm,
+        near_fn=near_fn
+        or (
+            lambda sigs: lmfast_native.lsh_clusters(
+                sigs.tobytes(), d.num_perm, d.bands, d.rows, d.threshold
+            )
+        ),
+    )
+    dropped["exact_duplicate"] += dedup.exact_dups
+    dropped["near_duplicate"] += dedup.near_dups
+    kept_count = int(dedup.keep.sum())
+    warnings = _drop_warnings(docs_in, kept_count, dropped, request)
 
     params = request.model_dump(mode="json")
     digests = lmfast_native.hash_files([str(f) for f in files]) if files else []
@@ -182,12 +213,13 @@ def prep_dataset(
         config=params,
         dataset_version=version,
     ) as draft:
-        kept_docs, bytes_out, hist = _write_kept(work, shard, keep, draft.path / "data.jsonl")
+        kept_docs, bytes_out, hist = write_kept(work, shards, dedup, draft.path / "data.jsonl")
+        tables = write_tables(work, shards, dedup, draft.path)
         progress(85, 100, f"{kept_docs} documents kept")
-        tok_report: dict[str, int] = {}
+        tok_report: dict[str, Any] = {}
         if request.tokenizer:
             progress(88, 100, f"tokenizing with {request.tokenizer}")
-            tok_report = _tokenize(draft.path, request, chat)
+            tok_report = _tokenize(draft.path, request, chat, field)
             if tok_report["documents_truncated"]:
                 warnings.append(
                     f"{tok_report['documents_truncated']} documents were longer than "
@@ -205,13 +237,15 @@ def prep_dataset(
             dropped=dict(dropped),
             read_issues=dict(issues.counts),
             issue_examples=issues.examples,
-            exact_duplicates=exact_dups,
-            near_duplicates=near_dups,
-            duplicate_clusters=clusters,
+            exact_duplicates=dedup.exact_dups,
+            near_duplicates=dedup.near_dups,
+            duplicate_clusters=dedup.clusters,
+            duplicates_table=tables["duplicates"],
+            drops_table=tables["drops"],
             length_histogram=hist,
             **tok_report,
             warnings=warnings,
-            shards=shard,
+            shards=shards,
             resumed_shards=resumed,
             seconds=round(seconds, 3),
             mb_per_second=round(bytes_in / 1e6 / max(seconds, 1e-9), 2),
@@ -236,147 +270,62 @@ def prep_dataset(
     )
 
 
-def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield first
-    yield from rest
-
-
-def _process_shard(
-    work: Path,
-    shard: int,
-    batch: list[dict[str, Any]],
-    fmt: Format,
-    field: str | None,
-    cfg: dict[str, Any],
+def _shard_specs(
+    files: list[Path],
+    dataset: Iterable[dict[str, Any]] | None,
     request: PrepRequest,
-    native: Any,
-) -> dict[str, Any]:
-    texts: list[str] = []
-    convs: list[Any] = []
-    dropped: Counter[str] = Counter()
-    nbytes = 0
-    for rec in batch:
-        t = record_text(rec, fmt, field)
-        if t is None:
-            dropped["no_text"] += 1
-            continue
-        texts.append(t)
-        nbytes += len(t.encode("utf-8", "replace"))
-        if fmt == "preference":
-            convs.append(to_preference(rec))
-        elif fmt != "text":
-            convs.append(to_conversation(rec, fmt))
-    out_texts, reasons, exact, sigs = native.process_batch(texts, cfg)
-    kept = [i for i, r in enumerate(reasons) if r is None]
-    dropped.update(r for r in reasons if r is not None)
-    lines = []
-    for i in kept:
-        if fmt == "text":
-            lines.append(json.dumps({"text": _scrub(out_texts[i], request)}, ensure_ascii=False))
-        elif fmt == "preference":
-            pair = convs[i]
-            pair["prompt"] = [{**m, "content": _scrub(m["content"], request)}
-                              for m in pair["prompt"]]  # fmt: skip
-            for side in ("chosen", "rejected"):
-                pair[side] = _scrub(pair[side], request)
-            lines.append(json.dumps(pair, ensure_ascii=False))
+    fmt: Format,
+    issues: ReadIssues,
+) -> Iterator[ShardSpec]:
+    """Shards in a fixed order: raw-text JSONL as byte chunks (the Rust path), everything
+    else as batches of records read in Python."""
+    index = 0
+
+    def batches(records: Iterator[Sourced]) -> Iterator[ShardSpec]:
+        nonlocal index
+        while batch := list(islice(records, request.shard_size)):
+            yield ShardSpec(index=index, records=batch)
+            index += 1
+
+    if dataset is not None:
+        yield from batches(dataset_records(dataset))
+        return
+    for path in files:
+        if fast_path(path, fmt) and not is_binary(path):
+            for spec in jsonl_chunks(path, request.shard_bytes, request.shard_size, index):
+                index += 1
+                yield spec
         else:
-            conv = [{**m, "content": _scrub(m["content"], request)} for m in convs[i]]
-            lines.append(json.dumps({"messages": conv}, ensure_ascii=False))
-    write_atomic(
-        work / f"shard-{shard:05d}.jsonl", ("\n".join(lines) + "\n").encode() if lines else b""
-    )
-    p = request.dedup.num_perm
-    sig_arr = (
-        np.frombuffer(sigs, dtype="<u4").reshape(-1, p)[kept]
-        if request.dedup.near
-        else np.zeros((len(kept), 0), dtype="<u4")
-    )
-    buf = _npz(exact=np.asarray(exact, dtype=np.uint64)[kept], signatures=sig_arr)
-    write_atomic(work / f"shard-{shard:05d}.npz", buf)
-    return {"documents": len(batch), "bytes": nbytes, "dropped": dict(dropped), "kept": len(kept)}
+            yield from batches(read_sourced([path], issues, text_mode=request.text_files))
 
 
-def _npz(**arrays: np.ndarray) -> bytes:
-    import io
+def run_shards(
+    work: Path,
+    specs: Iterator[ShardSpec],
+    ctx: ShardContext,
+    done: Callable[[ShardSpec, dict[str, Any], bool], None],
+) -> None:
+    """Two shards in flight: one in the Rust core (GIL released) while Python reads and
+    writes the other. Finished shards (a marker file) are skipped on resume."""
+    pending: deque[tuple[ShardSpec, Future[dict[str, Any]]]] = deque()
+    with ThreadPoolExecutor(max_workers=2) as pool:
 
-    bio = io.BytesIO()
-    np.savez(bio, **arrays)
-    return bio.getvalue()
+        def finish_one() -> None:
+            spec, fut = pending.popleft()
+            result = fut.result()
+            write_atomic(work / f"shard-{spec.index:05d}.json", json.dumps(result).encode())
+            done(spec, result, False)
 
-
-def _dedup(
-    work: Path, shards: int, request: PrepRequest, native: Any
-) -> tuple[np.ndarray, int, int, int]:
-    """Keep mask over all kept-by-filters documents in shard order, plus counts."""
-    exact_parts, sig_parts = [], []
-    for s in range(shards):
-        with np.load(work / f"shard-{s:05d}.npz") as z:
-            exact_parts.append(z["exact"])
-            sig_parts.append(z["signatures"])
-    exact = np.concatenate(exact_parts) if exact_parts else np.zeros(0, np.uint64)
-    keep = np.ones(len(exact), dtype=bool)
-    clusters = 0
-    exact_dups = 0
-    if request.dedup.exact and len(exact):
-        _, first, counts = np.unique(exact, return_index=True, return_counts=True)
-        keep[:] = False
-        keep[first] = True
-        exact_dups = int(len(exact) - len(first))
-        clusters += int((counts > 1).sum())
-    near_dups = 0
-    if request.dedup.near and len(exact):
-        d = request.dedup
-        sigs = np.concatenate(sig_parts)
-        idx = np.flatnonzero(keep)
-        reps = np.asarray(
-            native.lsh_clusters(
-                np.ascontiguousarray(sigs[idx]).astype("<u4").tobytes(),
-                d.num_perm,
-                d.bands,
-                d.rows,
-                d.threshold,
-            )
-        )
-        own = reps == np.arange(len(idx))
-        near_dups = int((~own).sum())
-        clusters += len(np.unique(reps[~own]))
-        keep[idx[~own]] = False
-    return keep, exact_dups, near_dups, clusters
-
-
-def _write_kept(
-    work: Path, shards: int, keep: np.ndarray, out: Path
-) -> tuple[int, int, dict[str, int]]:
-    kept = nbytes = 0
-    hist: Counter[str] = Counter()
-    labels = [f"<{e}" for e in HIST_EDGES[1:]] + [f">={HIST_EDGES[-1]}"]
-    pos = 0
-    with open(out, "w", encoding="utf-8") as f:
-        for s in range(shards):
-            with open(work / f"shard-{s:05d}.jsonl", encoding="utf-8") as shard:
-                for line in shard:
-                    if not line.strip():
-                        continue
-                    if keep[pos]:
-                        f.write(line if line.endswith("\n") else line + "\n")
-                        kept += 1
-                        doc = json.loads(line)
-                        size = _characters(doc)
-                        nbytes += size
-                        bucket = int(np.searchsorted(HIST_EDGES[1:], size, side="right"))
-                        hist[labels[bucket]] += 1
-                    pos += 1
-    return kept, nbytes, {k: hist.get(k, 0) for k in labels}
-
-
-def _characters(doc: dict[str, Any]) -> int:
-    if "text" in doc:
-        return len(doc["text"])
-    if "chosen" in doc:
-        prompt = sum(len(m["content"]) for m in doc["prompt"])
-        return prompt + len(doc["chosen"]) + len(doc["rejected"])
-    return sum(len(m["content"]) for m in doc["messages"])
+        for spec in specs:
+            marker = work / f"shard-{spec.index:05d}.json"
+            if marker.exists() and not pending:
+                done(spec, json.loads(marker.read_text()), True)
+                continue
+            pending.append((spec, pool.submit(run_shard, work, spec, ctx)))
+            if len(pending) >= 2:
+                finish_one()
+        while pending:
+            finish_one()
 
 
 def _drop_warnings(
@@ -400,7 +349,9 @@ def _drop_warnings(
     return []
 
 
-def _tokenize(folder: Path, request: PrepRequest, chat: bool) -> dict[str, int]:
+def _tokenize(
+    folder: Path, request: PrepRequest, chat: bool, field: str | None
+) -> dict[str, int]:
     from lmfast.data.tokenize import (
         encode_chat,
         encode_texts,
@@ -427,7 +378,7 @@ def _tokenize(folder: Path, request: PrepRequest, chat: bool) -> dict[str, int]:
         else:
             packed = one_per_row(ids, labels, request.seq_len, pad)
     else:
-        ids = encode_texts(tok, [d["text"] for d in docs])
+        ids = encode_texts(tok, [d.get(field or "text", d.get("text", "")) for d in docs])
         if request.pack:
             packed = pack_stream(ids, eos, request.seq_len, pad)
         else:  # each document ends with EOS so the model learns where texts stop

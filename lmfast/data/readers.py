@@ -22,6 +22,11 @@ TEXT = (".txt", ".md", ".rst", ".text")
 SUPPORTED = (*JSONL, *TEXT, ".parquet", ".csv")
 
 
+# A record and where it came from: "file:line" (JSONL), "file:row" (Parquet, CSV),
+# "file:block" (text blocks) or "file" (a whole text file).
+Sourced = tuple[dict[str, Any], str]
+
+
 class DataError(LMFastError, ValueError):
     """Input data that cannot be read (named file, line and reason)."""
 
@@ -39,7 +44,7 @@ class ReadIssues:
             self.examples.append(f"{kind}: {where}")
 
 
-def _suffixes(path: Path) -> tuple[str, str]:
+def suffixes(path: Path) -> tuple[str, str]:
     """(format suffix, compression) e.g. ('.jsonl', '.zst')."""
     sfx = [s.lower() for s in path.suffixes]
     comp = sfx[-1] if sfx and sfx[-1] in (".gz", ".zst") else ""
@@ -64,7 +69,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
                 files += sorted(
                     f
                     for f in p.rglob("*")
-                    if f.is_file() and _suffixes(f)[0] in SUPPORTED and not f.name.startswith(".")
+                    if f.is_file() and suffixes(f)[0] in SUPPORTED and not f.name.startswith(".")
                 )
             elif p.is_file():
                 files.append(p)
@@ -78,8 +83,8 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return sorted(dict.fromkeys(files))
 
 
-def _open_bytes(path: Path) -> IO[bytes]:
-    _, comp = _suffixes(path)
+def open_bytes(path: Path) -> IO[bytes]:
+    _, comp = suffixes(path)
     if comp == ".gz":
         return gzip.open(path, "rb")
     if comp == ".zst":
@@ -90,8 +95,8 @@ def _open_bytes(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
-def _is_binary(path: Path) -> bool:
-    with _open_bytes(path) as f:
+def is_binary(path: Path) -> bool:
+    with open_bytes(path) as f:
         head = f.read(8192)
     return b"\x00" in head
 
@@ -100,10 +105,18 @@ def read_records(
     files: list[Path], issues: ReadIssues, *, text_mode: str = "file", strict: bool = False
 ) -> Iterator[dict[str, Any]]:
     """Records as dicts. Text files give {"text": ...} per file or per blank-line block."""
+    for record, _ in read_sourced(files, issues, text_mode=text_mode, strict=strict):
+        yield record
+
+
+def read_sourced(
+    files: list[Path], issues: ReadIssues, *, text_mode: str = "file", strict: bool = False
+) -> Iterator[Sourced]:
+    """Records with their source ("file:line" and the like), for provenance."""
     for path in files:
-        fmt, _ = _suffixes(path)
+        fmt, _ = suffixes(path)
         try:
-            if fmt not in (".parquet",) and _is_binary(path):
+            if fmt not in (".parquet",) and is_binary(path):
                 issues.add("binary_file", str(path))
                 if strict:
                     raise DataError(f"{path}: binary file (NUL bytes), not text")
@@ -132,8 +145,8 @@ def _decode(raw: bytes, issues: ReadIssues, where: str) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def _jsonl(path: Path, issues: ReadIssues, strict: bool) -> Iterator[dict[str, Any]]:
-    with _open_bytes(path) as f:
+def _jsonl(path: Path, issues: ReadIssues, strict: bool) -> Iterator[Sourced]:
+    with open_bytes(path) as f:
         for n, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
@@ -153,37 +166,39 @@ def _jsonl(path: Path, issues: ReadIssues, strict: bool) -> Iterator[dict[str, A
                 if strict:
                     raise DataError(f"{path}:{n}: each line must be a JSON object")
                 continue
-            yield obj
+            yield obj, f"{path}:{n}"
 
 
-def _text(path: Path, issues: ReadIssues, mode: str) -> Iterator[dict[str, Any]]:
-    with _open_bytes(path) as f:
+def _text(path: Path, issues: ReadIssues, mode: str) -> Iterator[Sourced]:
+    with open_bytes(path) as f:
         text = _decode(f.read(), issues, str(path))
     if mode == "blocks":
-        for block in text.split("\n\n"):
+        for n, block in enumerate(text.split("\n\n"), 1):
             if block.strip():
-                yield {"text": block}
+                yield {"text": block}, f"{path}:{n}"
     elif text.strip():
-        yield {"text": text}
+        yield {"text": text}, str(path)
 
 
-def _arrow_rows(path: Path, kind: str) -> Iterator[dict[str, Any]]:
+def _arrow_rows(path: Path, kind: str) -> Iterator[Sourced]:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=4096):
-            yield from batch.to_pylist()
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
     else:
         import pyarrow.csv as pcsv
 
-        table = pcsv.read_csv(path)
-        for batch in table.to_batches(4096):
-            yield from batch.to_pylist()
+        batches = iter(pcsv.read_csv(path).to_batches(4096))
+    n = 0
+    for batch in batches:
+        for row in batch.to_pylist():
+            n += 1
+            yield row, f"{path}:{n}"
 
 
-def dataset_records(dataset: Any) -> Iterator[dict[str, Any]]:
-    """Records of a Hugging Face `datasets.Dataset` (or any iterable of dicts)."""
-    for row in dataset:
+def dataset_records(dataset: Any) -> Iterator[Sourced]:
+    """Records of a Hugging Face `datasets.Dataset` (or any iterable of dicts), sourced by
+    row number ("dataset:N")."""
+    for n, row in enumerate(dataset, 1):
         if isinstance(row, dict):
-            yield row
+            yield row, f"dataset:{n}"

@@ -193,7 +193,13 @@ class PrepRequest(_S):
     )
     seq_len: int = Field(2048, ge=8, le=131072, description="Tokens per packed sequence.")
     pack: bool = Field(True, description="Pack documents into seq_len blocks.")
-    shard_size: int = Field(20_000, ge=1, description="Documents per resumable shard.")
+    shard_size: int = Field(20_000, ge=1, description="Most documents per resumable shard.")
+    shard_bytes: int = Field(
+        16_000_000, ge=1_000, description="Most input bytes per JSONL shard (memory bound)."
+    )
+    id_field: str = Field(
+        "id", description="Field naming each record in the audit tables (else file:line)."
+    )
     strict: bool = Field(False, description="Stop at the first malformed record.")
     warn_drop_fraction: float = Field(
         0.5,

@@ -76,7 +76,8 @@ def prepare(
         request = PrepRequest(
             inputs=inputs,
             format=config.data.format,
-            text_field=config.data.text_field,
+            # A prepared dataset keeps each record's own text field.
+            text_field=config.data.text_field or _kept_text_field(artifact),
             tokenizer=config.tokenizer_reference,
             seq_len=seq_len,
             pack=config.training.packing,
@@ -260,3 +261,9 @@ def streaming_feed(config: LMFastConfig, tokenizer: Any, store: ArtifactStore) -
         tokens_per_row=float(config.training.max_seq_length),
         tokens_seen=lambda: collator.real_tokens,
     )
+
+
+def _kept_text_field(artifact: Any) -> str | None:
+    """The raw-text field of a prepared dataset's records (None for chat layouts)."""
+    report = artifact.manifest.extra.get("report", {}) if artifact is not None else {}
+    return report.get("text_field") if report.get("format") == "text" else None

@@ -3,6 +3,7 @@
 
 pub mod filters;
 pub mod hashing;
+pub mod jsonl;
 pub mod minhash;
 pub mod pipeline;
 pub mod text;

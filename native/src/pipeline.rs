@@ -27,22 +27,23 @@ pub struct BatchResult {
     pub signatures: Vec<u32>,
 }
 
+/// One document: the normalized, filtered text and its exact hash, or the drop reason.
+pub fn clean(raw: &str, cfg: &PipelineConfig) -> Result<(String, u64), &'static str> {
+    let text = normalize(raw, cfg.form, cfg.strip_markup);
+    if text.is_empty() {
+        return Err("empty");
+    }
+    let final_text = filters::apply(&text, &cfg.filters)?.unwrap_or(text);
+    let h = xxh3_64(final_text.as_bytes());
+    Ok((final_text, h))
+}
+
 pub fn process<S: AsRef<str> + Sync>(texts: &[S], cfg: &PipelineConfig) -> BatchResult {
     let per_doc: Vec<(String, Option<&'static str>, u64)> = texts
         .par_iter()
-        .map(|t| {
-            let text = normalize(t.as_ref(), cfg.form, cfg.strip_markup);
-            if text.is_empty() {
-                return (String::new(), Some("empty"), 0);
-            }
-            match filters::apply(&text, &cfg.filters) {
-                Err(reason) => (String::new(), Some(reason), 0),
-                Ok(modified) => {
-                    let final_text = modified.unwrap_or(text);
-                    let h = xxh3_64(final_text.as_bytes());
-                    (final_text, None, h)
-                }
-            }
+        .map(|t| match clean(t.as_ref(), cfg) {
+            Ok((text, h)) => (text, None, h),
+            Err(reason) => (String::new(), Some(reason), 0),
         })
         .collect();
     let mut out = BatchResult {

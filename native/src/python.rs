@@ -180,6 +180,81 @@ fn process_batch<'py>(
     ))
 }
 
+/// Process whole JSONL lines (`first_line` numbers the first) without a Python string per
+/// document: returns a dict with the kept records (`records`, bytes, newline-terminated) and
+/// per-document arrays for dedup and the audit tables.
+#[pyfunction]
+#[pyo3(signature = (buf, first_line, file, text_field, id_field, config))]
+fn process_jsonl<'py>(
+    py: Python<'py>,
+    buf: &[u8],
+    first_line: u64,
+    file: &str,
+    text_field: &str,
+    id_field: &str,
+    config: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyDict>> {
+    use crate::jsonl::{self, Outcome, ShardConfig};
+    let cfg = parse_config(config)?;
+    let shard = ShardConfig {
+        pipeline: &cfg,
+        text_field,
+        id_field,
+        file,
+    };
+    let results = py.detach(|| jsonl::process(buf, first_line, &shard));
+    let (mut records, mut kept_ids, mut kept_lines) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut exact, mut chars, mut sigs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut drop_ids, mut drop_lines, mut drop_reasons) = (Vec::new(), Vec::new(), Vec::new());
+    let mut issues: Vec<(&str, u64, String)> = Vec::new();
+    let (mut documents, mut text_bytes) = (0u64, 0u64);
+    for r in results {
+        if r.invalid_utf8 {
+            issues.push(("invalid_utf8", r.line, "bytes replaced with U+FFFD".into()));
+        }
+        text_bytes += r.text_bytes;
+        match r.outcome {
+            Outcome::Blank => {}
+            Outcome::Malformed(msg) => issues.push(("malformed_json", r.line, msg)),
+            Outcome::Dropped { id, reason } => {
+                documents += 1;
+                drop_ids.push(id);
+                drop_lines.push(r.line);
+                drop_reasons.push(reason);
+            }
+            Outcome::Kept {
+                id,
+                record,
+                exact: h,
+                chars: c,
+                signature,
+            } => {
+                documents += 1;
+                records.extend_from_slice(&record);
+                kept_ids.push(id);
+                kept_lines.push(r.line);
+                exact.extend_from_slice(&h.to_le_bytes());
+                chars.extend_from_slice(&c.to_le_bytes());
+                sigs.extend(signature.iter().flat_map(|v| v.to_le_bytes()));
+            }
+        }
+    }
+    let d = PyDict::new(py);
+    d.set_item("records", PyBytes::new(py, &records))?;
+    d.set_item("kept_ids", kept_ids)?;
+    d.set_item("kept_lines", kept_lines)?;
+    d.set_item("exact", PyBytes::new(py, &exact))?;
+    d.set_item("chars", PyBytes::new(py, &chars))?;
+    d.set_item("signatures", PyBytes::new(py, &sigs))?;
+    d.set_item("drop_ids", drop_ids)?;
+    d.set_item("drop_lines", drop_lines)?;
+    d.set_item("drop_reasons", drop_reasons)?;
+    d.set_item("issues", issues)?;
+    d.set_item("documents", documents)?;
+    d.set_item("text_bytes", text_bytes)?;
+    Ok(d)
+}
+
 /// Cluster documents by LSH over MinHash signatures (little-endian u32, row-major).
 /// Returns each document's representative index (its own index when it is kept).
 #[pyfunction]
@@ -213,5 +288,6 @@ fn _lmfast_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_files, m)?)?;
     m.add_function(wrap_pyfunction!(process_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lsh_clusters, m)?)?;
+    m.add_function(wrap_pyfunction!(process_jsonl, m)?)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ from lmfast_native._lmfast_native import (
     hash_texts,
     lsh_clusters,
     process_batch,
+    process_jsonl,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "hash_texts",
     "lsh_clusters",
     "process_batch",
+    "process_jsonl",
 ]

@@ -24,3 +24,17 @@ def lsh_clusters(
 ) -> list[int]:
     """Each document's cluster representative: the lowest index it shares an LSH band bucket
     with, counting only pairs whose signatures agree on >= threshold of positions."""
+
+def process_jsonl(
+    buf: bytes,
+    first_line: int,
+    file: str,
+    text_field: str,
+    id_field: str,
+    config: dict[str, object],
+) -> dict[str, object]:
+    """Parse, clean, filter, hash and sign whole JSONL lines in parallel without a Python
+    string per document. Keys: records (kept records, every field kept, text cleaned,
+    `_source` added, newline-terminated), kept_ids, kept_lines, exact (u64 LE), chars
+    (u32 LE), signatures (u32 LE, row-major), drop_ids, drop_lines, drop_reasons, issues
+    ((kind, line, message)), documents, text_bytes."""
