@@ -111,7 +111,9 @@ def test_prep_normalises_preference_pairs(pairs: Path) -> None:
     assert rows[0]["prompt"] == [
         {"role": "user", "content": f"Item 0 is {colour}. What colour is item 0?"}
     ]
-    assert all(set(r) == {"prompt", "chosen", "rejected"} for r in rows)
+    # The pair is normalised; provenance is added (records are kept whole).
+    assert all(set(r) == {"prompt", "chosen", "rejected", "_source"} for r in rows)
+    assert all(r["_source"]["file"].endswith(".jsonl") and r["_source"]["line"] for r in rows)
     with pytest.raises(DataError, match="preference pairs are not packed"):
         prep_dataset(PrepRequest(inputs=[str(pairs)], tokenizer="smollm2-135m-instruct"))
 
