@@ -75,6 +75,9 @@ class PrepReport(BaseModel):
         None, description="Documents longer than seq_len, cut to fit a row."
     )
     tokens_truncated: int | None = Field(None, description="Tokens cut off those documents.")
+    tokenizer_path: str | None = Field(
+        None, description="Which encoder ran: LMFast's Rust BPE, or `tokenizers` and why."
+    )
     warnings: list[str] = Field(default_factory=list, description="What a user should check.")
     shards: int
     resumed_shards: int
@@ -349,15 +352,15 @@ def _drop_warnings(
     return []
 
 
-def _tokenize(
-    folder: Path, request: PrepRequest, chat: bool, field: str | None
-) -> dict[str, int]:
+def _tokenize(folder: Path, request: PrepRequest, chat: bool, field: str | None) -> dict[str, Any]:
+    import numpy as np
+
+    from lmfast.data.fast_tokenizer import encode_text_file
     from lmfast.data.tokenize import (
         encode_chat,
-        encode_texts,
         load_tokenizer,
         one_per_row,
-        pack_stream,
+        pack_flat,
         pack_whole,
         pad_id,
         tokenizer_fingerprint,
@@ -366,10 +369,11 @@ def _tokenize(
 
     assert request.tokenizer is not None
     tok = load_tokenizer(request.tokenizer)
-    with open(folder / "data.jsonl", encoding="utf-8") as f:
-        docs = [json.loads(line) for line in f]
     pad, eos = pad_id(tok), tok.eos_token_id
+    path = "chat template (transformers)"
     if chat:
+        with open(folder / "data.jsonl", encoding="utf-8") as f:
+            docs = [json.loads(line) for line in f]
         encoded = [encode_chat(tok, d["messages"]) for d in docs]
         ids = [e[0] for e in encoded]
         labels = [e[1] for e in encoded]
@@ -378,11 +382,15 @@ def _tokenize(
         else:
             packed = one_per_row(ids, labels, request.seq_len, pad)
     else:
-        ids = encode_texts(tok, [d.get(field or "text", d.get("text", "")) for d in docs])
+        flat, lengths, path = encode_text_file(tok, folder / "data.jsonl", field or "text")
         if request.pack:
-            packed = pack_stream(ids, eos, request.seq_len, pad)
+            packed = pack_flat(flat, lengths, eos, request.seq_len, pad)
         else:  # each document ends with EOS so the model learns where texts stop
-            packed = one_per_row([[*d, eos] for d in ids], None, request.seq_len, pad)
+            ends = np.cumsum(lengths)
+            docs_ids = [
+                [*flat[e - n : e].tolist(), eos] for e, n in zip(ends, lengths, strict=True)
+            ]
+            packed = one_per_row(docs_ids, None, request.seq_len, pad)
     index = write_tokens(
         folder / "tokens",
         packed,
@@ -404,4 +412,5 @@ def _tokenize(
         "padding_tokens": index["padding_tokens"],
         "documents_truncated": packed.documents_truncated,
         "tokens_truncated": packed.tokens_truncated,
+        "tokenizer_path": path,
     }

@@ -201,17 +201,26 @@ def pack_whole(docs: list[list[int]], labels: list[list[int]], seq_len: int, pad
 def pack_stream(docs: list[list[int]], eos: int, seq_len: int, pad: int) -> Packed:
     """Pretraining-style packing of raw text: documents joined with EOS (trained on) and cut
     into rows; positions restart at each document and each row; the last row is padded."""
-    lengths_in = np.fromiter((len(d) + 1 for d in docs), dtype=np.int64, count=len(docs))
-    total = int(lengths_in.sum())
+    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+    flat = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(lengths.sum()))
+    return pack_flat(flat, lengths, eos, seq_len, pad)
+
+
+def pack_flat(ids: np.ndarray, lengths: np.ndarray, eos: int, seq_len: int, pad: int) -> Packed:
+    """`pack_stream` over all documents' ids in one array and their token counts (the fast
+    tokenizer's output), vectorized."""
+    lengths = lengths.astype(np.int64)
+    with_eos = lengths + 1
+    total = int(with_eos.sum())
+    starts = np.cumsum(with_eos) - with_eos  # where each document begins in the stream
+    eos_at = starts + lengths
     flat = np.empty(total, dtype=np.int32)
-    flat_pos = np.empty(total, dtype=np.int32)
-    at = 0
-    for d in docs:
-        n = len(d)
-        flat[at : at + n] = d
-        flat[at + n] = eos
-        flat_pos[at : at + n + 1] = np.arange(n + 1)
-        at += n + 1
+    keep = np.ones(total, dtype=bool)
+    keep[eos_at] = False
+    flat[keep] = ids
+    flat[eos_at] = eos
+    # Position within the document: index minus the start of the document it belongs to.
+    flat_pos = (np.arange(total) - np.repeat(starts, with_eos)).astype(np.int32)
     n_rows = -(-total // seq_len)
     ids, lab, pos, lengths = _rows(n_rows, seq_len, pad)
     ids.reshape(-1)[:total] = flat
@@ -254,7 +263,9 @@ FILES = ("tokens", "labels", "positions")
 
 def write_tokens(out: Path, packed: Packed, meta: dict[str, Any]) -> dict[str, Any]:
     """The .bin files as raw little-endian int32, index.json, and hf/ (datasets)."""
+    import pyarrow as pa
     from datasets import Dataset
+    from datasets.table import InMemoryTable
 
     out.mkdir(parents=True, exist_ok=True)
     arrays = dict(zip(FILES, (packed.input_ids, packed.labels, packed.positions), strict=True))
@@ -273,13 +284,21 @@ def write_tokens(out: Path, packed: Packed, meta: dict[str, Any]) -> dict[str, A
         "trainable_tokens": int((packed.labels != IGNORE).sum()),
     }
     (out / "index.json").write_text(json.dumps(index, indent=2))
-    Dataset.from_dict(
+    # Arrow list columns straight from the arrays: no Python int per token.
+    n, width = packed.input_ids.shape
+    offsets = pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32))
+
+    def column(a: np.ndarray) -> pa.Array:
+        return pa.ListArray.from_arrays(offsets, pa.array(a.reshape(-1).astype(np.int64)))
+
+    table = pa.table(
         {
-            "input_ids": packed.input_ids.tolist(),
-            "labels": packed.labels.tolist(),
-            "position_ids": packed.positions.tolist(),
+            "input_ids": column(packed.input_ids),
+            "labels": column(packed.labels),
+            "position_ids": column(packed.positions),
         }
-    ).save_to_disk(str(out / "hf"))
+    )
+    Dataset(InMemoryTable(table)).save_to_disk(str(out / "hf"))
     return index
 
 

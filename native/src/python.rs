@@ -255,6 +255,44 @@ fn process_jsonl<'py>(
     Ok(d)
 }
 
+/// Byte-level BPE encoder with the same ids as `tokenizers` for the tokenizers it accepts
+/// (the constructor raises ValueError naming what it does not support).
+#[pyclass(frozen, module = "lmfast_native")]
+struct Bpe {
+    inner: crate::bpe::Bpe,
+}
+
+#[pymethods]
+impl Bpe {
+    #[new]
+    fn new(py: Python<'_>, tokenizer_json: &str) -> PyResult<Self> {
+        py.detach(|| crate::bpe::Bpe::from_json(tokenizer_json))
+            .map(|inner| Self { inner })
+            .map_err(PyValueError::new_err)
+    }
+
+    /// Ids of each text, in parallel (as `encode_batch(..., add_special_tokens=False)`).
+    fn encode_batch(&self, py: Python<'_>, texts: Vec<String>) -> Vec<Vec<u32>> {
+        py.detach(|| self.inner.encode_batch(&texts))
+    }
+
+    /// Ids of the string field `field` of every line of a JSONL file, without a Python
+    /// string per document: (ids as u32 LE bytes, per-document token counts as u32 LE).
+    fn encode_jsonl<'py>(
+        &self,
+        py: Python<'py>,
+        path: PathBuf,
+        field: &str,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let (ids, lengths) = py
+            .detach(|| crate::tokenize::encode_jsonl(&self.inner, &path, field))
+            .map_err(|e| PyValueError::new_err(format!("{}: {e}", path.display())))?;
+        let ids: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let lengths: Vec<u8> = lengths.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok((PyBytes::new(py, &ids), PyBytes::new(py, &lengths)))
+    }
+}
+
 /// Cluster documents by LSH over MinHash signatures (little-endian u32, row-major).
 /// Returns each document's representative index (its own index when it is kept).
 #[pyfunction]
@@ -289,5 +327,6 @@ fn _lmfast_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(process_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lsh_clusters, m)?)?;
     m.add_function(wrap_pyfunction!(process_jsonl, m)?)?;
+    m.add_class::<Bpe>()?;
     Ok(())
 }

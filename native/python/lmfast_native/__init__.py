@@ -1,6 +1,7 @@
 """LMFast's private Rust core. Import from `lmfast`, not from here: this API may change."""
 
 from lmfast_native._lmfast_native import (
+    Bpe,
     __version__,
     hash_bytes,
     hash_files,
@@ -11,6 +12,7 @@ from lmfast_native._lmfast_native import (
 )
 
 __all__ = [
+    "Bpe",
     "__version__",
     "hash_bytes",
     "hash_files",

@@ -38,3 +38,13 @@ def process_jsonl(
     `_source` added, newline-terminated), kept_ids, kept_lines, exact (u64 LE), chars
     (u32 LE), signatures (u32 LE, row-major), drop_ids, drop_lines, drop_reasons, issues
     ((kind, line, message)), documents, text_bytes."""
+
+class Bpe:
+    """Byte-level BPE with the same ids as Hugging Face `tokenizers` for GPT-2 / SmolLM2,
+    Llama-3 and Qwen2 style tokenizer.json files; ValueError names what is unsupported."""
+
+    def __init__(self, tokenizer_json: str) -> None: ...
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Ids of each text, in parallel (add_special_tokens=False)."""
+    def encode_jsonl(self, path: str | PathLike[str], field: str) -> tuple[bytes, bytes]:
+        """(ids as u32 LE, token count per non-blank line as u32 LE) of a JSONL text field."""
