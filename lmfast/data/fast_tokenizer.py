@@ -44,11 +44,14 @@ def encode_text_file(tokenizer: Any, path: Path, field: str) -> tuple[np.ndarray
         )
     import orjson
 
-    from lmfast.data.tokenize import encode_texts
-
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
     with open(path, "rb") as f:
         texts = [str(orjson.loads(line).get(field) or "") for line in f if line.strip()]
-    encoded = encode_texts(tokenizer, texts)
+    encoded = [
+        e.ids  # encode_batch_fast skips character offsets, which packing never needs
+        for i in range(0, len(texts), 4096)
+        for e in backend.encode_batch_fast(texts[i : i + 4096], add_special_tokens=False)
+    ]
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
     flat = np.fromiter((t for e in encoded for t in e), dtype=np.int32, count=int(lengths.sum()))
     return flat, lengths, f"tokenizers ({why})"

@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use rayon::prelude::*;
@@ -39,7 +40,11 @@ enum Step {
     },
 }
 
+/// Tells encoders apart in the per-thread cache.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 pub struct Bpe {
+    id: u64,
     nfc: bool,
     steps: Vec<Step>,
     added: Option<(AhoCorasick, Vec<u32>)>,
@@ -242,6 +247,7 @@ impl Bpe {
             Some((ac, ids))
         };
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             nfc,
             steps,
             added,
@@ -364,10 +370,17 @@ impl Bpe {
         }
         if piece.len() <= CACHE_MAX_PIECE {
             thread_local! {
-                static CACHE: RefCell<FxHashMap<Vec<u8>, Vec<u32>>> = RefCell::new(FxHashMap::default());
+                // (encoder id, piece -> ids): one encoder's entries at a time per thread.
+                static CACHE: RefCell<(u64, FxHashMap<Vec<u8>, Vec<u32>>)> =
+                    RefCell::new((0, FxHashMap::default()));
             }
             CACHE.with(|c| {
-                let mut cache = c.borrow_mut();
+                let mut guard = c.borrow_mut();
+                let (owner, cache) = &mut *guard;
+                if *owner != self.id {
+                    cache.clear();
+                    *owner = self.id;
+                }
                 if let Some(ids) = cache.get(piece) {
                     out.extend_from_slice(ids);
                     return;
@@ -474,6 +487,7 @@ mod tests {
     fn lookahead_split_matches_the_original_semantics() {
         let step = regex_step(GPT2_PATTERN).unwrap();
         let bpe = Bpe {
+            id: 0,
             nfc: false,
             steps: vec![step],
             added: None,
