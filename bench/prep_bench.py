@@ -13,7 +13,9 @@
 4. Near-duplicate recall (injected pairs caught) and precision (removals that really are
    near duplicates: true 5-gram Jaccard >= 0.7 with the kept document, and separately the
    share of removals that were injected).
-5. Tokenize-and-pack vs raw `tokenizers` encode_batch on the same text.
+5. Tokenize-and-pack: LMFast's Rust BPE vs `tokenizers` encode_batch_fast on the same text
+   and cores, ids compared document by document; the whole pipeline with the tokenizer.
+6. Peak memory and MB/s at 1x and 4x the corpus (copies with fresh ids).
 Each tool runs in its own process so peak memory (max RSS) is its own.
 """
 
@@ -131,24 +133,43 @@ def slice_corpus(mb: float) -> Path:
 
 
 # -- tools (each run as `python prep_bench.py --run NAME`) ---------------------------------
-def run_lmfast(path: str, dedup_only: bool) -> dict[str, object]:
+def run_lmfast(path: str, dedup_only: bool, tokenizer: str | None = None) -> dict[str, object]:
     os.environ.setdefault("LMFAST_HOME", str(WORK / "home"))
     from lmfast.data import PrepRequest, prep_dataset
     from lmfast.data.settings import FilterSettings
 
     filters = FilterSettings.preset("off" if dedup_only else "auto")
     t = time.perf_counter()
-    result = prep_dataset(PrepRequest(inputs=[path], filters=filters, shard_size=50_000))
+    result = prep_dataset(PrepRequest(inputs=[path], filters=filters, tokenizer=tokenizer))
     wall = time.perf_counter() - t
     r = result.report
     return {
         "seconds": wall,
         "mb": r.bytes_in / 1e6,
+        "input_mb": Path(path).stat().st_size / 1e6,
         "mb_per_s": r.bytes_in / 1e6 / wall,
+        "input_mb_per_s": Path(path).stat().st_size / 1e6 / wall,
         "kept": r.documents_out,
+        "documents": r.documents_in,
         "dropped": r.dropped,
+        "tokens": r.tokens,
+        "tokenizer_path": r.tokenizer_path,
         "path": result.path,
     }
+
+
+def scaled_corpus(times: int) -> Path:
+    """The corpus `times` times over, each copy with fresh ids (so sizes, not contents, grow;
+    the copies are exact duplicates of each other and dedup removes them)."""
+    out = WORK / f"corpus-x{times}.jsonl"
+    with open(WORK / "corpus.jsonl") as src, open(out, "w") as dst:
+        lines = src.readlines()
+        for k in range(times):
+            for line in lines:
+                rec = json.loads(line)
+                rec["id"] = f"{rec['id']}-copy{k}"
+                dst.write(json.dumps(rec) + "\n")
+    return out
 
 
 def run_datatrove(path: str) -> dict[str, object]:
@@ -240,36 +261,47 @@ def run_datasketch(path: str) -> dict[str, object]:
 
 
 def run_tokenize(path: str) -> dict[str, object]:
+    """LMFast's Rust BPE vs `tokenizers` encode_batch on the same texts and cores, ids
+    compared; then LMFast's whole tokenize-and-pack from the JSONL file."""
     os.environ.setdefault("LMFAST_HOME", str(WORK / "home"))
-    from lmfast.data.tokenize import encode_texts, load_tokenizer, pack
+    from lmfast.data.fast_tokenizer import encode_text_file, fast_bpe
+    from lmfast.data.tokenize import load_tokenizer, pack_flat
 
     tok = load_tokenizer("smollm2-135m-instruct")
+    bpe, why = fast_bpe(tok)
+    assert bpe is not None, why
     texts = [r["text"] for r in _jsonl(path)]
     mb = sum(len(t.encode()) for t in texts) / 1e6
-    best_raw = best_ours = float("inf")
+    best_raw = best_fast = best_ours = float("inf")
     for _ in range(2):
         t = time.perf_counter()
-        tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+        ref = tok.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         best_raw = min(best_raw, time.perf_counter() - t)
         t = time.perf_counter()
-        ids = encode_texts(tok, texts)
-        pack(ids, tok.eos_token_id, 2048)
+        ours = bpe.encode_batch(texts)
+        best_fast = min(best_fast, time.perf_counter() - t)
+        t = time.perf_counter()
+        flat, lengths, which = encode_text_file(tok, Path(path), "text")
+        pack_flat(flat, lengths, tok.eos_token_id, 2048, tok.eos_token_id)
         best_ours = min(best_ours, time.perf_counter() - t)
-    return {"mb": mb, "raw_mb_per_s": mb / best_raw, "lmfast_mb_per_s": mb / best_ours}
+    same = sum(a.ids == b for a, b in zip(ref, ours, strict=True))
+    return {
+        "mb": mb,
+        "documents": len(texts),
+        "identical_documents": same,
+        "raw_mb_per_s": mb / best_raw,
+        "fast_bpe_mb_per_s": mb / best_fast,
+        "lmfast_mb_per_s": mb / best_ours,
+        "path": which,
+    }
 
 
 def quality(kept_path: str) -> dict[str, float]:
     """Recall: injected near duplicates whose pair did not survive whole (one was removed)."""
-    import lmfast_native
 
     truth = json.loads((WORK / "truth.json").read_text())
-    recs = _jsonl(WORK / "corpus.jsonl")
-    norm = lmfast_native.process_batch(
-        [r["text"] for r in recs], {"normalization": "nfc", "strip_markup": True}
-    )[0]
     with open(Path(kept_path, "data.jsonl")) as f:
-        kept_texts = {json.loads(line)["text"] for line in f}
-    kept_ids = {r["id"] for r, t in zip(recs, norm, strict=True) if t in kept_texts}
+        kept_ids = {json.loads(line)["id"] for line in f}  # records keep their ids
     pairs = truth["near"]
     caught = [(n, s) for n, s in pairs if not (n in kept_ids and s in kept_ids)]
     return {"near_recall": len(caught) / max(1, len(pairs)), "near_pairs": len(pairs)}
@@ -361,10 +393,11 @@ def main() -> None:
     ap.add_argument("--run")
     ap.add_argument("--path")
     ap.add_argument("--dedup-only", action="store_true")
+    ap.add_argument("--tokenizer")
     args = ap.parse_args()
     if args.run:
         fn = {
-            "lmfast": lambda: run_lmfast(args.path, args.dedup_only),
+            "lmfast": lambda: run_lmfast(args.path, args.dedup_only, args.tokenizer),
             "datatrove": lambda: run_datatrove(args.path),
             "datasketch": lambda: run_datasketch(args.path),
             "tokenize": lambda: run_tokenize(args.path),
@@ -378,6 +411,13 @@ def main() -> None:
     print("corpus", corpus, flush=True)
     full = _sub("--run", "lmfast", "--path", str(WORK / "corpus.jsonl"))
     print("lmfast full", {k: v for k, v in full.items() if k != "dropped"}, flush=True)
+    with_tok = _sub(
+        "--run", "lmfast", "--path", str(WORK / "corpus.jsonl"),
+        "--tokenizer", "smollm2-135m-instruct",
+    )  # fmt: skip
+    print("lmfast full + tokenizer", {k: v for k, v in with_tok.items() if k != "dropped"})
+    x4 = _sub("--run", "lmfast", "--path", str(scaled_corpus(4)))
+    print("lmfast 4x", {k: v for k, v in x4.items() if k != "dropped"}, flush=True)
     dedup_only = _sub("--run", "lmfast", "--path", str(WORK / "corpus.jsonl"), "--dedup-only")
     q = {**quality(str(dedup_only["path"])), **precision(dedup_only)}
     print("quality", q, flush=True)
@@ -398,7 +438,13 @@ def main() -> None:
         "",
         "| measure | LMFast | peer | ratio |",
         "|---|---|---|---|",
-        f"| full pipeline, whole corpus (MB/s) | {full['mb_per_s']:.1f} | | |",
+        f"| full pipeline, whole corpus (MB/s of text / of JSONL) | {full['mb_per_s']:.1f} / "
+        f"{full['input_mb_per_s']:.1f} | | |",
+        f"| full pipeline + tokenize and pack (SmolLM2), whole corpus (MB/s of text) | "
+        f"{with_tok['mb_per_s']:.1f} ({with_tok['tokenizer_path']}) | | |",
+        f"| 4x corpus ({x4['input_mb']:.0f} MB JSONL), MB/s of JSONL / peak memory (MB) | "
+        f"{x4['input_mb_per_s']:.1f} / {x4['max_rss_mb']:.0f} | 1x: "
+        f"{full['input_mb_per_s']:.1f} / {full['max_rss_mb']:.0f} | |",
         f"| full pipeline, {args.peer_mb:g} MB slice (MB/s) | {ours_slice['mb_per_s']:.1f} | "
         f"datatrove {dt['mb_per_s']:.2f} | {ours_slice['mb_per_s'] / dt['mb_per_s']:.0f}x |",
         f"| near dedup alone, {args.peer_mb:g} MB slice (MB/s) | "
@@ -407,7 +453,11 @@ def main() -> None:
         f"| near-duplicate recall (injected pairs) | {q['near_recall']:.3f} | | |",
         f"| near-duplicate precision (true 5-gram Jaccard >= 0.7) | "
         f"{q['near_precision_true_jaccard']:.3f} | | |",
-        f"| tokenize + pack vs raw encode_batch (MB/s) | {tk['lmfast_mb_per_s']:.1f} | "
+        f"| Rust BPE vs tokenizers encode_batch_fast, {tk['mb']:.0f} MB (MB/s; identical ids: "
+        f"{tk['identical_documents']}/{tk['documents']} documents) | "
+        f"{tk['fast_bpe_mb_per_s']:.1f} | {tk['raw_mb_per_s']:.1f} | "
+        f"{tk['fast_bpe_mb_per_s'] / tk['raw_mb_per_s']:.2f}x |",
+        f"| tokenize + pack from data.jsonl (MB/s) | {tk['lmfast_mb_per_s']:.1f} | "
         f"{tk['raw_mb_per_s']:.1f} | {tk['lmfast_mb_per_s'] / tk['raw_mb_per_s']:.2f}x |",
         f"| peak memory, whole corpus / slice (MB) | {full['max_rss_mb']:.0f} / "
         f"{ours_slice['max_rss_mb']:.0f} | datatrove {dt['max_rss_mb']:.0f}, datasketch "
@@ -420,6 +470,8 @@ def main() -> None:
             {
                 "corpus": corpus,
                 "full": full,
+                "full_with_tokenizer": with_tok,
+                "x4": x4,
                 "quality": q,
                 "slice": ours_slice,
                 "slice_dedup": ours_slice_dedup,
