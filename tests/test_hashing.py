@@ -64,7 +64,7 @@ def test_stub_matches_the_extension() -> None:
             Path(__file__).resolve().parents[1] / "native/python/lmfast_native/_lmfast_native.pyi"
         )
     tree = ast.parse(stub.read_text())
-    stubbed = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    stubbed = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
     runtime = {
         n
         for n in dir(_lmfast_native)
