@@ -4,8 +4,8 @@ Chat data goes through the tokenizer's chat template with loss only on the assis
 answers, each answer trained up to and including exactly one end-of-turn token. Whole
 conversations are packed best-fit (a conversation is cut only when it alone exceeds
 `seq_len`), with no separator since the template already ends each turn. Raw text is encoded
-in batches (the `tokenizers` Rust encoder), joined with EOS and cut into blocks, as in
-pretraining.
+by fast_tokenizer.py (LMFast's Rust BPE, or `tokenizers`), joined with EOS and cut into
+blocks, as in pretraining.
 
 Every row carries position ids that restart at each document, so trainers can keep
 documents from attending to each other (position-id packing). Padding is the pad token with
@@ -114,19 +114,6 @@ def encode_chat(tokenizer: Any, conversation: list[dict[str, str]]) -> tuple[lis
     return ids, labels
 
 
-def encode_texts(tokenizer: Any, texts: list[str], batch: int = 4096) -> list[list[int]]:
-    """Raw texts to ids with the Rust tokenizer's parallel batch encoder."""
-    backend = tokenizer.backend_tokenizer
-    out: list[list[int]] = []
-    for i in range(0, len(texts), batch):
-        out.extend(
-            # encode_batch_fast skips character offsets, which packing never needs.
-            e.ids
-            for e in backend.encode_batch_fast(texts[i : i + batch], add_special_tokens=False)
-        )
-    return out
-
-
 @dataclass
 class Packed:
     """Rows of `seq_len` tokens ready for training, and what packing had to do."""
@@ -198,17 +185,10 @@ def pack_whole(docs: list[list[int]], labels: list[list[int]], seq_len: int, pad
     return Packed(ids, lab, pos, lengths, truncated, cut)
 
 
-def pack_stream(docs: list[list[int]], eos: int, seq_len: int, pad: int) -> Packed:
-    """Pretraining-style packing of raw text: documents joined with EOS (trained on) and cut
-    into rows; positions restart at each document and each row; the last row is padded."""
-    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
-    flat = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(lengths.sum()))
-    return pack_flat(flat, lengths, eos, seq_len, pad)
-
-
 def pack_flat(ids: np.ndarray, lengths: np.ndarray, eos: int, seq_len: int, pad: int) -> Packed:
-    """`pack_stream` over all documents' ids in one array and their token counts (the fast
-    tokenizer's output), vectorized."""
+    """Pretraining-style packing of raw text, vectorized over all documents' ids in one array
+    and their token counts: documents joined with EOS (trained on) and cut into rows;
+    positions restart at each document and each row; the last row is padded."""
     lengths = lengths.astype(np.int64)
     with_eos = lengths + 1
     total = int(with_eos.sum())

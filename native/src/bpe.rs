@@ -94,14 +94,17 @@ fn regex_step(pattern: &str) -> Result<Step, String> {
     })
 }
 
-fn pre_steps(pt: &Value, out: &mut Vec<Step>) -> Result<(), String> {
+/// Appends the steps of `pt`; returns whether a ByteLevel pre-tokenizer was among them.
+fn pre_steps(pt: &Value, out: &mut Vec<Step>) -> Result<bool, String> {
+    let mut byte_level = false;
     match pt.get("type").and_then(Value::as_str) {
         Some("Sequence") => {
             for p in pt["pretokenizers"].as_array().into_iter().flatten() {
-                pre_steps(p, out)?;
+                byte_level |= pre_steps(p, out)?;
             }
         }
         Some("ByteLevel") => {
+            byte_level = true;
             if pt.get("add_prefix_space").and_then(Value::as_bool) == Some(true) {
                 return unsupported("ByteLevel add_prefix_space");
             }
@@ -128,7 +131,7 @@ fn pre_steps(pt: &Value, out: &mut Vec<Step>) -> Result<(), String> {
         }
         other => return unsupported(format!("pre-tokenizer {other:?}")),
     }
-    Ok(())
+    Ok(byte_level)
 }
 
 impl Bpe {
@@ -157,14 +160,12 @@ impl Bpe {
             n => return unsupported(format!("normalizer {:?}", n.get("type"))),
         };
         let mut steps = Vec::new();
-        match &t["pre_tokenizer"] {
-            Value::Null => return unsupported("no pre-tokenizer (not byte-level)"),
+        let byte_level = match &t["pre_tokenizer"] {
+            Value::Null => false,
             pt => pre_steps(pt, &mut steps)?,
-        }
-        let byte_level = t["decoder"].get("type").and_then(Value::as_str) == Some("ByteLevel")
-            || json.contains("\"ByteLevel\"");
+        };
         if !byte_level {
-            return unsupported("not a byte-level BPE");
+            return unsupported("no ByteLevel pre-tokenizer: not a byte-level BPE");
         }
         let vocab: FxHashMap<String, u32> =
             serde_json::from_value(model["vocab"].clone()).map_err(|e| format!("vocab: {e}"))?;
@@ -445,14 +446,13 @@ impl Bpe {
         for i in 0..n - 1 {
             push(&mut heap, &ids, i, i + 1);
         }
-        while let Some(Reverse((rank, i, left, right))) = heap.pop() {
+        while let Some(Reverse((_, i, left, right))) = heap.pop() {
             let j = next[i];
             // Stale entries: either side was merged since the pair was queued.
             if !alive[i] || j >= n || ids[i] != left || ids[j] != right {
                 continue;
             }
             let (_, merged) = self.merges[&(left, right)];
-            let _ = rank;
             ids[i] = merged;
             alive[j] = false;
             next[i] = next[j];
