@@ -369,10 +369,12 @@ impl Bpe {
                 return;
             }
         }
+        /// (encoder id, piece -> ids)
+        type PieceCache = (u64, FxHashMap<Vec<u8>, Vec<u32>>);
         if piece.len() <= CACHE_MAX_PIECE {
             thread_local! {
                 // (encoder id, piece -> ids): one encoder's entries at a time per thread.
-                static CACHE: RefCell<(u64, FxHashMap<Vec<u8>, Vec<u32>>)> =
+                static CACHE: RefCell<PieceCache> =
                     RefCell::new((0, FxHashMap::default()));
             }
             CACHE.with(|c| {

@@ -7,6 +7,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::OnceLock;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::words::{self, Words};
+
 #[derive(Clone, Debug)]
 pub struct LengthFilter {
     pub min_chars: usize,
@@ -131,7 +133,8 @@ pub struct FilterConfig {
     pub gopher_repetition: Option<GopherRepetition>,
     pub c4: Option<C4Quality>,
     pub fineweb: Option<FineWebQuality>,
-    pub bad_words: Option<FxHashSet<String>>,
+    /// Keys of the listed words ([`bad_word_keys`]).
+    pub bad_words: Option<FxHashSet<u64>>,
     /// (expected script, minimum fraction of letters in it)
     pub script: Option<(Script, f64)>,
 }
@@ -149,18 +152,52 @@ const POLICY: [&str; 8] = [
     "lorem ipsum",
 ];
 
+/// What the filters leave of a kept document: the text if C4 changed it, and the word
+/// split and keys computed on the way, so MinHash does not split the text again.
+pub struct Filtered<'a> {
+    pub modified: Option<String>,
+    pub words: Option<Words<'a>>,
+    pub keys: Option<Vec<(u64, usize)>>,
+}
+
+/// The bad-word list as word keys (see [`crate::words::Words::keys`]): lower-cased entries.
+pub fn bad_word_keys<'s>(list: impl IntoIterator<Item = &'s str>) -> FxHashSet<u64> {
+    list.into_iter()
+        .map(|w| xxh3_64(w.to_lowercase().as_bytes()))
+        .collect()
+}
+
 /// Apply the configured filters, cheapest first (the kept set does not depend on the order,
 /// only which rule a rejected document is charged to). Repetition runs last on the original
-/// text, as in datatrove where it precedes C4's line cleaning. Returns the (possibly
-/// line-filtered, by C4) text or the name of the first rule that rejected it.
-pub fn apply(text: &str, cfg: &FilterConfig) -> Result<Option<String>, &'static str> {
+/// text, as in datatrove where it precedes C4's line cleaning. Returns what is left of the
+/// document (see [`Filtered`]) or the name of the first rule that rejected it. `want_keys`
+/// asks for the word keys even when no filter needs them (MinHash does).
+pub fn apply<'a>(
+    text: &'a str,
+    cfg: &FilterConfig,
+    want_keys: bool,
+) -> Result<Filtered<'a>, &'static str> {
     if let Some(f) = &cfg.length {
-        let chars = text.chars().count();
-        let words = text.split_whitespace().count();
-        if chars < f.min_chars || words < f.min_words {
+        let chars = if text.is_ascii() {
+            text.len()
+        } else {
+            text.chars().count()
+        };
+        // Decide on characters first: a huge document is rejected without splitting it.
+        if chars < f.min_chars {
             return Err("too_short");
         }
-        if chars > f.max_chars || words > f.max_words {
+        if chars > f.max_chars {
+            let short = words::count(text) < f.min_words;
+            return Err(if short { "too_short" } else { "too_long" });
+        }
+    }
+    let words = Words::new(text);
+    if let Some(f) = &cfg.length {
+        if words.len() < f.min_words {
+            return Err("too_short");
+        }
+        if words.len() > f.max_words {
             return Err("too_long");
         }
     }
@@ -168,38 +205,33 @@ pub fn apply(text: &str, cfg: &FilterConfig) -> Result<Option<String>, &'static 
         script_filter(text, script, min_frac)?;
     }
     if let Some(f) = &cfg.gopher_quality {
-        gopher_quality(text, f)?;
+        gopher_quality(&words, f)?;
     }
     let mut modified = None;
     if let Some(f) = &cfg.c4 {
         modified = c4(text, f)?;
     }
     if let Some(f) = &cfg.fineweb {
-        fineweb(modified.as_deref().unwrap_or(text), f)?;
+        let n_words = match &modified {
+            Some(m) => words::count(m),
+            None => words.len(),
+        };
+        fineweb(modified.as_deref().unwrap_or(text), n_words, f)?;
     }
-    if let Some(bad) = &cfg.bad_words {
-        let mut buf = String::new();
-        for w in text.split_whitespace() {
-            let w = w.trim_matches(|c: char| !c.is_alphanumeric());
-            if w.is_empty() || w.len() > 32 {
-                continue;
-            }
-            buf.clear();
-            if w.is_ascii() {
-                buf.push_str(w);
-                buf.make_ascii_lowercase();
-            } else {
-                buf.extend(w.chars().flat_map(char::to_lowercase));
-            }
-            if bad.contains(buf.as_str()) {
-                return Err("bad_words");
-            }
+    let keys = (want_keys || cfg.bad_words.is_some()).then(|| words.keys());
+    if let (Some(bad), Some(keys)) = (&cfg.bad_words, &keys) {
+        if keys.iter().any(|(k, len)| *len <= 32 && bad.contains(k)) {
+            return Err("bad_words");
         }
     }
     if let Some(f) = &cfg.gopher_repetition {
-        gopher_repetition(text, f)?;
+        gopher_repetition(text, &words, f)?;
     }
-    Ok(modified)
+    Ok(Filtered {
+        modified,
+        words: Some(words),
+        keys,
+    })
 }
 
 fn script_of(c: char) -> Option<Script> {
@@ -246,7 +278,7 @@ fn paragraphs(text: &str) -> impl Iterator<Item = &str> {
     text.split("\n\n").map(str::trim).filter(|p| !p.is_empty())
 }
 
-fn gopher_repetition(text: &str, f: &GopherRepetition) -> Result<(), &'static str> {
+fn gopher_repetition(text: &str, words: &Words, f: &GopherRepetition) -> Result<(), &'static str> {
     let total = text.len().max(1) as f64;
     let (n, dup, chars) = duplicates(paragraphs(text));
     if n > 0 && dup as f64 / n as f64 > f.dup_para_frac {
@@ -262,67 +294,60 @@ fn gopher_repetition(text: &str, f: &GopherRepetition) -> Result<(), &'static st
     if chars as f64 / total > f.dup_line_char_frac {
         return Err("dup_line_char_frac");
     }
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
+    if f.top_n_grams.is_empty() && f.dup_n_grams.is_empty() {
+        return Ok(());
+    }
+    let n_words = words.len();
     // Prefix sums of word lengths and a polynomial prefix hash: any n-gram's character count
-    // and hash in O(1), so each n costs one pass with one hash-table operation per window.
-    let mut len_prefix = Vec::with_capacity(words.len() + 1);
-    let mut hash_prefix = Vec::with_capacity(words.len() + 1);
+    // and hash in O(1).
+    let mut len_prefix = Vec::with_capacity(n_words + 1);
+    let mut hash_prefix = Vec::with_capacity(n_words + 1);
     len_prefix.push(0usize);
     hash_prefix.push(0u64);
-    for (w, h) in words.iter().zip(&hashes) {
-        len_prefix.push(len_prefix.last().unwrap() + w.len());
-        hash_prefix.push(
-            hash_prefix
-                .last()
-                .unwrap()
-                .wrapping_mul(BASE)
-                .wrapping_add(*h),
-        );
+    for (i, h) in words.raw_hashes().into_iter().enumerate() {
+        len_prefix.push(len_prefix[i] + words.byte_len(i));
+        hash_prefix.push(hash_prefix[i].wrapping_mul(BASE).wrapping_add(h));
     }
-    let gram = |i: usize, n: usize, pow: u64| {
-        hash_prefix[i + n].wrapping_sub(hash_prefix[i].wrapping_mul(pow))
-    };
-    let mut counts: FxHashMap<u64, (u32, u32)> = FxHashMap::default();
+    let mut grams = NGrams::new(n_words);
     for &(n, thr) in &f.top_n_grams {
-        if words.len() < n {
+        if n == 0 || n_words < n {
             continue;
         }
         let pow = BASE.wrapping_pow(n as u32);
-        counts.clear();
-        counts.reserve(words.len());
-        let mut best = (0u32, 0u32);
-        for i in 0..=words.len() - n {
-            let entry = counts.entry(gram(i, n, pow)).or_insert((0, i as u32));
-            entry.0 += 1;
-            if entry.0 > best.0 {
-                best = *entry;
-            }
-        }
-        if best.0 > 1 {
-            let at = best.1 as usize;
+        let (count, at) = grams.count(n, |i| {
+            hash_prefix[i + n].wrapping_sub(hash_prefix[i].wrapping_mul(pow))
+        });
+        if count > 1 {
+            let at = at as usize;
             let gram_len = len_prefix[at + n] - len_prefix[at] + n - 1;
-            if (gram_len * best.0 as usize) as f64 / total > thr {
+            if (gram_len * count as usize) as f64 / total > thr {
                 return Err(top_reason(n));
             }
         }
     }
-    let mut seen: FxHashSet<u64> = FxHashSet::default();
     for &(n, thr) in &f.dup_n_grams {
-        if words.len() < n {
+        if n == 0 || n_words < n {
             continue;
         }
         let pow = BASE.wrapping_pow(n as u32);
-        seen.clear();
-        seen.reserve(words.len());
+        grams.count(n, |i| {
+            hash_prefix[i + n].wrapping_sub(hash_prefix[i].wrapping_mul(pow))
+        });
+        // Scan left to right; a gram seen before counts its characters and is skipped over.
+        // Only grams occurring twice or more can be seen before, so only they are tracked.
+        grams.seen.fill(false);
         let (mut i, mut repeated) = (0usize, 0usize);
-        while i + n <= words.len() {
-            if !seen.insert(gram(i, n, pow)) {
-                repeated += len_prefix[i + n] - len_prefix[i];
-                i += n;
-            } else {
-                i += 1;
+        while i + n <= n_words {
+            if grams.repeated[i] {
+                let id = grams.first[i] as usize;
+                if grams.seen[id] {
+                    repeated += len_prefix[i + n] - len_prefix[i];
+                    i += n;
+                    continue;
+                }
+                grams.seen[id] = true;
             }
+            i += 1;
         }
         if repeated as f64 / total > thr {
             return Err(dup_reason(n));
@@ -332,6 +357,68 @@ fn gopher_repetition(text: &str, f: &GopherRepetition) -> Result<(), &'static st
         }
     }
     Ok(())
+}
+
+/// N-gram counts over a document's word positions, for increasing n. An n-gram can occur
+/// twice only where the (n-1)-gram starting at the same position does, so after the first
+/// pass only positions marked `repeated` by the previous pass are hashed: in ordinary prose
+/// few positions survive past trigrams, which makes the longer passes nearly free.
+struct NGrams {
+    /// n of the last pass (0: none yet).
+    last_n: usize,
+    /// Per position: its gram occurs at least twice (as of the last pass).
+    repeated: Vec<bool>,
+    /// Per counted position: the first position holding the same gram (its id).
+    first: Vec<u32>,
+    /// Occurrences per gram id.
+    counts: Vec<u32>,
+    /// Scratch for the duplicated-n-gram scan, per gram id.
+    seen: Vec<bool>,
+    ids: FxHashMap<u64, u32>,
+}
+
+impl NGrams {
+    fn new(n_words: usize) -> Self {
+        Self {
+            last_n: 0,
+            repeated: vec![false; n_words],
+            first: vec![0; n_words],
+            counts: vec![0; n_words],
+            seen: vec![false; n_words],
+            ids: FxHashMap::default(),
+        }
+    }
+
+    /// Count the n-grams (hashes from `gram`) and mark the repeated ones. Returns the count
+    /// and first position of the gram that first reached the highest count, scanning left to
+    /// right (exact whenever that count is above one, the only case the rules use).
+    fn count(&mut self, n: usize, gram: impl Fn(usize) -> u64) -> (u32, u32) {
+        let positions = self.repeated.len() + 1 - n;
+        let prune = self.last_n != 0 && n > self.last_n;
+        self.ids.clear();
+        self.ids.reserve(positions);
+        self.counts[..positions].fill(0);
+        let mut best = (0u32, 0u32);
+        for i in 0..positions {
+            if prune && !self.repeated[i] {
+                continue;
+            }
+            let id = *self.ids.entry(gram(i)).or_insert(i as u32);
+            self.first[i] = id;
+            let c = &mut self.counts[id as usize];
+            *c += 1;
+            if *c > best.0 {
+                best = (*c, id);
+            }
+        }
+        for i in 0..positions {
+            self.repeated[i] =
+                (!prune || self.repeated[i]) && self.counts[self.first[i] as usize] >= 2;
+        }
+        self.repeated[positions..].fill(false);
+        self.last_n = n;
+        best
+    }
 }
 
 const BASE: u64 = 0x100_0000_01B3;
@@ -357,11 +444,12 @@ fn dup_reason(n: usize) -> &'static str {
     }
 }
 
-fn gopher_quality(text: &str, f: &GopherQuality) -> Result<(), &'static str> {
+fn gopher_quality(words: &Words, f: &GopherQuality) -> Result<(), &'static str> {
+    let text = words.text;
     // One pass over the words gathers every count the rules need.
     let (mut n, mut n_all, mut n_alpha, mut chars) = (0usize, 0usize, 0usize, 0usize);
     let mut present = [false; STOP_WORDS.len()];
-    for w in text.split_whitespace() {
+    for w in words.iter() {
         n_all += 1;
         let (mut alnum, mut alpha) = (false, false);
         if w.is_ascii() {
@@ -514,7 +602,7 @@ fn count_sentences(line: &str) -> usize {
     n.max(1)
 }
 
-fn fineweb(text: &str, f: &FineWebQuality) -> Result<(), &'static str> {
+fn fineweb(text: &str, n_words: usize, f: &FineWebQuality) -> Result<(), &'static str> {
     let lines: Vec<&str> = text.split('\n').filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         return Err("empty");
@@ -539,7 +627,7 @@ fn fineweb(text: &str, f: &FineWebQuality) -> Result<(), &'static str> {
     if chars > 0 && dup_chars as f64 / chars as f64 > f.char_duplicates_ratio {
         return Err("char_dup_ratio");
     }
-    let words = text.split_whitespace().count().max(1);
+    let words = n_words.max(1);
     if text.matches('\n').count() as f64 / words as f64 > f.new_line_ratio {
         return Err("list_ratio");
     }
@@ -549,6 +637,100 @@ fn fineweb(text: &str, f: &FineWebQuality) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(text: &str, cfg: &FilterConfig) -> Result<Option<String>, &'static str> {
+        apply(text, cfg, false).map(|f| f.modified)
+    }
+
+    /// The repetition rules written directly (every n-gram hashed for every n), to check the
+    /// pruned passes against.
+    fn reference_ngrams(text: &str, f: &GopherRepetition) -> Result<(), &'static str> {
+        let total = text.len().max(1) as f64;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let key = |i: usize, n: usize| words[i..i + n].join(" ");
+        let chars = |i: usize, n: usize| words[i..i + n].iter().map(|w| w.len()).sum::<usize>();
+        for &(n, thr) in &f.top_n_grams {
+            if words.len() < n {
+                continue;
+            }
+            let mut counts: FxHashMap<String, (u32, usize)> = FxHashMap::default();
+            let mut best = (0u32, 0usize);
+            for i in 0..=words.len() - n {
+                let e = counts.entry(key(i, n)).or_insert((0, i));
+                e.0 += 1;
+                if e.0 > best.0 {
+                    best = *e;
+                }
+            }
+            if best.0 > 1 && ((chars(best.1, n) + n - 1) * best.0 as usize) as f64 / total > thr {
+                return Err(top_reason(n));
+            }
+        }
+        for &(n, thr) in &f.dup_n_grams {
+            if words.len() < n {
+                continue;
+            }
+            let mut seen = FxHashSet::default();
+            let (mut i, mut repeated) = (0, 0);
+            while i + n <= words.len() {
+                if !seen.insert(key(i, n)) {
+                    repeated += chars(i, n);
+                    i += n;
+                } else {
+                    i += 1;
+                }
+            }
+            if repeated as f64 / total > thr {
+                return Err(dup_reason(n));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn pruned_ngram_passes_equal_the_direct_rules() {
+        // Documents from a tiny vocabulary repeat n-grams of every length at varied rates.
+        let vocab = ["a", "b", "cat", "dog", "the", "ran", "x1", "yy", "zed", "q"];
+        let mut state = 7u64;
+        let mut next = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        let f = GopherRepetition {
+            dup_line_frac: 1.0,
+            dup_para_frac: 1.0,
+            dup_line_char_frac: 1.0,
+            dup_para_char_frac: 1.0,
+            ..Default::default()
+        };
+        let mut reasons = FxHashSet::default();
+        for _ in 0..600 {
+            let vocab_size = 2 + next(9);
+            let n_words = 5 + next(120) as usize;
+            let mut words: Vec<&str> = Vec::new();
+            while words.len() < n_words {
+                if !words.is_empty() && next(4) == 0 {
+                    let start = next(words.len() as u64) as usize;
+                    let len = (1 + next(12) as usize).min(words.len() - start);
+                    let copy: Vec<&str> = words[start..start + len].to_vec();
+                    words.extend(copy);
+                } else {
+                    words.push(vocab[next(vocab_size) as usize]);
+                }
+            }
+            let text = words.join(" ");
+            let want = reference_ngrams(&text, &f);
+            let got = gopher_repetition(&text, &Words::new(&text), &f);
+            assert_eq!(got, want, "{text}");
+            reasons.insert(want);
+        }
+        assert!(
+            reasons.len() >= 4,
+            "the generator should reach several rules: {reasons:?}"
+        );
+    }
 
     fn prose() -> String {
         let s = "The quick brown fox jumps over the lazy dog and runs to the river with friends. ";
@@ -574,35 +756,35 @@ mod tests {
 
     #[test]
     fn clean_prose_passes_everything() {
-        assert_eq!(apply(&prose(), &all()), Ok(None));
+        assert_eq!(run(&prose(), &all()), Ok(None));
     }
 
     #[test]
     fn each_rule_names_itself() {
         let cfg = all();
-        assert_eq!(apply("Too short to matter.", &cfg), Err("gopher_short_doc"));
+        assert_eq!(run("Too short to matter.", &cfg), Err("gopher_short_doc"));
         let repeated = "Buy cheap watches now at our store today.\n".repeat(30);
         let rep_only = FilterConfig {
             gopher_repetition: Some(GopherRepetition::default()),
             ..Default::default()
         };
-        assert_eq!(apply(&repeated, &rep_only), Err("dup_line_frac"));
+        assert_eq!(run(&repeated, &rep_only), Err("dup_line_frac"));
         let lorem = format!(
             "{}\nLorem ipsum dolor sit amet, consectetur adipiscing elit.",
             prose()
         );
-        assert_eq!(apply(&lorem, &cfg), Err("lorem_ipsum"));
+        assert_eq!(run(&lorem, &cfg), Err("lorem_ipsum"));
         let code = format!("{}\nfunction f() {{ return 1; }}", prose());
-        assert_eq!(apply(&code, &cfg), Err("curly_bracket"));
+        assert_eq!(run(&code, &cfg), Err("curly_bracket"));
         let tags: String = (0..40).map(|i| format!("#t{i} ")).collect();
         let hashes = format!("{} {}", prose(), tags);
-        assert_eq!(apply(&hashes, &cfg), Err("gopher_too_many_hashes"));
+        assert_eq!(run(&hashes, &cfg), Err("gopher_too_many_hashes"));
     }
 
     #[test]
     fn c4_drops_lines_without_punctuation() {
         let text = format!("{}\nClick here\nMenu Home About", prose());
-        let out = apply(&text, &all()).unwrap().unwrap();
+        let out = run(&text, &all()).unwrap().unwrap();
         assert!(!out.contains("Click here") && out.contains("quick brown fox"));
     }
 
@@ -613,17 +795,16 @@ mod tests {
             ..Default::default()
         };
         let list: String = (0..40).map(|i| format!("item number {i}.\n")).collect();
-        assert_eq!(apply(&list, &cfg), Err("short_line_ratio"));
+        assert_eq!(run(&list, &cfg), Err("short_line_ratio"));
         let no_punct: String = (0..10)
             .map(|i| format!("a long line of text without an ending mark {i}\n"))
             .collect();
-        assert_eq!(apply(&no_punct, &cfg), Err("line_punct_ratio"));
+        assert_eq!(run(&no_punct, &cfg), Err("line_punct_ratio"));
     }
 
     #[test]
     fn length_bad_words_and_script() {
-        let mut bad = FxHashSet::default();
-        bad.insert("darn".to_string());
+        let bad = bad_word_keys(["Darn"]);
         let cfg = FilterConfig {
             length: Some(LengthFilter {
                 min_chars: 10,
@@ -635,13 +816,13 @@ mod tests {
             script: Some((Script::Latin, 0.5)),
             ..Default::default()
         };
-        assert_eq!(apply("tiny", &cfg), Err("too_short"));
-        assert_eq!(apply(&"word ".repeat(200), &cfg), Err("too_long"));
-        assert_eq!(apply("Oh Darn, this is bad.", &cfg), Err("bad_words"));
+        assert_eq!(run("tiny", &cfg), Err("too_short"));
+        assert_eq!(run(&"word ".repeat(200), &cfg), Err("too_long"));
+        assert_eq!(run("Oh Darn, this is bad.", &cfg), Err("bad_words"));
         assert_eq!(
-            apply("Это текст на русском языке.", &cfg),
+            run("Это текст на русском языке.", &cfg),
             Err("script_mismatch")
         );
-        assert_eq!(apply("This is fine text.", &cfg), Ok(None));
+        assert_eq!(run("This is fine text.", &cfg), Ok(None));
     }
 }

@@ -136,22 +136,14 @@ fn process_line(raw: &[u8], n: u64, cfg: &ShardConfig) -> LineResult {
     res.text_bytes = text.len() as u64;
     match clean(&text, cfg.pipeline) {
         Err(reason) => res.outcome = Outcome::Dropped { id, reason },
-        Ok((cleaned, exact)) => {
-            let signature = match &cfg.pipeline.minhash {
-                Some(mh) => {
-                    let mut sig = vec![0u32; mh.num_perm()];
-                    mh.signature(&cleaned, &mut sig);
-                    sig
-                }
-                None => Vec::new(),
-            };
-            let record = write_record(&fields, text_pos.unwrap_or(0), &cleaned, cfg.file, n);
+        Ok(c) => {
+            let record = write_record(&fields, text_pos.unwrap_or(0), &c.text, cfg.file, n);
             res.outcome = Outcome::Kept {
                 id,
                 record,
-                exact,
-                chars: cleaned.chars().count().min(u32::MAX as usize) as u32,
-                signature,
+                exact: c.exact,
+                chars: c.chars.min(u32::MAX as usize) as u32,
+                signature: c.signature,
             };
         }
     }

@@ -9,6 +9,7 @@ pub mod minhash;
 pub mod pipeline;
 pub mod text;
 pub mod tokenize;
+pub mod words;
 
 #[cfg(feature = "python")]
 mod python;

@@ -4,32 +4,9 @@
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Hashes of the lower-cased words with surrounding punctuation removed, without allocating
-/// a string per word.
-fn word_hashes(text: &str) -> Vec<u64> {
-    let mut out = Vec::with_capacity(text.len() / 5);
-    let mut buf = String::new();
-    let mut ascii = [0u8; 64];
-    for w in text.split_whitespace() {
-        let w = w.trim_matches(|c: char| !c.is_alphanumeric());
-        if w.is_empty() {
-            continue;
-        }
-        if w.is_ascii() && w.len() <= ascii.len() {
-            let dst = &mut ascii[..w.len()];
-            dst.copy_from_slice(w.as_bytes());
-            dst.make_ascii_lowercase();
-            out.push(xxh3_64(dst));
-        } else {
-            buf.clear();
-            buf.extend(w.chars().flat_map(char::to_lowercase));
-            out.push(xxh3_64(buf.as_bytes()));
-        }
-    }
-    out
-}
+use crate::words::Words;
 
 /// out[j] = min over shingles h of mix(a[j] * h + b[j]); AVX2 when the CPU has it.
 fn min_hashes(out: &mut [u32], a: &[u32], b: &[u32], shingles: &[u32]) {
@@ -92,21 +69,24 @@ impl MinHasher {
 
     /// Signature of one document: per permutation, the minimum over its shingles.
     pub fn signature(&self, text: &str, out: &mut [u32]) {
-        let words = word_hashes(text);
+        self.signature_of_keys(&Words::new(text).keys(), out);
+    }
+
+    /// Signature from a document's word keys (see [`Words::keys`]).
+    pub fn signature_of_keys(&self, keys: &[(u64, usize)], out: &mut [u32]) {
         let n = self.ngram;
         out.fill(u32::MAX);
         let fold = |h: u64| (h ^ (h >> 32)) as u32;
-        let shingles: Vec<u32> = if words.len() < n {
-            vec![fold(words.iter().fold(0x51_7CC1_B727_220Au64, |acc, w| {
-                acc.rotate_left(17) ^ w
+        let shingles: Vec<u32> = if keys.len() < n {
+            vec![fold(keys.iter().fold(0x51_7CC1_B727_220Au64, |acc, w| {
+                acc.rotate_left(17) ^ w.0
             }))]
         } else {
-            words
-                .windows(n)
+            keys.windows(n)
                 .map(|window| {
                     let mut h = 0u64;
                     for (i, wh) in window.iter().enumerate() {
-                        h = h.rotate_left(17) ^ wh.wrapping_mul(0x9E37_79B9_7F4A_7C15 ^ i as u64);
+                        h = h.rotate_left(17) ^ wh.0.wrapping_mul(0x9E37_79B9_7F4A_7C15 ^ i as u64);
                     }
                     fold(h)
                 })

@@ -27,42 +27,88 @@ pub struct BatchResult {
     pub signatures: Vec<u32>,
 }
 
-/// One document: the normalized, filtered text and its exact hash, or the drop reason.
-pub fn clean(raw: &str, cfg: &PipelineConfig) -> Result<(String, u64), &'static str> {
+/// A kept document.
+pub struct Cleaned {
+    pub text: String,
+    /// xxh3-64 of the text (exact dedup key).
+    pub exact: u64,
+    pub chars: usize,
+    /// MinHash signature (empty when near dedup is off).
+    pub signature: Vec<u32>,
+}
+
+/// One document: normalize, filter, hash and sign, or the reason it was dropped. The
+/// filters' word split is reused for the signature unless C4 rewrote the text.
+pub fn clean(raw: &str, cfg: &PipelineConfig) -> Result<Cleaned, &'static str> {
     let text = normalize(raw, cfg.form, cfg.strip_markup);
     if text.is_empty() {
         return Err("empty");
     }
-    let final_text = filters::apply(&text, &cfg.filters)?.unwrap_or(text);
-    let h = xxh3_64(final_text.as_bytes());
-    Ok((final_text, h))
+    let filters::Filtered {
+        modified,
+        words,
+        keys,
+    } = filters::apply(&text, &cfg.filters, cfg.minhash.is_some())?;
+    let signature = match &cfg.minhash {
+        Some(mh) => {
+            let mut sig = vec![0u32; mh.num_perm()];
+            match (&modified, &keys) {
+                (None, Some(keys)) => mh.signature_of_keys(keys, &mut sig),
+                (Some(m), _) => mh.signature(m, &mut sig),
+                (None, None) => mh.signature(&text, &mut sig),
+            }
+            sig
+        }
+        None => Vec::new(),
+    };
+    let ascii = words.map(|w| w.ascii);
+    drop(keys);
+    let (text, chars) = match modified {
+        Some(m) => {
+            let chars = m.chars().count();
+            (m, chars)
+        }
+        None => {
+            let chars = if ascii.unwrap_or_else(|| text.is_ascii()) {
+                text.len()
+            } else {
+                text.chars().count()
+            };
+            (text, chars)
+        }
+    };
+    let exact = xxh3_64(text.as_bytes());
+    Ok(Cleaned {
+        text,
+        exact,
+        chars,
+        signature,
+    })
 }
 
 pub fn process<S: AsRef<str> + Sync>(texts: &[S], cfg: &PipelineConfig) -> BatchResult {
-    let per_doc: Vec<(String, Option<&'static str>, u64)> = texts
-        .par_iter()
-        .map(|t| match clean(t.as_ref(), cfg) {
-            Ok((text, h)) => (text, None, h),
-            Err(reason) => (String::new(), Some(reason), 0),
-        })
-        .collect();
+    let per_doc: Vec<Result<Cleaned, &'static str>> =
+        texts.par_iter().map(|t| clean(t.as_ref(), cfg)).collect();
+    let p = cfg.minhash.as_ref().map_or(0, MinHasher::num_perm);
     let mut out = BatchResult {
         texts: Vec::with_capacity(per_doc.len()),
         reasons: Vec::with_capacity(per_doc.len()),
         exact: Vec::with_capacity(per_doc.len()),
-        signatures: Vec::new(),
+        signatures: Vec::with_capacity(per_doc.len() * p),
     };
-    for (t, r, h) in per_doc {
-        out.texts.push(t);
-        out.reasons.push(r);
-        out.exact.push(h);
-    }
-    if let Some(mh) = &cfg.minhash {
-        out.signatures = mh.signatures(&out.texts);
-        let p = mh.num_perm();
-        for (i, r) in out.reasons.iter().enumerate() {
-            if r.is_some() {
-                out.signatures[i * p..(i + 1) * p].fill(0);
+    for doc in per_doc {
+        match doc {
+            Ok(c) => {
+                out.texts.push(c.text);
+                out.reasons.push(None);
+                out.exact.push(c.exact);
+                out.signatures.extend_from_slice(&c.signature);
+            }
+            Err(reason) => {
+                out.texts.push(String::new());
+                out.reasons.push(Some(reason));
+                out.exact.push(0);
+                out.signatures.extend(std::iter::repeat_n(0, p));
             }
         }
     }

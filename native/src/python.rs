@@ -1,7 +1,8 @@
 //! PyO3 bindings: batch entry points that release the GIL while they work.
 
 use crate::filters::{
-    C4Quality, FilterConfig, FineWebQuality, GopherQuality, GopherRepetition, LengthFilter, Script,
+    bad_word_keys, C4Quality, FilterConfig, FineWebQuality, GopherQuality, GopherRepetition,
+    LengthFilter, Script,
 };
 use crate::hashing;
 use crate::minhash::{self, MinHasher};
@@ -120,7 +121,7 @@ fn parse_config(cfg: &Bound<'_, PyDict>) -> PyResult<PipelineConfig> {
     if let Some(words) = cfg.get_item("bad_words")? {
         if !words.is_none() {
             let list: Vec<String> = words.extract()?;
-            filters.bad_words = Some(list.into_iter().map(|w| w.to_lowercase()).collect());
+            filters.bad_words = Some(bad_word_keys(list.iter().map(String::as_str)));
         }
     }
     if let Some(d) = section(cfg, "script")? {

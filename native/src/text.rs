@@ -15,7 +15,9 @@ pub enum Form {
 /// Normalize `text`: Unicode form, HTML tags and common entities removed, control characters
 /// dropped, runs of spaces and tabs collapsed, trailing spaces and blank-line runs trimmed.
 pub fn normalize(text: &str, form: Form, strip_markup: bool) -> String {
+    let ascii = text.is_ascii(); // ASCII is already in every normal form
     let unicode: std::borrow::Cow<str> = match form {
+        _ if ascii => std::borrow::Cow::Borrowed(text),
         Form::Nfc if is_nfc_quick(text.chars()) != IsNormalized::Yes => text.nfc().collect(),
         Form::Nfkc if is_nfkc_quick(text.chars()) != IsNormalized::Yes => text.nfkc().collect(),
         _ => std::borrow::Cow::Borrowed(text),
@@ -31,8 +33,10 @@ pub fn normalize(text: &str, form: Form, strip_markup: bool) -> String {
         let line = raw_line.strip_suffix('\r').unwrap_or(raw_line);
         let start = out.len();
         let mut pending_space = false;
-        if line.is_ascii() {
-            // Fast path: bytes, no char decoding.
+        if (ascii || line.is_ascii()) && clean_ascii(line.as_bytes()) {
+            out.push_str(line); // the common case: nothing to change on this line
+        } else if ascii || line.is_ascii() {
+            // Bytes, no char decoding.
             for &b in line.as_bytes() {
                 if b == b' ' || b == b'\t' {
                     pending_space = out.len() > start;
@@ -79,6 +83,22 @@ pub fn normalize(text: &str, form: Form, strip_markup: bool) -> String {
     out
 }
 
+/// An ASCII line normalization leaves as it is: no control characters or tabs, no space at
+/// either end, no two spaces in a row.
+fn clean_ascii(line: &[u8]) -> bool {
+    if line.first() == Some(&b' ') || line.last() == Some(&b' ') {
+        return false;
+    }
+    let mut bad = false;
+    let mut prev_space = false;
+    for &b in line {
+        let space = b == b' ';
+        bad |= b < 0x20 || b == 0x7f || (space && prev_space);
+        prev_space = space;
+    }
+    !bad
+}
+
 /// Drop `<tag ...>` markup and decode the handful of entities that matter for text.
 fn strip_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -86,10 +106,10 @@ fn strip_html(text: &str) -> String {
     while let Some(i) = rest.find(['<', '&']) {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        if tail.starts_with('<') {
+        if let Some(after) = tail.strip_prefix('<') {
             // A tag is '<' followed by a letter, '/' or '!' and closed on the same line.
             let is_tag =
-                tail[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
+                after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
             match (is_tag, tail.find('>')) {
                 (true, Some(end)) if !tail[..end].contains('\n') => {
                     rest = &tail[end + 1..];
