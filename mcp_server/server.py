@@ -335,6 +335,14 @@ def build_server() -> MCPServer:
         exact_dedup: Annotated[bool, Field(description="Drop exact duplicates.")] = True,
         near_dedup: Annotated[bool, Field(description="Drop near duplicates.")] = True,
         name: Annotated[str | None, Field(max_length=200, description="Artifact name.")] = None,
+        engine: Annotated[
+            Literal["local", "ray"],
+            Field(description="Run shards and near dedup here or on Ray (same artifact)."),
+        ] = "local",
+        ray_address: Annotated[
+            str | None,
+            Field(max_length=500, description="Ray cluster for engine='ray' (None: local)."),
+        ] = None,
         wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
     ) -> JobOutcome:
         from lmfast.mcp_server.paths import confine_input
@@ -351,6 +359,8 @@ def build_server() -> MCPServer:
             filters=FilterSettings.preset(filters),
             dedup={"exact": exact_dedup, "near": near_dedup},
             name=name,
+            engine=engine,
+            ray_address=ray_address,
         )
         return await _start_job("prep_dataset", request, wait, ctx)
 

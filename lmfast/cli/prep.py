@@ -100,6 +100,13 @@ def prep_command(
         ),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed record.")] = False,
+    engine: Annotated[
+        str, typer.Option(help="local, or ray (lmfast[distributed]): where shards and dedup run.")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join with --engine ray (default: a local runtime)."),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Name for the dataset artifact.")] = None,
     background: Annotated[bool, typer.Option("--background", help="Print the job id only.")] = (
         False
@@ -139,6 +146,8 @@ def prep_command(
         "pack": not no_pack,
         "text_files": text_files,
         "strict": strict,
+        "engine": engine,
+        "ray_address": ray_address,
         "name": name,
         "dedup": {"exact": not no_exact_dedup, "near": not no_near_dedup},
         "scrub": {"emails": scrub_pii, "ip_addresses": scrub_pii, "phone_numbers": scrub_pii},

@@ -15,6 +15,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from lmfast.artifacts import ArtifactStore, write_atomic
-from lmfast.data.dedup import NearFn, deduplicate, write_kept, write_tables
+from lmfast.data.dedup import DedupResult, NearFn, deduplicate, write_kept, write_tables
 from lmfast.data.fields import Format, detect_format
 from lmfast.data.readers import (
     DataError,
@@ -92,8 +93,12 @@ class PrepResult(BaseModel):
     report: PrepReport
 
 
+_NOT_IN_VERSION = {"inputs", "name", "shard_size", "shard_bytes", "strict", "engine", "ray_address"}
+
+
 def _version(request: PrepRequest, files: list[Path], dataset: Any) -> str:
-    settings = request.model_dump(mode="json", exclude={"inputs", "name", "shard_size", "strict"})
+    # What the artifact's content depends on: not the name, where it ran or how it was cut.
+    settings = request.model_dump(mode="json", exclude=_NOT_IN_VERSION)
     if dataset is not None:
         fingerprint = getattr(dataset, "_fingerprint", None) or config_hash(list(dataset))
         return config_hash({"dataset": fingerprint, "settings": settings})
@@ -119,7 +124,9 @@ def prep_dataset(
     files = [] if dataset is not None else expand_inputs(request.inputs)
     total_bytes = sum(f.stat().st_size for f in files) or 1
     version = _version(request, files, dataset)
-    work = lmfast_home() / "work" / f"prep-{version[:20]}"
+    # Resume markers are per shard, so the folder is keyed by how the input is cut too.
+    cuts = config_hash([request.shard_size, request.shard_bytes])[:8]
+    work = lmfast_home() / "work" / f"prep-{version[:20]}-{cuts}"
     work.mkdir(parents=True, exist_ok=True)
     issues, probe_issues = ReadIssues(), ReadIssues()
     probe = (
@@ -175,31 +182,17 @@ def prep_dataset(
         progress(pct, 100, f"shard {len(stats)}: {docs} documents read")
 
     specs = _shard_specs(files, dataset, request, fmt, issues)
-    run_shards(work, specs, ctx, done)
-    shards = len(stats)
-    docs_in = sum(s["documents"] for s in stats)
-    bytes_in = sum(s["bytes"] for s in stats)
-    dropped: Counter[str] = Counter()
-    for s in stats:
-        dropped.update(s["dropped"])
+    with ExitStack() as engine:
+        if request.engine == "ray":
+            from lmfast.data import distributed
 
-    progress(70, 100, "deduplicating")
-    d = request.dedup
-    dedup = deduplicate(
-        work,
-        shards,
-        exact=d.exact,
-        near=d.near,
-        num_perm=ctx.num_perm,
-        near_fn=near_fn
-        or (
-            lambda sigs: lmfast_native.lsh_clusters(
-                sigs.tobytes(), d.num_perm, d.bands, d.rows, d.threshold
-            )
-        ),
-    )
-    dropped["exact_duplicate"] += dedup.exact_dups
-    dropped["near_duplicate"] += dedup.near_dups
+            engine.enter_context(distributed.ray_session(request.ray_address))
+            distributed.run_shards_ray(work, specs, ctx, done)
+        else:
+            run_shards(work, specs, ctx, done)
+        dedup, dropped, docs_in, bytes_in, shards = _dedup(
+            work, stats, request, ctx, near_fn, progress
+        )
     kept_count = int(dedup.keep.sum())
     warnings = _drop_warnings(docs_in, kept_count, dropped, request)
 
@@ -271,6 +264,47 @@ def prep_dataset(
         dataset_version=version,
         report=report,
     )
+
+
+def _dedup(
+    work: Path,
+    stats: list[dict[str, Any]],
+    request: PrepRequest,
+    ctx: ShardContext,
+    near_fn: NearFn | None,
+    progress: ProgressFn,
+) -> tuple[DedupResult, Counter[str], int, int, int]:
+    """Exact and near dedup across the finished shards, on the engine the run uses."""
+    import lmfast_native
+
+    shards = len(stats)
+    docs_in = sum(s["documents"] for s in stats)
+    bytes_in = sum(s["bytes"] for s in stats)
+    dropped: Counter[str] = Counter()
+    for s in stats:
+        dropped.update(s["dropped"])
+    progress(70, 100, "deduplicating")
+    d = request.dedup
+    if near_fn is None and request.engine == "ray":
+        from lmfast.data.distributed import ray_near_fn
+
+        near_fn = ray_near_fn(d.num_perm, d.bands, d.rows, d.threshold)
+    dedup = deduplicate(
+        work,
+        shards,
+        exact=d.exact,
+        near=d.near,
+        num_perm=ctx.num_perm,
+        near_fn=near_fn
+        or (
+            lambda sigs: lmfast_native.lsh_clusters(
+                sigs.tobytes(), d.num_perm, d.bands, d.rows, d.threshold
+            )
+        ),
+    )
+    dropped["exact_duplicate"] += dedup.exact_dups
+    dropped["near_duplicate"] += dedup.near_dups
+    return dedup, dropped, docs_in, bytes_in, shards
 
 
 def _shard_specs(

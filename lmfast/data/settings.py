@@ -201,6 +201,16 @@ class PrepRequest(_S):
         "id", description="Field naming each record in the audit tables (else file:line)."
     )
     strict: bool = Field(False, description="Stop at the first malformed record.")
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="Where shards and near dedup run: this machine, or Ray (needs "
+        "lmfast[distributed]; the artifact is the same).",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join with engine='ray' (e.g. ray://head:10001 or auto); "
+        "None starts a local Ray runtime.",
+    )
     warn_drop_fraction: float = Field(
         0.5,
         ge=0,

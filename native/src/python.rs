@@ -294,6 +294,41 @@ impl Bpe {
     }
 }
 
+fn check_signatures(
+    signatures: &[u8],
+    num_perm: usize,
+    bands: usize,
+    rows: usize,
+) -> PyResult<Vec<u32>> {
+    if bands * rows > num_perm || num_perm == 0 || !signatures.len().is_multiple_of(4 * num_perm) {
+        return Err(PyValueError::new_err(format!(
+            "need bands x rows <= num_perm and whole signatures; got {bands} x {rows}, {num_perm} permutations, {} bytes",
+            signatures.len()
+        )));
+    }
+    Ok(signatures
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// LSH band keys of MinHash signatures (little-endian u32, row-major): `bands` u64 keys per
+/// document, little-endian, row-major. The keys `lsh_clusters` buckets on, for engines that
+/// group documents elsewhere.
+#[pyfunction]
+fn band_keys<'py>(
+    py: Python<'py>,
+    signatures: &[u8],
+    num_perm: usize,
+    bands: usize,
+    rows: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let sigs = check_signatures(signatures, num_perm, bands, rows)?;
+    let keys = py.detach(|| minhash::band_keys(&sigs, num_perm, bands, rows));
+    let bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+    Ok(PyBytes::new(py, &bytes))
+}
+
 /// Cluster documents by LSH over MinHash signatures (little-endian u32, row-major).
 /// Returns each document's representative index (its own index when it is kept).
 #[pyfunction]
@@ -306,16 +341,7 @@ fn lsh_clusters(
     rows: usize,
     threshold: f64,
 ) -> PyResult<Vec<u32>> {
-    if bands * rows > num_perm || num_perm == 0 || signatures.len() % (4 * num_perm) != 0 {
-        return Err(PyValueError::new_err(format!(
-            "need bands x rows <= num_perm and whole signatures; got {bands} x {rows}, {num_perm} permutations, {} bytes",
-            signatures.len()
-        )));
-    }
-    let sigs: Vec<u32> = signatures
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let sigs = check_signatures(signatures, num_perm, bands, rows)?;
     Ok(py.detach(|| minhash::lsh_clusters(&sigs, num_perm, bands, rows, threshold)))
 }
 
@@ -327,6 +353,7 @@ fn _lmfast_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_files, m)?)?;
     m.add_function(wrap_pyfunction!(process_batch, m)?)?;
     m.add_function(wrap_pyfunction!(lsh_clusters, m)?)?;
+    m.add_function(wrap_pyfunction!(band_keys, m)?)?;
     m.add_function(wrap_pyfunction!(process_jsonl, m)?)?;
     m.add_class::<Bpe>()?;
     Ok(())

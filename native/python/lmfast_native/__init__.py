@@ -3,6 +3,7 @@
 from lmfast_native._lmfast_native import (
     Bpe,
     __version__,
+    band_keys,
     hash_bytes,
     hash_files,
     hash_texts,
@@ -14,6 +15,7 @@ from lmfast_native._lmfast_native import (
 __all__ = [
     "Bpe",
     "__version__",
+    "band_keys",
     "hash_bytes",
     "hash_files",
     "hash_texts",

@@ -19,6 +19,10 @@ def process_batch(
     Returns (final texts, drop reasons (None = kept), xxh3-64 of each kept text,
     signatures as little-endian u32, row-major by document)."""
 
+def band_keys(signatures: bytes, num_perm: int, bands: int, rows: int) -> bytes:
+    """LSH band keys (little-endian u64, `bands` per document, row-major): the buckets
+    `lsh_clusters` groups on, for an engine that groups documents elsewhere."""
+
 def lsh_clusters(
     signatures: bytes, num_perm: int, bands: int, rows: int, threshold: float = 0.0
 ) -> list[int]:
