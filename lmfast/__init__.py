@@ -31,6 +31,7 @@ _EXPORTS = {
     "convert_to_hf": "lmfast.convert",
     "prep_dataset": "lmfast.data",
     "PrepRequest": "lmfast.data",
+    "explain_document": "lmfast.data",
     "fine_tune": "lmfast.training",
     "FineTuneRequest": "lmfast.training",
     "SLMTrainer": "lmfast.training",

@@ -10,6 +10,7 @@ from __future__ import annotations
 CAPABILITIES: dict[str, tuple[str, str]] = {
     "generate": ("generate", "generate"),
     "prep_dataset": ("prep", "prep_dataset"),
+    "explain_document": ("explain", "explain_document"),
     "fine_tune": ("train", "fine_tune"),
     "train_tokenizer": ("tokenizer train", "train_tokenizer"),
     "tune": ("tune", "tune"),

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from lmfast import __version__
 from lmfast.config import DEFAULT_MODEL
+from lmfast.data.audit import Explanation
 from lmfast.errors import LMFastError
 from lmfast.generate import GenerateResult
 from lmfast.inference.base import ChatMessage
@@ -363,6 +364,24 @@ def build_server() -> MCPServer:
             ray_address=ray_address,
         )
         return await _start_job("prep_dataset", request, wait, ctx)
+
+    @mcp.tool(
+        description="Why prep_dataset kept, dropped or deduplicated a document: the filter "
+        "that dropped it, or the document it duplicates (exact or near, with the estimated "
+        "Jaccard), or where it sits in data.jsonl."
+    )
+    @_errors
+    async def explain_document(
+        doc_id: Annotated[
+            str, Field(min_length=1, max_length=2000, description="Its id field, or file:line.")
+        ],
+        dataset: Annotated[
+            str | None, Field(max_length=200, description="Dataset artifact (default: newest).")
+        ] = None,
+    ) -> Explanation:
+        from lmfast.data.audit import explain_document as run
+
+        return await anyio.to_thread.run_sync(run, doc_id, dataset)
 
     # -- training ----------------------------------------------------------------------
     @mcp.tool(

@@ -66,7 +66,7 @@ def test_records_keep_fields_and_provenance_and_tables_account_for_everything(
     assert r.duplicates_table == 3 and r.drops_table == 2
     assert r.documents_out + r.duplicates_table + r.drops_table == r.documents_in
 
-    from lmfast.data.audit import explain
+    from lmfast.data.audit import explain_document as explain
 
     assert explain("n0").status == "duplicate" and explain("n0").kept_id == "d1"
     assert explain("s0").reason == "empty"
@@ -140,9 +140,37 @@ def test_cli_json_and_explain(tmp_path: Path) -> None:
     assert explained.returncode == 0, explained.stderr
     e = json.loads(explained.stdout)
     assert e["status"] == "duplicate" and e["kind"] == "exact" and e["kept_id"] == "d0"
-    said = subprocess.run([*cli, "prep", "--explain", "n0"], capture_output=True, text=True)
+    said = subprocess.run([*cli, "explain", "n0"], capture_output=True, text=True)
+    assert said.returncode == 0, said.stderr
     assert "near duplicate of d1" in " ".join(said.stdout.split())
+    dropped = subprocess.run([*cli, "explain", "s0", "--json"], capture_output=True, text=True)
+    assert json.loads(dropped.stdout)["reason"] == "empty"
     missing = subprocess.run([*cli, "prep", "--explain", "nope"], capture_output=True, text=True)
     assert missing.returncode == 1 and "not in" in missing.stdout
     bare = subprocess.run([*cli, "prep"], capture_output=True, text=True)
     assert bare.returncode == 2 and "INPUTS" in bare.stdout + bare.stderr
+
+
+def test_mcp_explain_document(tmp_path: Path) -> None:
+    import anyio
+    from lmfast.mcp_server import build_server
+    from mcp import Client
+
+    result = prep_dataset(PrepRequest(inputs=[str(_corpus(tmp_path))]))
+
+    async def ask() -> tuple[Any, Any, Any]:
+        async with Client(build_server()) as client:
+            dup = await client.call_tool("explain_document", {"doc_id": "e0"})
+            kept = await client.call_tool(
+                "explain_document", {"doc_id": "d4", "dataset": result.artifact_id}
+            )
+            bad = await client.call_tool(
+                "explain_document", {"doc_id": "d4", "dataset": "dataset-nope"}
+            )
+            return dup, kept, bad
+
+    dup, kept, bad = anyio.run(ask)
+    assert not dup.is_error and dup.structured_content["kept_id"] == "d0"
+    assert dup.structured_content["kind"] == "exact"
+    assert kept.structured_content["status"] == "kept" and kept.structured_content["line"] == 5
+    assert bad.is_error and "dataset-nope" in bad.content[0].text

@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "plan": "show the hardware plan (dtype, quantization, batch, memory and time estimates)",
     "generate": "generate a reply from a model",
     "prep": "clean, filter, deduplicate, tokenize and pack a dataset",
+    "explain": "why prep kept, dropped or deduplicated a document",
     "train": "fine-tune (LoRA, QLoRA, full; SFT or continued pretraining) or pretrain a "
     "template from scratch, on one process or several (DDP)",
     "tokenizer train": "train a byte-level BPE or Unigram tokenizer with a chat template",
@@ -106,6 +107,7 @@ app.command("plan")(system.plan_command)
 app.command("generate")(generate.generate_command)
 app.command("chat")(chat.chat_command)
 app.command("prep")(prep.prep_command)
+app.command("explain")(prep.explain_command)
 app.command("train")(train.train_command)
 app.command("merge")(train.merge_command)
 app.command("distill")(distill.distill_command)

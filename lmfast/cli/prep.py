@@ -45,9 +45,9 @@ def show_report(report: dict[str, Any]) -> None:
 
 def show_explanation(doc_id: str, dataset: str | None, json_out: bool) -> None:
     from lmfast.cli.output import print_json
-    from lmfast.data.audit import explain
+    from lmfast.data.audit import explain_document
 
-    e = explain(doc_id, dataset)
+    e = explain_document(doc_id, dataset)
     if json_out:
         print_json(e)
         return
@@ -64,6 +64,17 @@ def show_explanation(doc_id: str, dataset: str | None, json_out: bool) -> None:
     else:
         console.print(f"[red]{e.id}[/] is not in {e.dataset}'s input (ids or file:line)")
         raise typer.Exit(1)
+
+
+def explain_command(
+    doc_id: Annotated[str, typer.Argument(metavar="ID", help="Its id field, or file:line.")],
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset artifact (default: the newest).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Say why prep kept, dropped or deduplicated a document (and which one it duplicates)."""
+    show_explanation(doc_id, dataset, json_out)
 
 
 def prep_command(

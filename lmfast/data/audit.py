@@ -1,4 +1,5 @@
-"""Why a document is, or is not, in a prepared dataset: `lmfast prep --explain ID`.
+"""Why a document is, or is not, in a prepared dataset: `lmfast explain ID` (also
+`lmfast prep --explain ID`), the MCP tool `explain_document`, `lmfast.explain_document`.
 
 Reads the artifact's audit tables (`drops.jsonl`, `duplicates.jsonl`) and its kept records;
 an id is the record's own id field or, for records without one, its `file:line`.
@@ -46,7 +47,7 @@ def latest_dataset(store: ArtifactStore) -> str:
     return max(datasets, key=lambda a: a.manifest.created_at).id
 
 
-def explain(
+def explain_document(
     doc_id: str, dataset: str | None = None, store: ArtifactStore | None = None
 ) -> Explanation:
     """What prep did with document `doc_id` in `dataset` (default: the newest dataset)."""
