@@ -16,6 +16,7 @@
 5. Tokenize-and-pack: LMFast's Rust BPE vs `tokenizers` encode_batch_fast on the same text
    and cores, ids compared document by document; the whole pipeline with the tokenizer.
 6. Peak memory and MB/s at 1x and 4x the corpus (copies with fresh ids).
+7. The Ray engine (2 local workers) against the local engine: wall time and kept ids.
 Each tool runs in its own process so peak memory (max RSS) is its own.
 """
 
@@ -156,6 +157,32 @@ def run_lmfast(path: str, dedup_only: bool, tokenizer: str | None = None) -> dic
         "tokenizer_path": r.tokenizer_path,
         "path": result.path,
     }
+
+
+def run_ray(path: str) -> dict[str, object]:
+    """The Ray engine on a local runtime with 2 worker CPUs: start-up, a cold run (workers
+    import LMFast) and a warm one, on the same corpus as the local run."""
+    os.environ.setdefault("LMFAST_HOME", str(WORK / "home"))
+    import ray
+
+    from lmfast.data import PrepRequest, prep_dataset
+
+    t = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    init = time.perf_counter() - t
+    runs = []
+    for _ in range(2):
+        t = time.perf_counter()
+        result = prep_dataset(PrepRequest(inputs=[path], engine="ray"))
+        runs.append(time.perf_counter() - t)
+    ray.shutdown()
+    return {"init_seconds": init, "cold_seconds": runs[0], "warm_seconds": runs[1],
+            "path": result.path}  # fmt: skip
+
+
+def _kept_ids(folder: object) -> list[str]:
+    with open(Path(str(folder)) / "data.jsonl") as f:
+        return [json.loads(line)["id"] for line in f]
 
 
 def scaled_corpus(times: int) -> Path:
@@ -401,6 +428,7 @@ def main() -> None:
             "datatrove": lambda: run_datatrove(args.path),
             "datasketch": lambda: run_datasketch(args.path),
             "tokenize": lambda: run_tokenize(args.path),
+            "ray": lambda: run_ray(args.path),
         }[args.run]
         result = fn()
         result["max_rss_mb"] = _peak_rss_mb()
@@ -416,6 +444,9 @@ def main() -> None:
         "--tokenizer", "smollm2-135m-instruct",
     )  # fmt: skip
     print("lmfast full + tokenizer", {k: v for k, v in with_tok.items() if k != "dropped"})
+    on_ray = _sub("--run", "ray", "--path", str(WORK / "corpus.jsonl"))
+    same_ids = _kept_ids(on_ray["path"]) == _kept_ids(full["path"])
+    print("ray", on_ray, "same kept ids:", same_ids, flush=True)
     x4 = _sub("--run", "lmfast", "--path", str(scaled_corpus(4)))
     print("lmfast 4x", {k: v for k, v in x4.items() if k != "dropped"}, flush=True)
     dedup_only = _sub("--run", "lmfast", "--path", str(WORK / "corpus.jsonl"), "--dedup-only")
@@ -445,6 +476,10 @@ def main() -> None:
         f"| 4x corpus ({x4['input_mb']:.0f} MB JSONL), MB/s of JSONL / peak memory (MB) | "
         f"{x4['input_mb_per_s']:.1f} / {x4['max_rss_mb']:.0f} | 1x: "
         f"{full['input_mb_per_s']:.1f} / {full['max_rss_mb']:.0f} | |",
+        f"| Ray engine, 2 local workers, whole corpus (s; same kept ids: {same_ids}) | "
+        f"{on_ray['cold_seconds']:.2f} cold, {on_ray['warm_seconds']:.2f} warm (+ "
+        f"{on_ray['init_seconds']:.1f} start-up) | local engine {full['seconds']:.2f} | "
+        f"{on_ray['warm_seconds'] / full['seconds']:.2f}x the time |",
         f"| full pipeline, {args.peer_mb:g} MB slice (MB/s) | {ours_slice['mb_per_s']:.1f} | "
         f"datatrove {dt['mb_per_s']:.2f} | {ours_slice['mb_per_s'] / dt['mb_per_s']:.0f}x |",
         f"| near dedup alone, {args.peer_mb:g} MB slice (MB/s) | "
@@ -472,6 +507,7 @@ def main() -> None:
                 "full": full,
                 "full_with_tokenizer": with_tok,
                 "x4": x4,
+                "ray": {**on_ray, "same_kept_ids": same_ids},
                 "quality": q,
                 "slice": ours_slice,
                 "slice_dedup": ours_slice_dedup,

@@ -116,6 +116,17 @@ def test_same_ids_as_the_embedded_smollm2_tokenizer(tmp_path: Path) -> None:
     assert which == "lmfast rust bpe"
     assert lengths.tolist() == [len(e) for e in expected]
     assert flat.tolist() == [t for e in expected for t in e]
+    # The second load comes from the cached conversion and is the same tokenizer.
+    from lmfast.data.tokenize import tokenizer_fingerprint
+    from lmfast.home import lmfast_home
+
+    cached = list((lmfast_home() / "cache" / "gguf-tokenizers").glob("*/tokenizer.json"))
+    assert len(cached) == 1
+    again = load_tokenizer("smollm2-135m-instruct")
+    assert tokenizer_fingerprint(again) == tokenizer_fingerprint(tok)
+    assert again.chat_template == tok.chat_template
+    assert (again.eos_token_id, again.pad_token_id) == (tok.eos_token_id, tok.pad_token_id)
+    assert again.backend_tokenizer.encode(texts[3], add_special_tokens=False).ids == expected[3]
 
 
 def test_unsupported_tokenizers_fall_back_and_say_why(tmp_path: Path) -> None:
