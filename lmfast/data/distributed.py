@@ -66,16 +66,18 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[An
     from ray.data.context import ShuffleStrategy
 
     ctx = ray.data.DataContext.get_current()
-    saved = (ctx.enable_progress_bars, ctx.shuffle_strategy)
+    data_log = logging.getLogger("ray.data")
+    saved = (ctx.enable_progress_bars, ctx.shuffle_strategy, data_log.level)
     ctx.enable_progress_bars = False  # prep reports its own progress
     # The sort-based shuffle needs no aggregator actors: on small clusters the default hash
     # shuffle spends seconds starting them (15 s vs 0.6 s for the bench corpus on 2 CPUs).
     ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    data_log.setLevel(logging.ERROR)
     try:
         yield ray
     finally:
-        ctx.enable_progress_bars, ctx.shuffle_strategy = saved
+        ctx.enable_progress_bars, ctx.shuffle_strategy, level = saved
+        data_log.setLevel(level)
         if started:
             ray.shutdown()
 
