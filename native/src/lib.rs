@@ -7,6 +7,7 @@ pub mod hashing;
 pub mod jsonl;
 pub mod minhash;
 pub mod pipeline;
+pub mod repetition;
 pub mod text;
 pub mod tokenize;
 pub mod words;
