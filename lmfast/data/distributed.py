@@ -52,6 +52,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[An
     ray = _ray()
     started = not ray.is_initialized()
     if started:
+        _check_reachable(address)
         try:
             ray.init(
                 address=address,
@@ -80,6 +81,22 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[An
         data_log.setLevel(level)
         if started:
             ray.shutdown()
+
+
+def _check_reachable(address: str | None) -> None:
+    """Ray retries an unreachable head for minutes; a host:port (or ray://host:port) that
+    refuses connections is reported at once instead."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise DataError(f"ray_address: nothing answers at {address} ({e})") from e
 
 
 def _cpus(ray: Any) -> int:
