@@ -11,8 +11,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && python3 -m pip install --break-system-packages --no-cache-dir "uv==0.13.8"
 WORKDIR /app
 COPY . .
-# llama.cpp with CUDA kernels; everything else from the lock file, GPU extras included.
-RUN CMAKE_ARGS="-DGGML_CUDA=on" uv sync --locked --no-dev --no-editable --extra gpu
+# llama.cpp with CUDA kernels beside its CPU variants (pyproject's CMAKE_ARGS keeps every CPU
+# variant, so the image runs on any host CPU); everything else from the lock file.
+RUN SKBUILD_CMAKE_ARGS="-DGGML_CUDA=on" uv sync --locked --no-dev --no-editable --extra gpu
 
 # Runtime stage: CUDA runtime libraries and the finished virtual environment only.
 FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04

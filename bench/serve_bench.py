@@ -37,6 +37,12 @@ SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 def raw_llama(path: str, tokens: int, runs: int) -> dict[str, float]:
     from llama_cpp import Llama
 
+    from lmfast.inference.cpu_backend import load_backends
+    from lmfast.inference.selfcheck import checked_settings
+
+    # The same CPU variant LMFast's engine runs (a multi-variant build loads none by itself).
+    load_backends(checked_settings(path).variant)
+
     llm = Llama(model_path=path, n_ctx=2048, n_threads=cpu_cores(), verbose=False)
     ttfts, rates = [], []
     for _ in range(runs + 1):  # first run warms up

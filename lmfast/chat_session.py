@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from lmfast.errors import GenerationError
 from lmfast.guardrails.guard import GuardrailBlocked
 from lmfast.inference.base import ChatMessage, SamplingParams
 from lmfast.pipeline import Pipeline
@@ -62,6 +63,9 @@ class ChatSession:
         except GuardrailBlocked as e:
             self.history.pop()  # the refused message is not kept in the conversation
             return Reply("text", f"{e} (message not sent)")
+        except GenerationError as e:  # e.g. the engine process crashed: it restarts
+            self.history.pop()
+            return Reply("text", f"error: {e} (message not answered; send it again)")
         return Reply("stream", pieces=_primed(first, pieces))
 
     def _answer(self) -> Iterator[str]:
@@ -72,10 +76,10 @@ class ChatSession:
                 started = True
                 parts.append(piece)
                 yield piece
-        except GuardrailBlocked as e:
+        except (GuardrailBlocked, GenerationError) as e:
             if not started:
                 raise
-            yield f" [{e}]"  # the reply is cut where the guard stopped it
+            yield f" [{e}]"  # the reply is cut where the guard or the engine stopped it
         finally:  # an interrupted answer is kept as far as it got
             if started:
                 self.history.append(ChatMessage(role="assistant", content="".join(parts)))

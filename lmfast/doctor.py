@@ -37,6 +37,21 @@ class PackageStatus(BaseModel):
     purpose: str
 
 
+class LlamaCpuReport(BaseModel):
+    """How llama.cpp runs on this CPU (see lmfast.inference.cpu_backend)."""
+
+    cpu_class: str = Field(description="x86-64 AVX2, x86-64 AVX-512, ... + AMX, arm64.")
+    cpu_model: str
+    build: str | None = Field(description="The llama-cpp-python build; None if not installed.")
+    variants: dict[str, int] = Field(
+        description="CPU variant modules of the build and their score here (0: cannot run)."
+    )
+    settings: str | None = Field(description="What models load with, once checked.")
+    check: str = Field(description="Outcome of the first-run check, or that it has not run.")
+    attempts: list[str] = Field(description="Each setting the check (or a crash) tried.")
+    features: str | None = Field(description="llama.cpp's own line of the features it uses.")
+
+
 class DoctorReport(BaseModel):
     """The environment as LMFast sees it."""
 
@@ -55,6 +70,7 @@ class DoctorReport(BaseModel):
     accelerators: list[PackageStatus]
     lmfast_home: str
     hub_offline: bool
+    llama_cpu: LlamaCpuReport
 
 
 def _status(module: str, dist: str, purpose: str) -> PackageStatus:
@@ -68,7 +84,55 @@ def _status(module: str, dist: str, purpose: str) -> PackageStatus:
     return PackageStatus(name=dist, installed=installed, version=version, purpose=purpose)
 
 
-def doctor() -> DoctorReport:
+def llama_cpu_report(recheck: bool = False) -> LlamaCpuReport:
+    """The CPU class, the variants, the check's outcome (run now with `recheck`, on the
+    embedded model) and, once settings are known, the features llama.cpp uses with them."""
+    from lmfast.inference.cpu_backend import build_id, cpu_identity, load_backends, system_info
+
+    ident = cpu_identity()
+    if importlib.util.find_spec("llama_cpp") is None:
+        return LlamaCpuReport(
+            cpu_class=ident.cpu_class,
+            cpu_model=ident.model,
+            build=None,
+            variants={},
+            settings=None,
+            check="llama-cpp-python is not installed",
+            attempts=[],
+            features=None,
+        )
+    from lmfast.inference import cpu_backend, selfcheck
+
+    if recheck:
+        from lmfast.registry import resolve_model
+
+        selfcheck.forget()
+        selfcheck.checked_settings(resolve_model(None).path)
+    record = selfcheck.load_record()
+    features = None
+    if record is None:
+        check = "not run yet: it runs at the first model load (`lmfast doctor --recheck` now)"
+    elif record.settings is None:
+        check = "failed: no setting decoded on this CPU"
+    else:
+        check = "passed after falling back" if record.fell_back else "passed"
+        load_backends(record.settings.variant)  # no decode: reading features is safe
+        features = system_info()
+    return LlamaCpuReport(
+        cpu_class=ident.cpu_class,
+        cpu_model=ident.model,
+        build=build_id(),
+        variants={v.name: v.score for v in cpu_backend.variants()},
+        settings=record.settings.describe() if record and record.settings else None,
+        check=check,
+        attempts=[
+            f"{a.settings.describe()}: {a.outcome}" for a in (record.attempts if record else [])
+        ],
+        features=features,
+    )
+
+
+def doctor(recheck: bool = False) -> DoctorReport:
     from lmfast import __version__
     from lmfast.home import lmfast_home
 
@@ -96,4 +160,5 @@ def doctor() -> DoctorReport:
         accelerators=[_status(*p) for p in ACCELERATORS],
         lmfast_home=str(lmfast_home()),
         hub_offline=os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"),
+        llama_cpu=llama_cpu_report(recheck),
     )

@@ -34,3 +34,11 @@ class PlanError(LMFastError, ValueError):
 
 class BackendError(LMFastError, ValueError):
     """The chosen inference or training backend cannot run this model on this machine."""
+
+
+class GenerationError(LMFastError):
+    """The engine could not finish a generation; the message says why."""
+
+
+class EngineCrashedError(GenerationError):
+    """A native inference engine died (a signal such as SIGSEGV, or an exit) mid-request."""

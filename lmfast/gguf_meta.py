@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,16 @@ def _value(reader: Any, key: str, default: Any = None) -> Any:
 
 
 def read_gguf(path: str | Path) -> GGUFInfo:
-    """Parse the header of `path` (memory-mapped; tensors are not read)."""
+    """Parse the header of `path` (memory-mapped; tensors are not read). Cached per file
+    version: gguf's reader takes seconds over a large vocabulary, and resolving a model then
+    loading it reads the same header twice."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _read_gguf(str(p), st.st_size, st.st_mtime_ns).model_copy(deep=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_gguf(path: str, size: int, mtime_ns: int) -> GGUFInfo:
     from gguf import GGUFReader, LlamaFileType
 
     reader = GGUFReader(str(path), "r")

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from lmfast.errors import GenerationError
 from lmfast.inference.base import (
     ChatMessage,
     Delta,
@@ -401,7 +402,7 @@ class _Accumulator:
     def result(self) -> ChatResult:
         f = self.finished or Finished("cancelled", 0, 0)
         if f.finish_reason == "error":
-            raise RuntimeError(f.error or "generation failed")
+            raise GenerationError(f.error or "generation failed")
         text: str | None = "".join(self.text)
         calls: list[ToolCall] = []
         reason: str = f.finish_reason

@@ -13,11 +13,20 @@ from lmfast.cli.output import console, print_json
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def doctor_command(json_out: JsonOpt = False) -> None:
-    """Report Python, torch, CUDA/GPU, optional accelerators and the Rust core."""
+def doctor_command(
+    json_out: JsonOpt = False,
+    recheck: Annotated[
+        bool,
+        typer.Option(
+            "--recheck",
+            help="Run llama.cpp's first-run CPU check again now (on the embedded model).",
+        ),
+    ] = False,
+) -> None:
+    """Report Python, torch, CUDA/GPU, llama.cpp on this CPU, accelerators and the Rust core."""
     from lmfast.doctor import doctor
 
-    report = doctor()
+    report = doctor(recheck=recheck)
     if json_out:
         print_json(report)
         return
@@ -47,6 +56,21 @@ def doctor_command(json_out: JsonOpt = False) -> None:
     hub = "offline (HF_HUB_OFFLINE)" if report.hub_offline else "online if reachable"
     table.add_row("hub", hub)
     console.print(table)
+    lc = report.llama_cpu
+    cpu = Table(title="llama.cpp on this CPU", show_header=False)
+    cpu.add_column("what", style="bold")
+    cpu.add_column("value")
+    cpu.add_row("CPU", f"{lc.cpu_model} ({lc.cpu_class})")
+    cpu.add_row("build", lc.build or "[red]llama-cpp-python not installed[/]")
+    runnable = [f"{n} ({s})" for n, s in lc.variants.items() if s > 0]
+    cpu.add_row("variants", ", ".join(runnable) or "one built-in CPU backend")
+    cpu.add_row("check", lc.check)
+    cpu.add_row("settings", lc.settings or "-")
+    for attempt in lc.attempts:
+        cpu.add_row("tried", attempt)
+    if lc.features:
+        cpu.add_row("features", lc.features)
+    console.print(cpu)
     pkgs = Table(title="Packages")
     for col in ("package", "version", "purpose"):
         pkgs.add_column(col)

@@ -174,7 +174,9 @@ def _llama_tokenize(path: Path, text: str) -> list[int] | None:
     from llama_cpp import Llama
 
     from lmfast.export.llama_quantize import quiet_llama
+    from lmfast.inference.selfcheck import load_known_backend
 
+    load_known_backend()
     try:
         with quiet_llama():
             llm = Llama(str(path), vocab_only=True, verbose=False)

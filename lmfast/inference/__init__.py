@@ -48,9 +48,10 @@ def load_engine(
         backend = "llamacpp" if resolved.format == "gguf" else "transformers"
     check_backend(resolved, backend)
     if backend == "llamacpp":
-        from lmfast.inference.llamacpp import LlamaCppEngine
+        # In a child process: a native crash ends requests with an error, not the caller.
+        from lmfast.inference.engine_process import EngineProcess
 
-        return LlamaCppEngine(
+        return EngineProcess(
             resolved.path,
             n_ctx=n_ctx,
             parallel=parallel,

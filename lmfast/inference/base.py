@@ -212,6 +212,9 @@ class PromptTooLongError(ValueError):
             f"{context_length} tokens; shorten the prompt or the history"
         )
 
+    def __reduce__(self) -> tuple[type, tuple[int, int]]:  # crosses the engine process pipe
+        return (type(self), (self.prompt_tokens, self.context_length))
+
 
 def check_logit_bias(params: SamplingParams, vocab_size: int) -> None:
     bad = [t for t in params.logit_bias if not 0 <= t < vocab_size]
@@ -229,8 +232,11 @@ class RequestFieldError(ValueError):
     """One request field is invalid (HTTP 400 with `param` naming it)."""
 
     def __init__(self, param: str, message: str) -> None:
-        self.param = param
+        self.param, self.message = param, message
         super().__init__(f"{param}: {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.param, self.message))
 
 
 @runtime_checkable

@@ -34,7 +34,9 @@ from lmfast.inference.base import (
     check_logit_bias,
 )
 from lmfast.inference.chat_format import openai_tools, prepare_messages, template_supports_tools
+from lmfast.inference.cpu_backend import CpuSettings, load_backends
 from lmfast.inference.decoding import TextAssembler, token_logprob
+from lmfast.inference.selfcheck import checked_settings
 
 # The KV cache is allocated up front; cap the default per-sequence window so a model trained
 # on 128k positions does not reserve gigabytes for short chats.
@@ -75,23 +77,29 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         n_gpu_layers: int = -1,
         default_system: str | None = None,
+        cpu_settings: CpuSettings | None = None,
     ) -> None:
+        """`cpu_settings` None: what the first-run check found for this build and CPU."""
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from lmfast.gguf_meta import read_gguf
-
         self._llama = llama_cpp
         self.path = Path(path)
-        meta = read_gguf(self.path)
-        self.context_length = n_ctx or min(meta.spec.context_length, DEFAULT_MAX_CONTEXT)
         self.default_system = default_system
         self.parallel, self.queue_size = parallel, queue_size
 
+        self.cpu_settings = cpu_settings or checked_settings(self.path)
+        load_backends(self.cpu_settings.variant)
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
+        mparams.use_extra_bufts = self.cpu_settings.extra_bufts
         self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
+        # The header through llama.cpp, which has just read it (gguf's Python reader takes
+        # seconds over a large vocabulary).
+        self.context_length = n_ctx or min(self._model.n_ctx_train(), DEFAULT_MAX_CONTEXT)
+        raw_template = llama_cpp.llama_model_chat_template(self._model.model, None)
+        template = raw_template.decode("utf-8") if raw_template else None
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = self.context_length * parallel
         cparams.n_seq_max = parallel
@@ -104,7 +112,6 @@ class LlamaCppEngine:
         self._vocab = self._model.vocab
         self._pieces: dict[int, bytes] = {}
 
-        template = meta.chat_template
         self.chat_template = template
         self._native_tools = template_supports_tools(template)
         bos, eos = self._model.token_bos(), self._model.token_eos()
@@ -176,7 +183,10 @@ class LlamaCppEngine:
     def detokenize(self, tokens: list[int]) -> str:
         return self._model.detokenize(tokens).decode("utf-8", "replace")
 
-    def submit(self, request: EngineRequest) -> GenerationStream:
+    def submit(
+        self, request: EngineRequest, stream: GenerationStream | None = None
+    ) -> GenerationStream:
+        """Queue `request`; its events go to `stream` (a new one by default)."""
         prompt = (
             request.prompt if isinstance(request.prompt, list) else self.tokenize(request.prompt)
         )
@@ -196,7 +206,7 @@ class LlamaCppEngine:
             request=request,
             prompt=prompt,
             max_new=min(request.params.max_tokens, self.context_length - len(prompt)),
-            stream=GenerationStream(),
+            stream=stream or GenerationStream(),
             assembler=TextAssembler(list(request.params.stop)),
             prompt_logprobs=[None] * (len(prompt) - 1) if request.prompt_logprobs else [],
         )

@@ -46,8 +46,10 @@ def build_app(
 
 
 def run_server(model: str | None, config: ServeConfig) -> None:
-    """Serve until stopped. A model that fails to load stops the server with an error
-    (exit status 2 from the CLI) instead of leaving it up answering 503."""
+    """Serve until stopped. A model that fails to load, or an engine that crashed with no
+    safer settings left to restart with, stops the server with an error (exit status 2 from
+    the CLI) instead of leaving it up answering 503. A crash it can restart from is logged,
+    fails the requests in flight (HTTP 500 with the reason) and serving goes on."""
     import uvicorn
 
     failure: list[str] = []
@@ -66,4 +68,4 @@ def run_server(model: str | None, config: ServeConfig) -> None:
     )
     server.run()
     if failure:
-        raise LMFastError(f"the model failed to load, so the server stopped: {failure[0]}")
+        raise LMFastError(f"the server stopped: {failure[0]}")

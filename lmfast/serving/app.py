@@ -106,6 +106,8 @@ class ServerState:
     pipeline: Pipeline | None = None
     load_error: str | None = None
     closing: bool = False
+    # Called with the reason when the engine cannot run any more (`lmfast serve` exits).
+    on_fatal: Callable[[str], None] | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     metrics: Metrics = field(init=False)
 
@@ -198,7 +200,9 @@ def create_app(
     """An app serving the engine `load()` returns; loading runs in the background so the
     server answers /health (503 'loading') at once. A failed load is logged, reported on
     /health, and passed to `on_load_error` (`lmfast serve` stops with an error there)."""
-    state = ServerState(model_id=model_id, config=config, aliases=aliases or set())
+    state = ServerState(
+        model_id=model_id, config=config, aliases=aliases or set(), on_fatal=on_load_error
+    )
 
     def _load() -> None:
         from lmfast.guardrails.guard import Decision, guard_hooks
@@ -213,7 +217,7 @@ def create_app(
             state.load_error = f"{type(e).__name__}: {e}"
             log.error("model %s failed to load: %s", model_id, state.load_error)
             if on_load_error is not None:
-                on_load_error(state.load_error)
+                on_load_error(f"the model failed to load: {state.load_error}")
             return
         if state.closing:  # the server stopped while we loaded
             engine.close()

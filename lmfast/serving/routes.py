@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 
+from lmfast.errors import EngineCrashedError
 from lmfast.guardrails.guard import GuardrailBlocked
 from lmfast.inference.base import (
     Delta,
@@ -40,6 +41,10 @@ def _blocked(state: ServerState, exc: GuardrailBlocked, param: str) -> APIError:
 
 
 def _submit_errors(state: ServerState, exc: Exception, param: str) -> APIError:
+    if isinstance(exc, EngineCrashedError):  # no settings left to restart the engine with
+        if state.on_fatal is not None:
+            state.on_fatal(str(exc))
+        return APIError(503, str(exc), type_="server_error", code="engine_crashed")
     if isinstance(exc, GuardrailBlocked):
         return _blocked(state, exc, param)
     if isinstance(exc, EngineBusyError):
@@ -106,7 +111,13 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                 response_format=body.format(),
                 parallel_tool_calls=bool(body.parallel_tool_calls),
             )
-        except (EngineBusyError, PromptTooLongError, UnsupportedFeatureError, ValueError) as e:
+        except (
+            EngineBusyError,
+            EngineCrashedError,
+            PromptTooLongError,
+            UnsupportedFeatureError,
+            ValueError,
+        ) as e:
             raise _submit_errors(state, e, "messages") from None
         cid, created, t0 = (
             f"chatcmpl-{secrets.token_hex(12)}",
@@ -251,7 +262,13 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                 ctx, s = pipeline.submit_text(req)
                 contexts.append(ctx)
                 streams.append(s)
-        except (EngineBusyError, PromptTooLongError, UnsupportedFeatureError, ValueError) as e:
+        except (
+            EngineBusyError,
+            EngineCrashedError,
+            PromptTooLongError,
+            UnsupportedFeatureError,
+            ValueError,
+        ) as e:
             for s in streams:
                 s.cancel()
             raise _submit_errors(state, e, "prompt") from None
