@@ -93,6 +93,7 @@ class EngineProcess:
         # The first-run check runs here, in its own child, before the engine's child starts.
         self.cpu_settings: CpuSettings | None = checked_settings(self.path)
         self._lock = threading.Lock()  # one writer on the socket; guards the tables below
+        self._restart_lock = threading.Lock()
         self._ids = itertools.count()
         self._streams: dict[int, _RemoteStream] = {}
         self._calls: dict[int, _Call] = {}
@@ -138,10 +139,13 @@ class EngineProcess:
             raise EngineCrashedError("the engine is closed")
         if self._crash is None:
             return
-        if self.cpu_settings is None:
-            raise EngineCrashedError(self._crash)
-        self.restarts += 1
-        self._start()
+        with self._restart_lock:  # concurrent requests after a crash start one child
+            if self._crash is None:
+                return
+            if self.cpu_settings is None:
+                raise EngineCrashedError(self._crash)
+            self.restarts += 1
+            self._start()
 
     def _read(self) -> None:
         conn = self._conn
@@ -243,6 +247,10 @@ class EngineProcess:
     def eos_token(self) -> int:
         return self._info["eos_token"]
 
+    @property
+    def vocab_size(self) -> int:
+        return self._info["vocab_size"]
+
     def special_tokens(self) -> dict[str, str | None]:
         return dict(self._info["special_tokens"])
 
@@ -334,6 +342,7 @@ def _child_main(fd: int) -> None:
                 "chat_template": engine.chat_template,
                 "bos_token": engine.bos_token,
                 "eos_token": engine.eos_token,
+                "vocab_size": engine.vocab_size,
                 "special_tokens": engine.special_tokens(),
             },
         )

@@ -172,6 +172,11 @@ class LlamaCppEngine:
     def eos_token(self) -> int:
         return self._model.token_eos()
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids are in [0, vocab_size): llama.cpp aborts the process on others."""
+        return self._n_vocab
+
     def special_tokens(self) -> dict[str, str | None]:
         """Text of the BOS / EOS tokens (None when the model has none)."""
         bos, eos = self._model.token_bos(), self._model.token_eos()
@@ -181,6 +186,8 @@ class LlamaCppEngine:
         }
 
     def detokenize(self, tokens: list[int]) -> str:
+        if bad := [t for t in tokens if not 0 <= t < self._n_vocab]:
+            raise ValueError(f"token ids must be in [0, {self._n_vocab}); got {bad[:5]}")
         return self._model.detokenize(tokens).decode("utf-8", "replace")
 
     def submit(
@@ -383,6 +390,8 @@ class LlamaCppEngine:
         """Bytes of one token (cached: the vocabulary is fixed)."""
         cached = self._pieces.get(token)
         if cached is None:
+            if not 0 <= token < self._n_vocab:  # llama.cpp would abort the process
+                raise ValueError(f"token id {token} is not in [0, {self._n_vocab})")
             buf = ctypes.create_string_buffer(64)
             n = self._llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
             if n < 0:  # longer than the buffer: llama.cpp says how long

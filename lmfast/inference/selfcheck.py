@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from lmfast.errors import BackendError
 from lmfast.inference.cpu_backend import (
+    FORCE_ENV,
     CpuSettings,
     build_id,
     cpu_identity,
@@ -62,7 +63,8 @@ def _record_path() -> Path:
     from lmfast.home import lmfast_home
 
     ident = cpu_identity()
-    key = hashlib.sha256(f"{build_id()}\n{ident.key()}".encode()).hexdigest()[:16]
+    forced = os.environ.get(FORCE_ENV, "")  # a forced variant is checked on its own
+    key = hashlib.sha256(f"{build_id()}\n{ident.key()}\n{forced}".encode()).hexdigest()[:16]
     folder = lmfast_home() / "llama-cpu"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{key}.json"

@@ -59,7 +59,7 @@ def register_tokenizer_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/detokenize")
     async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:
         engine = engine_for(body.model)
-        vocab = getattr(engine, "_n_vocab", None)
+        vocab = getattr(engine, "vocab_size", None)
         if vocab is not None and any(t < 0 or t >= vocab for t in body.tokens):
             raise APIError(400, f"tokens: ids must be in [0, {vocab})", param="tokens")
         try:
