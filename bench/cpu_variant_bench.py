@@ -6,7 +6,8 @@ llama-cpp-python when one is given.
 
 Each measurement runs in its own process (ggml loads one CPU variant per process) with raw
 llama-cpp-python (`Llama.create_chat_completion(stream=True)`, greedy, 128 new tokens, median
-of 3 runs after a warm-up). LMFast's pick is the variant its first-run check chose. A native
+of 3 runs after a warm-up); rounds interleave the builds and each figure is the median of its
+rounds. LMFast's pick is the variant its first-run check chose. A native
 build is what `pip install llama-cpp-python` compiles by default: fastest on the machine that
 built it, unsafe anywhere else. Prints a Markdown table; writes bench/results/cpu_variants.json.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 from datetime import date
@@ -77,26 +79,45 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="timed generations per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the builds")
     ap.add_argument("--native-python", help="python of an env with a native llama-cpp-python")
     args = ap.parse_args()
     path = str(resolve_model().path)
     picked = checked_settings(path)
     ident = cpu_identity()
 
-    rows = []
-    runnable = [v for v in variants() if v.score > 0]
-    for v in runnable:
+    configs: list[tuple[str, str, str, bool, int | None]] = []  # label, python, variant, ...
+    for v in variants():
+        if v.score == 0 or v.name in AMX_VARIANTS:
+            continue  # AMX: never picked; measuring it is what crashes on Sapphire Rapids
         for extra in (True, False) if v.name == picked.variant else (True,):
-            if v.name in AMX_VARIANTS:
-                continue  # never picked; measuring it is what crashes on Sapphire Rapids
-            r = measure(sys.executable, v.name, extra, path, args)
-            rows.append({"build": f"variant {v.name}", "score": v.score, "repack": extra, **r})
-            print(rows[-1], flush=True)
+            configs.append((f"variant {v.name}", sys.executable, v.name, extra, v.score))
     if args.native_python:
-        r = measure(args.native_python, "native", True, path, args)
-        rows.append({"build": "native (-march=native)", "score": None, "repack": True, **r})
-        print(rows[-1], flush=True)
+        configs.append(("native (-march=native)", args.native_python, "native", True, None))
+    # Rounds interleave the builds, so a slow minute on a shared machine hits all of them;
+    # each build's figure is its median over the rounds.
+    speeds: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+    errors: dict[int, str] = {}
+    for rnd in range(args.rounds):
+        for i, (label, python, variant, extra, _) in enumerate(configs):
+            if i in errors:
+                continue
+            r = measure(python, variant, extra, path, args)
+            if "error" in r:
+                errors[i] = r["error"]
+            else:
+                speeds[i].append(r["decode_tok_s"])
+            print(rnd, label, "repack" if extra else "no repack", r.get("decode_tok_s"), flush=True)
+    rows = []
+    for i, (label, _, _, extra, score) in enumerate(configs):
+        row: dict = {"build": label, "score": score, "repack": extra}
+        if i in errors:
+            row["error"] = errors[i]
+        else:
+            row["decode_tok_s"] = statistics.median(speeds[i])
+            row["rounds"] = speeds[i]
+        rows.append(row)
 
     ok = [r for r in rows if "decode_tok_s" in r]
     fastest = max(r["decode_tok_s"] for r in ok)

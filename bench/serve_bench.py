@@ -23,6 +23,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -62,6 +63,43 @@ def raw_llama(path: str, tokens: int, runs: int) -> dict[str, float]:
         rates.append((n - 1) / (last - first))
     del llm
     return {"ttft_s": statistics.median(ttfts[1:]), "decode_tok_s": statistics.median(rates[1:])}
+
+
+def engine_hop(path: str, tokens: int, runs: int, rounds: int = 3) -> dict[str, float]:
+    """Single-stream decode through the engine API, in this process (`LlamaCppEngine`) and in
+    the child process every face uses (`EngineProcess`), interleaved over `rounds`: what the
+    crash isolation costs, without HTTP in the way."""
+    from lmfast.inference.base import ChatMessage, Delta, EngineRequest, SamplingParams
+    from lmfast.inference.engine_process import EngineProcess
+    from lmfast.inference.llamacpp import LlamaCppEngine
+
+    def decode_rate(engine: Any) -> float:
+        prompt = engine.render_chat([ChatMessage.model_validate(m) for m in [SYSTEM, *PROMPT]])
+        rates = []
+        for _ in range(runs + 1):
+            request = EngineRequest(prompt, SamplingParams(max_tokens=tokens, temperature=0))
+            first = last = None
+            n = 0
+            for event in engine.submit(request):
+                if isinstance(event, Delta) and event.text:
+                    now = time.perf_counter()
+                    first = first or now
+                    last, n = now, n + 1
+            assert first is not None and last is not None
+            rates.append((n - 1) / (last - first))
+        return statistics.median(rates[1:])
+
+    found: dict[str, list[float]] = {"in_process": [], "child_process": []}
+    for _ in range(rounds):
+        for label, cls in (("in_process", LlamaCppEngine), ("child_process", EngineProcess)):
+            engine = cls(path, n_ctx=2048)
+            try:
+                found[label].append(decode_rate(engine))
+            finally:
+                engine.close()
+    out = {k: statistics.median(v) for k, v in found.items()}
+    out["ratio"] = out["child_process"] / out["in_process"]
+    return out
 
 
 def one_stream(client: openai.OpenAI, tokens: int) -> tuple[float, float, int]:
@@ -134,6 +172,8 @@ def main() -> None:
 
     raw = raw_llama(path, args.tokens, args.runs)
     print(f"raw llama-cpp-python: {raw}", flush=True)
+    hop = engine_hop(path, args.tokens, args.runs)
+    print(f"engine in this process vs in its child process: {hop}", flush=True)
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen(
@@ -193,6 +233,8 @@ def main() -> None:
             f"{served['decode_tok_s']:.1f} | {ratio:.2f}x |",
             f"| time to first token | {raw['ttft_s'] * 1000:.0f} ms | "
             f"{served['ttft_s'] * 1000:.0f} ms | |",
+            f"| engine API single stream, in process vs child process (crash isolation) | "
+            f"{hop['in_process']:.1f} | {hop['child_process']:.1f} | {hop['ratio']:.2f}x |",
             *[
                 f"| {r['clients']} concurrent clients: aggregate tokens/s | | "
                 f"{r['aggregate_tok_s']:.1f} ({r['errors']} errors) | "
@@ -215,6 +257,7 @@ def main() -> None:
                 "date": str(date.today()),
                 "machine": machine,
                 "raw": raw,
+                "engine_hop": hop,
                 "served": served,
                 "concurrency": conc,
                 "single_ratio": ratio,
