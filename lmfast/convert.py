@@ -15,7 +15,9 @@ class ConvertRequest(BaseModel):
 
     model: str = Field(description="Model reference to convert (alias, .gguf, folder, hub id).")
     dtype: Dtype = Field("bfloat16", description="Weight dtype to write ('auto': float32).")
-    name: str | None = Field(None, description="Name recorded in the artifact manifest.")
+    name: str | None = Field(
+        None, max_length=200, description="Name recorded in the artifact manifest."
+    )
 
 
 class ConvertResult(BaseModel):

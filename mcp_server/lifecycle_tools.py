@@ -14,7 +14,7 @@ from lmfast.config import DEFAULT_MODEL
 
 Steps = Annotated[int | None, Field(ge=1, le=1_000_000, description="Optimizer steps.")]
 Epochs = Annotated[float | None, Field(gt=0, le=100, description="Passes over the data.")]
-SeqLen = Annotated[int, Field(ge=16, le=131072, description="Tokens per sequence.")]
+SeqLen = Annotated[int | None, Field(ge=16, le=131072, description="Tokens per sequence.")]
 Overrides = Annotated[
     dict[str, Any] | None,
     Field(description="Any other recipe settings, e.g. {'training.learning_rate': 1e-4}."),
@@ -43,7 +43,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
     async def distill(
         ctx: Context,
         data: Annotated[str, Field(description="Dataset artifact id, or a JSONL file / folder.")],
-        teacher: Annotated[str, Field(description="Teacher model.")] = DEFAULT_MODEL,
+        teacher: Annotated[str, Field(min_length=1, description="Teacher model.")] = DEFAULT_MODEL,
         student: Annotated[
             str | None, Field(description="Student model (omit with student_layers).")
         ] = None,
@@ -57,10 +57,13 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         alpha: Annotated[float, Field(ge=0, le=1, description="KL weight.")] = 0.5,
         temperature: Annotated[float, Field(gt=0, le=20, description="Softmax temperature.")] = 2.0,
         top_k: Annotated[int, Field(ge=1, le=1024, description="Offline: logits kept.")] = 32,
-        lora: Annotated[bool, Field(description="LoRA adapters (false: all weights).")] = False,
+        lora: Annotated[
+            bool | None,
+            Field(description="LoRA adapters on the student (default: all weights)."),
+        ] = None,
         max_steps: Steps = None,
         epochs: Epochs = None,
-        max_seq_length: SeqLen = 1024,
+        max_seq_length: SeqLen = None,
         eval_tasks: Annotated[
             list[str] | None, Field(description="Sample task names for the side-by-side report.")
         ] = None,
@@ -116,14 +119,19 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         model: Annotated[str, Field(description="Model to align.")] = DEFAULT_MODEL,
         method: Annotated[Literal["orpo", "dpo"], Field(description="orpo or dpo.")] = "orpo",
         beta: Annotated[float, Field(gt=0, le=10, description="ORPO lambda / DPO beta.")] = 0.1,
-        lora: Annotated[bool, Field(description="LoRA adapters (false: all weights).")] = True,
-        learning_rate: Annotated[float, Field(gt=0, le=1, description="Peak rate.")] = 5e-5,
+        lora: Annotated[
+            bool | None, Field(description="LoRA adapters (default; false: all weights).")
+        ] = None,
+        learning_rate: Annotated[
+            float | None, Field(gt=0, le=1, description="Peak rate (default: the recipe's).")
+        ] = None,
         max_steps: Steps = None,
         epochs: Epochs = None,
-        max_seq_length: SeqLen = 1024,
+        max_seq_length: SeqLen = None,
         validation_split: Annotated[
-            float, Field(ge=0, le=0.5, description="Held-out pairs for preference accuracy.")
-        ] = 0.1,
+            float | None,
+            Field(ge=0, le=0.5, description="Held-out pairs for preference accuracy."),
+        ] = None,
         overrides: Overrides = None,
         name: Name = None,
         wait: Wait = False,
@@ -158,9 +166,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
     @_errors
     async def quantize(
         ctx: Context,
-        model: Annotated[str, Field(description="Adapter, model, .gguf or alias.")] = (
-            DEFAULT_MODEL
-        ),
+        model: Annotated[str, Field(description="Adapter, model, .gguf or alias.")],
         type: Annotated[str, Field(description="GGUF type, 'mixed', 'int8' or 'int4'.")] = "q4_k_m",
         base: Annotated[str, Field(description="mixed: mix that sets the budget.")] = "q4_k_m",
         size_budget_mb: Annotated[
@@ -169,7 +175,14 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         calibration: Annotated[
             str | None, Field(description="mixed: calibration text / JSONL file.")
         ] = None,
+        calibration_tokens: Annotated[
+            int, Field(ge=128, le=65536, description="mixed: tokens measured.")
+        ] = 512,
         measure: Annotated[bool, Field(description="Measure perplexity and speed.")] = True,
+        eval_text: Annotated[
+            str | None,
+            Field(description="Held-out text file for the perplexity (default: 'prose')."),
+        ] = None,
         name: Name = None,
         wait: Wait = False,
     ) -> JobOutcome:
@@ -182,7 +195,9 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
             base=base,
             size_budget_mb=size_budget_mb,
             calibration=confine_input(calibration, "calibration", roots) if calibration else None,
+            calibration_tokens=calibration_tokens,
             measure=measure,
+            eval_text=confine_input(eval_text, "eval_text", roots) if eval_text else None,
             name=name,
         )
         return await _start_job("quantize", request, wait, ctx)

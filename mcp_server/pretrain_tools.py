@@ -79,7 +79,7 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
             dict[str, dict[str, Any]], Field(description="Recipe field -> range or choices.")
         ],
         model: Annotated[str, Field(description="Base model to train.")] = DEFAULT_MODEL,
-        trials: Annotated[int, Field(ge=1, le=1000, description="Trials in total.")] = 10,
+        trials: Annotated[int, Field(ge=1, le=10000, description="Trials in total.")] = 10,
         objectives: Annotated[
             list[str] | None, Field(description="eval_loss (default), seconds, train_loss...")
         ] = None,

@@ -35,11 +35,25 @@ from lmfast.registry import ModelInfo, ModelListing
 P = ParamSpec("P")
 T = TypeVar("T")
 
-INSTRUCTIONS = """LMFast runs small language models locally: generate text, list and inspect
-models, convert models, prepare datasets, fine-tune, distill, align to preferences (ORPO /
-DPO), merge adapters and evaluate models. Long work (convert_model, prep_dataset, fine_tune,
-distill, align_orpo, merge_adapter, evaluate) runs as a job: pass wait=true to follow it with
-progress, or poll job_status / job_result with the job_id."""
+
+def _instructions() -> str:
+    """The server's instructions; the job tools are read from the job kinds, so a new job
+    capability is listed without anyone remembering to."""
+    from lmfast.capabilities import CAPABILITIES
+    from lmfast.jobs.kinds import KINDS
+
+    jobs = ", ".join(CAPABILITIES[k][1] for k in KINDS if k in CAPABILITIES)
+    return (
+        "LMFast runs small language models locally: generate text, list and inspect models, "
+        "convert models, prepare datasets, train tokenizers, fine-tune, search "
+        "hyper-parameters, distill, align to preferences (ORPO / DPO), merge adapters, "
+        "evaluate, quantize and export models. Long work "
+        f"({jobs}) runs as a job: pass wait=true to follow it with progress, or poll "
+        "job_status / job_result with the job_id."
+    )
+
+
+INSTRUCTIONS = _instructions()
 
 
 def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -328,7 +342,7 @@ def build_server() -> MCPServer:
         tokenizer: Annotated[
             str | None, Field(description="Tokenize and pack with this model's tokenizer.")
         ] = None,
-        seq_len: Annotated[int, Field(ge=8, le=32768, description="Tokens per sequence.")] = 2048,
+        seq_len: Annotated[int, Field(ge=8, le=131072, description="Tokens per sequence.")] = 2048,
         filters: Annotated[
             Literal["auto", "web", "document", "minimal", "off"],
             Field(description="Quality filter preset."),
@@ -399,11 +413,16 @@ def build_server() -> MCPServer:
         data: Annotated[
             str, Field(description="Dataset artifact id, or a JSONL / Parquet file or folder.")
         ],
-        model: Annotated[str, Field(description="Base model to train.")] = DEFAULT_MODEL,
+        model: Annotated[
+            str | None, Field(description="Base model to train (default: the recipe's).")
+        ] = None,
         method: Annotated[
-            Literal["sft", "cpt", "pretrain"],
-            Field(description="sft (answers), cpt (every token) or pretrain (from scratch)."),
-        ] = "sft",
+            Literal["sft", "cpt", "pretrain"] | None,
+            Field(
+                description="sft (answers; default), cpt (every token) or pretrain (from "
+                "scratch, all weights)."
+            ),
+        ] = None,
         template: Annotated[
             str | None, Field(description="pretrain: tiny, small, base or t5-small.")
         ] = None,
@@ -411,22 +430,22 @@ def build_server() -> MCPServer:
             str | None, Field(description="pretrain: tokenizer artifact (default: embedded).")
         ] = None,
         lora: Annotated[
-            bool, Field(description="Train LoRA adapters (false: all weights).")
-        ] = True,
-        lora_rank: Annotated[int, Field(ge=1, le=1024, description="LoRA rank.")] = 16,
+            bool | None, Field(description="Train LoRA adapters (false: all weights).")
+        ] = None,
+        lora_rank: Annotated[int | None, Field(ge=1, le=1024, description="LoRA rank.")] = None,
         epochs: Annotated[
             float | None, Field(gt=0, le=100, description="Passes over the data.")
         ] = None,
         max_steps: Annotated[
             int | None, Field(ge=1, le=1_000_000, description="Optimizer steps.")
         ] = None,
-        learning_rate: Annotated[float, Field(gt=0, le=1, description="Peak rate.")] = 2e-4,
+        learning_rate: Annotated[float | None, Field(gt=0, le=1, description="Peak rate.")] = None,
         max_seq_length: Annotated[
-            int, Field(ge=16, le=131072, description="Tokens per sequence.")
-        ] = 1024,
+            int | None, Field(ge=16, le=131072, description="Tokens per sequence.")
+        ] = None,
         validation_split: Annotated[
-            float, Field(ge=0, le=0.5, description="Held-out fraction for eval loss.")
-        ] = 0.0,
+            float | None, Field(ge=0, le=0.5, description="Held-out fraction for eval loss.")
+        ] = None,
         overrides: Annotated[
             dict[str, Any] | None,
             Field(description="Any other recipe settings, e.g. {'training.lora.alpha': 32}."),
@@ -447,9 +466,10 @@ def build_server() -> MCPServer:
             raise ValueError(  # template files would be paths: only the built-in ones here
                 f"template: {template!r} is not one of {', '.join(builtin_templates())}"
             )
-        pretrain = method == "pretrain"
         values = {
-            "model.reference": confine_model_reference(model, client_roots=roots),
+            "model.reference": (
+                confine_model_reference(model, client_roots=roots) if model else None
+            ),
             "model.template": template,
             "model.tokenizer": (
                 confine_model_reference(tokenizer, "tokenizer", roots) if tokenizer else None
@@ -457,7 +477,7 @@ def build_server() -> MCPServer:
             "data.path": data,
             "data.validation_split": validation_split,
             "training.method": method,
-            "training.lora.enabled": False if pretrain else lora,
+            "training.lora.enabled": lora,  # pretraining's all-weights rule is the config's
             "training.lora.rank": lora_rank,
             "training.epochs": epochs,
             "training.max_steps": max_steps,
@@ -517,7 +537,7 @@ def build_server() -> MCPServer:
         backend: Annotated[
             Literal["auto", "llamacpp", "transformers"], Field(description="Scorer backend.")
         ] = "auto",
-        batch_size: Annotated[int, Field(ge=1, le=64, description="Requests together.")] = 8,
+        batch_size: Annotated[int, Field(ge=1, le=256, description="Requests together.")] = 8,
         efficiency: Annotated[
             bool, Field(description="Measure latency, tokens/s and peak memory.")
         ] = True,

@@ -164,7 +164,7 @@ async def test_mcp_align_orpo_runs_as_a_job_and_names_bad_rows(
     async with Client(build_server()) as client:
         done = await client.call_tool(
             "align_orpo",
-            {**args, "data": str(pairs), "max_steps": 4, "wait": True,
+            {**args, "data": str(pairs), "max_steps": 4, "wait": True, "validation_split": 0.1,
              "overrides": {"training.logging_steps": 1}},
             progress_callback=on_progress,
         )  # fmt: skip

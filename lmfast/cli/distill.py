@@ -44,9 +44,14 @@ def distill_command(
     alpha: Annotated[float, typer.Option(help="KL weight; 1 - alpha weighs the CE.")] = 0.5,
     temperature: Annotated[float, typer.Option(help="Softmax temperature.")] = 2.0,
     top_k: Annotated[int, typer.Option(help="Offline: teacher logits kept per token.")] = 32,
-    lora: Annotated[bool, typer.Option(help="Train LoRA adapters instead of all weights.")] = (
-        False
-    ),
+    lora: Annotated[
+        bool | None,
+        typer.Option(
+            "--lora/--no-lora",
+            help="Train LoRA adapters instead of all weights (default: the recipe's "
+            "training.lora.enabled if it sets one, else all weights).",
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
     epochs: Annotated[float | None, typer.Option(help="Passes over the data.")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,

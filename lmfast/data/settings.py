@@ -208,6 +208,7 @@ class PrepRequest(_S):
     )
     ray_address: str | None = Field(
         None,
+        max_length=500,
         description="Ray cluster to join with engine='ray' (e.g. ray://head:10001 or auto); "
         "None starts a local Ray runtime.",
     )
@@ -218,7 +219,7 @@ class PrepRequest(_S):
         description="Warn (in the report and the terminal) when filters and dedup drop more "
         "than this share of documents. A run that keeps nothing always fails.",
     )
-    name: str | None = Field(None, description="Name for the dataset artifact.")
+    name: str | None = Field(None, max_length=200, description="Name for the dataset artifact.")
 
     def filter_config(self, chat: bool) -> dict[str, Any]:
         """The settings the Rust core takes."""

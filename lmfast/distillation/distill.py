@@ -76,6 +76,11 @@ class DistillRequest(BaseModel):
                 f"student_layers builds the student from the teacher, but model.reference="
                 f"{model.reference!r} names another student: give one or the other"
             )
+        lora = self.config.training.lora
+        if lora.enabled and "enabled" not in lora.model_fields_set:
+            # A student learns all its weights unless the recipe asks for adapters; every
+            # face (Python, CLI, MCP) gets this rule here, not a default of its own.
+            self.config.training.lora = lora.model_copy(update={"enabled": False})
         if self.student_mlp_ratio is not None and self.student_layers is None:
             raise ValueError("student_mlp_ratio needs student_layers (it shapes a built student)")
         if self.mode == "offline" and self.config.data.streaming:

@@ -51,7 +51,9 @@ class EvaluateRequest(BaseModel):
     harness_include: str | None = Field(
         None, description="Folder of extra lm-evaluation-harness YAML tasks (offline)."
     )
-    limit: int | None = Field(None, ge=1, description="At most this many examples per task.")
+    limit: int | None = Field(
+        None, ge=1, le=100_000, description="At most this many examples per task."
+    )
     backend: ScorerBackend = Field(
         "auto", description="auto (llama.cpp for GGUF, transformers otherwise), or one of them."
     )
