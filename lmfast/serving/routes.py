@@ -40,6 +40,16 @@ def _blocked(state: ServerState, exc: GuardrailBlocked, param: str) -> APIError:
     return APIError(400, str(exc), type_="guardrail_error", param=param, code=exc.code)
 
 
+# What submitting a request may raise that `_submit_errors` turns into an answer.
+SUBMIT_ERRORS = (
+    EngineBusyError,
+    EngineCrashedError,
+    PromptTooLongError,
+    UnsupportedFeatureError,
+    ValueError,
+)
+
+
 def _submit_errors(state: ServerState, exc: Exception, param: str) -> APIError:
     if isinstance(exc, EngineCrashedError):  # no settings left to restart the engine with
         if state.on_fatal is not None:
@@ -111,13 +121,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                 response_format=body.format(),
                 parallel_tool_calls=bool(body.parallel_tool_calls),
             )
-        except (
-            EngineBusyError,
-            EngineCrashedError,
-            PromptTooLongError,
-            UnsupportedFeatureError,
-            ValueError,
-        ) as e:
+        except SUBMIT_ERRORS as e:
             raise _submit_errors(state, e, "messages") from None
         cid, created, t0 = (
             f"chatcmpl-{secrets.token_hex(12)}",
@@ -262,13 +266,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                 ctx, s = pipeline.submit_text(req)
                 contexts.append(ctx)
                 streams.append(s)
-        except (
-            EngineBusyError,
-            EngineCrashedError,
-            PromptTooLongError,
-            UnsupportedFeatureError,
-            ValueError,
-        ) as e:
+        except SUBMIT_ERRORS as e:
             for s in streams:
                 s.cancel()
             raise _submit_errors(state, e, "prompt") from None
