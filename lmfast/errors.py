@@ -41,4 +41,12 @@ class GenerationError(LMFastError):
 
 
 class EngineCrashedError(GenerationError):
-    """A native inference engine died (a signal such as SIGSEGV, or an exit) mid-request."""
+    """A native inference engine died (a signal such as SIGSEGV, or an exit) mid-request.
+    `restartable`: the next request starts it again (False: no safer settings are left)."""
+
+    def __init__(self, message: str, restartable: bool = True) -> None:
+        super().__init__(message)
+        self.restartable = restartable
+
+    def __reduce__(self) -> tuple[type, tuple[str, bool]]:
+        return (type(self), (str(self), self.restartable))

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,47 @@ async def test_mcp_generate_whose_engine_dies_is_an_error_and_the_server_stays_u
         assert "signal SIGSEGV" in text and "starts it again" in text
         again = await client.call_tool("generate", args)
         assert not again.is_error and "Paris" in again.structured_content["text"]
+
+
+@pytest.mark.slow
+def test_server_answers_crashes_and_stops_when_no_safer_settings_are_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from lmfast.config import ServeConfig
+    from lmfast.inference import load_engine
+    from lmfast.inference.engine_process import CRASH_FILE_ENV
+    from lmfast.serving.app import create_app
+
+    trigger = tmp_path / "crash-now"
+    monkeypatch.setenv(CRASH_FILE_ENV, str(trigger))
+    stopped: list[str] = []
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "temperature": 0,
+        "max_tokens": 16,
+    }
+    app = create_app(
+        ServeConfig(), model_id="m", load=lambda: load_engine(None), on_load_error=stopped.append
+    )
+    with TestClient(app) as client:
+        for _ in range(600):
+            if client.get("/health").status_code == 200:
+                break
+            threading.Event().wait(0.1)
+        rungs = len(cpu_backend.settings_ladder())
+        for _ in range(rungs - 1):  # each crash moves the engine one rung down the ladder
+            trigger.touch()
+            r = client.post("/v1/chat/completions", json=body)
+            assert r.status_code == 500, r.json()
+            assert "signal SIGSEGV" in r.json()["error"]["message"]
+            assert not stopped
+        trigger.touch()  # a crash on the last rung leaves nothing to restart with
+        last = client.post("/v1/chat/completions", json=body)
+        assert last.status_code == 503 and last.json()["error"]["code"] == "engine_crashed"
+        assert "no safer llama.cpp settings" in last.json()["error"]["message"]
+        assert stopped and "no safer llama.cpp settings" in stopped[0]  # `lmfast serve` exits
+        after = client.post("/v1/chat/completions", json=body)
+        assert after.status_code == 503 and after.json()["error"]["code"] == "engine_crashed"

@@ -122,7 +122,7 @@ class EngineProcess:
             code = self._proc.wait()
             self._conn.close()
             self._on_death(code, starting=True)
-            raise EngineCrashedError(self._crash) from None
+            raise EngineCrashedError(self._crash, self.cpu_settings is not None) from None
         if kind == "error":
             self._proc.wait()
             self._conn.close()
@@ -143,7 +143,7 @@ class EngineProcess:
             if self._crash is None:
                 return
             if self.cpu_settings is None:
-                raise EngineCrashedError(self._crash)
+                raise EngineCrashedError(self._crash, restartable=False)
             self.restarts += 1
             self._start()
 
@@ -200,7 +200,7 @@ class EngineProcess:
         for stream in streams.values():
             stream.put(Finished("error", 0, 0, error=self._crash))
         for call in calls.values():
-            call.ok, call.value = False, EngineCrashedError(self._crash)
+            call.ok, call.value = False, EngineCrashedError(self._crash, nxt is not None)
             call.done.set()
 
     # -- plumbing ------------------------------------------------------------------------------

@@ -51,8 +51,10 @@ SUBMIT_ERRORS = (
 
 
 def _submit_errors(state: ServerState, exc: Exception, param: str) -> APIError:
-    if isinstance(exc, EngineCrashedError):  # no settings left to restart the engine with
-        if state.on_fatal is not None:
+    if isinstance(exc, EngineCrashedError):
+        if exc.restartable:  # this request died with the engine; the next one restarts it
+            return APIError(500, str(exc), type_="server_error", code="engine_crashed")
+        if state.on_fatal is not None:  # no settings left to restart with: stop serving
             state.on_fatal(str(exc))
         return APIError(503, str(exc), type_="server_error", code="engine_crashed")
     if isinstance(exc, GuardrailBlocked):
