@@ -111,7 +111,7 @@ def llama_cpu_report(recheck: bool = False) -> LlamaCpuReport:
     record = selfcheck.load_record()
     features = None
     if record is None:
-        check = "not run yet: it runs at the first model load (`lmfast doctor --recheck` now)"
+        check = "not run yet: it runs at the first model load (or now: `lmfast doctor --recheck`)"
     elif record.settings is None:
         check = "failed: no setting decoded on this CPU"
     else:
