@@ -87,9 +87,9 @@ def _status(module: str, dist: str, purpose: str) -> PackageStatus:
 def llama_cpu_report(recheck: bool = False) -> LlamaCpuReport:
     """The CPU class, the variants, the check's outcome (run now with `recheck`, on the
     embedded model) and, once settings are known, the features llama.cpp uses with them."""
-    from lmfast.inference.cpu_backend import build_id, cpu_identity, load_backends, system_info
+    from lmfast.inference import cpu_backend
 
-    ident = cpu_identity()
+    ident = cpu_backend.cpu_identity()
     if importlib.util.find_spec("llama_cpp") is None:
         return LlamaCpuReport(
             cpu_class=ident.cpu_class,
@@ -101,7 +101,7 @@ def llama_cpu_report(recheck: bool = False) -> LlamaCpuReport:
             attempts=[],
             features=None,
         )
-    from lmfast.inference import cpu_backend, selfcheck
+    from lmfast.inference import selfcheck
 
     if recheck:
         from lmfast.registry import resolve_model
@@ -116,12 +116,12 @@ def llama_cpu_report(recheck: bool = False) -> LlamaCpuReport:
         check = "failed: no setting decoded on this CPU"
     else:
         check = "passed after falling back" if record.fell_back else "passed"
-        load_backends(record.settings.variant)  # no decode: reading features is safe
-        features = system_info()
+        cpu_backend.load_backends(record.settings.variant)  # no decode: reading features is safe
+        features = cpu_backend.system_info()
     return LlamaCpuReport(
         cpu_class=ident.cpu_class,
         cpu_model=ident.model,
-        build=build_id(),
+        build=cpu_backend.build_id(),
         variants={v.name: v.score for v in cpu_backend.variants()},
         settings=record.settings.describe() if record and record.settings else None,
         check=check,

@@ -65,31 +65,14 @@ class _RemoteStream(GenerationStream):
 
 
 class EngineProcess:
-    """A `LlamaCppEngine` in a restartable child process (same arguments, same protocol)."""
+    """A `LlamaCppEngine` in a restartable child process (same arguments, same protocol).
+    `engine_kwargs` go to `LlamaCppEngine` as given: its defaults stay its own."""
 
     name = "llama.cpp"
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        n_ctx: int | None = None,
-        parallel: int = 1,
-        queue_size: int = 64,
-        n_threads: int | None = None,
-        n_gpu_layers: int = -1,
-        default_system: str | None = None,
-    ) -> None:
+    def __init__(self, path: str | Path, **engine_kwargs: Any) -> None:
         self.path = Path(path)
-        self.parallel, self.queue_size, self.default_system = parallel, queue_size, default_system
-        self._kwargs: dict[str, Any] = {
-            "n_ctx": n_ctx,
-            "parallel": parallel,
-            "queue_size": queue_size,
-            "n_threads": n_threads,
-            "n_gpu_layers": n_gpu_layers,
-            "default_system": default_system,
-        }
+        self._kwargs = engine_kwargs
         # The first-run check runs here, in its own child, before the engine's child starts.
         self.cpu_settings: CpuSettings | None = checked_settings(self.path)
         self._lock = threading.Lock()  # one writer on the socket; guards the tables below
@@ -130,6 +113,9 @@ class EngineProcess:
         self._info: dict[str, Any] = payload
         self.context_length: int = payload["context_length"]
         self.chat_template: str | None = payload["chat_template"]
+        self.parallel: int = payload["parallel"]
+        self.queue_size: int = payload["queue_size"]
+        self.default_system: str | None = payload["default_system"]
         self._crash = None
         self._reader = threading.Thread(target=self._read, name="lmfast-engine-reader", daemon=True)
         self._reader.start()
@@ -339,6 +325,9 @@ def _child_main(fd: int) -> None:
             "ready",
             {
                 "context_length": engine.context_length,
+                "parallel": engine.parallel,
+                "queue_size": engine.queue_size,
+                "default_system": engine.default_system,
                 "chat_template": engine.chat_template,
                 "bos_token": engine.bos_token,
                 "eos_token": engine.eos_token,

@@ -127,12 +127,12 @@ def load_known_backend() -> CpuSettings:
     return settings
 
 
-def run_check(model_path: str | Path, ladder: list[CpuSettings] | None = None) -> CheckRecord:
-    """Try `ladder` (default: `settings_ladder()`) in child processes until one decodes."""
+def run_check(model_path: str | Path) -> CheckRecord:
+    """Try `settings_ladder()` in child processes until one decodes."""
     ident = cpu_identity()
     attempts: list[Attempt] = []
     chosen = None
-    for settings in ladder or settings_ladder():
+    for settings in settings_ladder():
         start = time.monotonic()
         outcome = _child_outcome(Path(model_path), settings)
         attempts.append(
