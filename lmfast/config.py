@@ -7,6 +7,7 @@ before anything heavy is imported, so a typo fails in milliseconds with the fiel
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -437,19 +438,31 @@ def validation_problems(err: ValidationError, prefix: str = "") -> list[tuple[st
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn ['training.lora.rank=8', ...] into a nested dict; values are parsed as YAML."""
-    tree: dict[str, Any] = {}
+    """Turn ['training.lora.rank=8', ...] (the CLI's `key=value` strings) into a nested dict;
+    values are parsed as YAML."""
+    values: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError([(item, "override must look like section.field=value")])
+        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return nest_values(values, keep_none=True)
+
+
+def nest_values(values: Mapping[str, Any], keep_none: bool = False) -> dict[str, Any]:
+    """Turn {'training.lora.rank': 8, ...} into a nested dict. A None value means "not set"
+    (the recipe's or the model's default stands) unless `keep_none`."""
+    tree: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None and not keep_none:
+            continue
         node = tree
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError([(key, "conflicts with another override")])
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[parts[-1]] = value
     return tree
 
 
@@ -463,8 +476,14 @@ def merge_dicts(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> LMFastConfig:
-    """Load a YAML recipe (optional), apply overrides, validate. Raises ConfigError."""
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> LMFastConfig:
+    """Load a YAML recipe (optional), apply `values` (dotted keys -> Python values, None =
+    unset: what faces pass), then `overrides` (`key=value` strings, what people type), and
+    validate. Raises ConfigError."""
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -477,6 +496,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError([("config", f"{p} must hold a mapping, got {type(loaded).__name__}")])
         data = loaded or {}
+    data = merge_dicts(data, nest_values(values or {}))
     data = merge_dicts(data, parse_overrides(overrides or []))
     try:
         return LMFastConfig.model_validate(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from lmfast.artifacts import ArtifactStore
+from lmfast.config import DEFAULT_MODEL
 from lmfast.loading import Dtype, load_transformers, save_transformers
 from lmfast.progress import ProgressFn, no_progress
 from lmfast.registry import resolve_model
@@ -13,7 +14,9 @@ from lmfast.registry import resolve_model
 class ConvertRequest(BaseModel):
     """Dequantize / copy a model into a Hugging Face safetensors folder."""
 
-    model: str = Field(description="Model reference to convert (alias, .gguf, folder, hub id).")
+    model: str = Field(
+        DEFAULT_MODEL, description="Model reference to convert (alias, .gguf, folder, hub id)."
+    )
     dtype: Dtype = Field("bfloat16", description="Weight dtype to write ('auto': float32).")
     name: str | None = Field(
         None, max_length=200, description="Name recorded in the artifact manifest."

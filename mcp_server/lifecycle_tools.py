@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from lmfast.mcp_server.paths import confine_input, confine_model_reference
-from lmfast.mcp_server.server import JobOutcome, _client_roots, _errors, _start_job, recipe
+from lmfast.mcp_server import jobs
+from lmfast.mcp_server.jobs import JobOutcome
+from lmfast.mcp_server.paths import client_roots, confine_input, confine_model_reference
+from lmfast.mcp_server.recipes import recipe
+from lmfast.mcp_server.tool_errors import tool_errors
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
@@ -39,7 +42,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         "result names the student artifact and, with eval_tasks, a side-by-side report with "
         "decode speed. Calling again with the same settings resumes from the last checkpoint."
     )
-    @_errors
+    @tool_errors
     async def distill(
         ctx: Context,
         data: Annotated[str, Field(description="Dataset artifact id, or a JSONL file / folder.")],
@@ -64,8 +67,15 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         max_steps: Steps = None,
         epochs: Epochs = None,
         max_seq_length: SeqLen = None,
+        student_mlp_ratio: Annotated[
+            float | None,
+            Field(gt=0.0, le=1.0, description="Built students: share of MLP neurons kept."),
+        ] = None,
         eval_tasks: Annotated[
             list[str] | None, Field(description="Sample task names for the side-by-side report.")
+        ] = None,
+        eval_limit: Annotated[
+            int | None, Field(ge=1, description="At most this many examples per task.")
         ] = None,
         overrides: Overrides = None,
         name: Name = None,
@@ -74,7 +84,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         from lmfast.distillation.distill import DistillRequest
         from lmfast.evaluation.tasks import sample_tasks
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         unknown = [t for t in eval_tasks or [] if t not in sample_tasks()]
         if unknown:  # task files would be paths: only the bundled tasks here
             raise ValueError(
@@ -98,10 +108,12 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
             temperature=temperature,
             top_k=top_k,
             student_layers=student_layers,
+            student_mlp_ratio=student_mlp_ratio,
             eval_tasks=eval_tasks,
+            eval_limit=eval_limit,
             name=name,
         )
-        return await _start_job("distill", request, wait, ctx)
+        return await jobs.start_job("distill", request, wait, ctx)
 
     @mcp.tool(
         description="Align a model to preference pairs ({prompt, chosen, rejected} rows or "
@@ -110,7 +122,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         "the result names the adapter and the held-out preference accuracy before and after. "
         "Calling again with the same settings resumes from the last checkpoint."
     )
-    @_errors
+    @tool_errors
     async def align_orpo(
         ctx: Context,
         data: Annotated[
@@ -138,7 +150,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
     ) -> JobOutcome:
         from lmfast.alignment.align import AlignRequest
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         values = {
             "model.reference": confine_model_reference(model, client_roots=roots),
             "data.path": _data(data, roots),
@@ -152,7 +164,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         request = AlignRequest(
             config=recipe(values, overrides), method=method, beta=beta, name=name
         )
-        return await _start_job("align_orpo", request, wait, ctx)
+        return await jobs.start_job("align_orpo", request, wait, ctx)
 
     @mcp.tool(
         description="Quantize a model in one job: an adapter is merged, the model converted to "
@@ -163,7 +175,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
         "the artifact (usable as a model everywhere), its lineage, size, held-out perplexity "
         "against f16 and decode speed."
     )
-    @_errors
+    @tool_errors
     async def quantize(
         ctx: Context,
         model: Annotated[str, Field(description="Adapter, model, .gguf or alias.")],
@@ -188,7 +200,7 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
     ) -> JobOutcome:
         from lmfast.export.quantize import QuantizeRequest
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         request = QuantizeRequest(
             model=confine_model_reference(model, client_roots=roots),
             type=type,
@@ -200,19 +212,17 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
             eval_text=confine_input(eval_text, "eval_text", roots) if eval_text else None,
             name=name,
         )
-        return await _start_job("quantize", request, wait, ctx)
+        return await jobs.start_job("quantize", request, wait, ctx)
 
     @mcp.tool(
         description="Export a model without quantizing it: float GGUF (f32/f16/bf16, with an "
         "Ollama Modelfile), merged safetensors, or ONNX (logits graph, validated in ONNX "
         "Runtime). A job; the result names the export artifact and its lineage."
     )
-    @_errors
+    @tool_errors
     async def export_model(
         ctx: Context,
-        model: Annotated[str, Field(description="Adapter, model, .gguf or alias.")] = (
-            DEFAULT_MODEL
-        ),
+        model: Annotated[str, Field(description="Adapter, model, .gguf or alias.")],
         format: Annotated[
             Literal["gguf", "safetensors", "onnx"], Field(description="Output format.")
         ] = "gguf",
@@ -225,11 +235,11 @@ def add_lifecycle_tools(mcp: MCPServer) -> None:
     ) -> JobOutcome:
         from lmfast.export.export import ExportRequest
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         request = ExportRequest(
             model=confine_model_reference(model, client_roots=roots),
             format=format,
             dtype=dtype,
             name=name,
         )
-        return await _start_job("export", request, wait, ctx)
+        return await jobs.start_job("export", request, wait, ctx)

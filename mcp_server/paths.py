@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from lmfast.errors import LMFastError
 from lmfast.home import lmfast_home
@@ -127,3 +131,25 @@ def confine_input(pattern: str, field: str, client_roots: Sequence[Path] = ()) -
     if ".." in Path(full).parts[len(base.parts) :]:
         raise PathNotAllowedError(f"{field}: '..' after a wildcard is not allowed ({pattern!r})")
     return full
+
+
+async def client_roots(ctx: Any) -> list[Path]:
+    """Folders the client declares (MCP roots), when it offers them; otherwise none."""
+    if ctx is None:
+        return []
+    try:
+        session = ctx.session
+        caps = session.client_capabilities
+        if caps is None or caps.roots is None:
+            return []
+        with warnings.catch_warnings():  # roots are deprecated in the 2026-07-28 spec
+            warnings.simplefilter("ignore")
+            listed = await session.list_roots()
+    except Exception:  # a client that declares roots but cannot answer: no extra roots
+        return []
+    roots = []
+    for root in listed.roots:
+        uri = str(root.uri)
+        if uri.startswith("file://"):
+            roots.append(Path(url2pathname(urlparse(uri).path)))
+    return roots

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from lmfast.mcp_server.paths import confine_input
-from lmfast.mcp_server.server import (
-    JobOutcome,
-    _client_roots,
-    _errors,
-    _start_job,
-    recipe,
-    settable,
-)
+from lmfast.mcp_server import jobs
+from lmfast.mcp_server.jobs import JobOutcome
+from lmfast.mcp_server.paths import client_roots, confine_input, confine_model_reference
+from lmfast.mcp_server.recipes import recipe, settable
+from lmfast.mcp_server.tool_errors import tool_errors
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
@@ -31,7 +27,7 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
         "(give it to fine_tune as tokenizer=, with method='pretrain', or to prep_dataset) and "
         "its held-out bytes per token beside the embedded model's tokenizer."
     )
-    @_errors
+    @tool_errors
     async def train_tokenizer(
         ctx: Context,
         corpus: Annotated[
@@ -43,13 +39,26 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
         ] = 8192,
         model: Annotated[Literal["bpe", "unigram"], Field(description="Algorithm.")] = "bpe",
         text_field: Annotated[str | None, Field(description="Field holding the text.")] = None,
+        min_frequency: Annotated[
+            int, Field(ge=1, description="BPE: merges seen fewer times are skipped.")
+        ] = 2,
+        special_tokens: Annotated[
+            list[str] | None, Field(max_length=1000, description="More special tokens.")
+        ] = None,
+        held_out: Annotated[
+            float, Field(ge=0.0, lt=0.5, description="Documents kept out to measure compression.")
+        ] = 0.05,
+        compare_with: Annotated[
+            str | None,
+            Field(description="Model whose tokenizer the compression is compared with."),
+        ] = DEFAULT_MODEL,
         name: Name = None,
         wait: Wait = False,
     ) -> JobOutcome:
         from lmfast.artifacts import ArtifactStore
         from lmfast.training.tokenizer import TokenizerTrainRequest
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         store = ArtifactStore()
         request = TokenizerTrainRequest(
             corpus=[
@@ -59,9 +68,17 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
             vocab_size=vocab_size,
             model=model,
             text_field=text_field,
+            min_frequency=min_frequency,
+            special_tokens=special_tokens or [],
+            held_out=held_out,
+            compare_with=(
+                confine_model_reference(compare_with, "compare_with", roots)
+                if compare_with
+                else None
+            ),
             name=name,
         )
-        return await _start_job("train_tokenizer", request, wait, ctx)
+        return await jobs.start_job("train_tokenizer", request, wait, ctx)
 
     @mcp.tool(
         description="Search training settings with Optuna: each trial trains the recipe "
@@ -71,7 +88,7 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
         "one objective (poor trials pruned), NSGA-II for several (Pareto front). A job; the "
         "result gives the best recipe (YAML), every trial and a plot."
     )
-    @_errors
+    @tool_errors
     async def tune(
         ctx: Context,
         data: Annotated[str, Field(description="Dataset artifact id, or a JSONL file/folder.")],
@@ -93,15 +110,24 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
             dict[str, Any] | None,
             Field(description="Other recipe settings, e.g. {'training.max_steps': 50}."),
         ] = None,
+        prune: Annotated[
+            bool, Field(description="Stop poor trials early (single objective).")
+        ] = True,
+        seed: Annotated[int, Field(ge=0, description="Sampler seed.")] = 0,
+        study: Annotated[
+            str | None,
+            Field(
+                pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",
+                description="Study name; the same name continues the study.",
+            ),
+        ] = None,
         name: Name = None,
         wait: Wait = False,
     ) -> JobOutcome:
-        from lmfast.mcp_server.paths import confine_model_reference
-
         from lmfast.artifacts import ArtifactStore
         from lmfast.training.tune import TuneRequest
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         if not ArtifactStore().exists(data):
             data = confine_input(data, "data", roots)
         blocked = [k for k in space if not settable(k)]
@@ -118,6 +144,9 @@ def add_pretrain_tools(mcp: MCPServer) -> None:
             trials=trials,
             objectives=objectives or ["eval_loss"],
             sampler=sampler,
+            prune=prune,
+            seed=seed,
+            study=study,
             name=name,
         )
-        return await _start_job("tune", request, wait, ctx)
+        return await jobs.start_job("tune", request, wait, ctx)

@@ -7,21 +7,20 @@ runs as a job (a detached worker process) and a tool either returns its id at on
 
 from __future__ import annotations
 
-import functools
 import json
-import warnings
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import anyio
 from lmfast.guardrails.check import GuardCheckResult
-from lmfast.mcp_server.paths import confine_input, confine_model_reference
+from lmfast.mcp_server import jobs
+from lmfast.mcp_server.jobs import JobOutcome
+from lmfast.mcp_server.paths import client_roots, confine_input, confine_model_reference
+from lmfast.mcp_server.recipes import recipe
+from lmfast.mcp_server.tool_errors import tool_errors
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from lmfast import __version__
 from lmfast.config import DEFAULT_MODEL
@@ -54,116 +53,6 @@ def _instructions() -> str:
 
 
 INSTRUCTIONS = _instructions()
-
-
-def _errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Anticipated failures become tool errors (isError) with a message naming the field."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await fn(*args, **kwargs)
-        except ValidationError as e:
-            lines = []
-            for err in e.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "arguments"
-                lines.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
-            raise ToolError("invalid arguments: " + "; ".join(lines)) from None
-        except (LMFastError, ValueError, PermissionError) as e:
-            raise ToolError(str(e)) from None
-
-    return wrapper
-
-
-# Recipe settings that name files: set only through confined tool arguments.
-_PATH_SETTINGS = (
-    "data.path",
-    "data.sources",
-    "model.reference",
-    "model.template",
-    "model.tokenizer",
-)
-
-
-class JobOutcome(BaseModel):
-    """A job handle, and its result once it has one."""
-
-    job_id: str = Field(description="Poll with job_status / job_result, stop with cancel_job.")
-    status: JobStatus = Field(description="queued, running, succeeded, failed or cancelled.")
-    result: dict[str, Any] | None = Field(None, description="The capability's result.")
-    error: str | None = Field(None, description="Why it failed or stopped.")
-
-
-async def _follow(job_id: str, ctx: Context | None) -> JobOutcome:
-    """Wait for a job, relaying its progress to the client as notifications."""
-    from lmfast.jobs import JobStore
-
-    store = JobStore()
-    last: tuple[float, str] | None = None
-    while True:
-        info = await anyio.to_thread.run_sync(store.get, job_id)
-        if ctx is not None and (info.step, info.message) != last:
-            last = (info.step, info.message)
-            await ctx.report_progress(info.step, info.total, info.message or info.status)
-        if info.done:
-            result = await anyio.to_thread.run_sync(store.result, job_id)
-            return JobOutcome(job_id=job_id, status=info.status, result=result, error=info.error)
-        await anyio.sleep(0.2)
-
-
-def settable(key: str) -> bool:
-    """A recipe field a tool may set from its arguments: not a path (paths come only through
-    a tool's own confined arguments), and in the training, data or model section."""
-    return key.split("[")[0] not in _PATH_SETTINGS and key.startswith(
-        ("training.", "data.", "model.")
-    )
-
-
-def recipe(values: dict[str, Any], overrides: dict[str, Any] | None) -> Any:
-    """A training recipe from a tool's arguments plus `overrides`; paths come only through
-    the tool's own (confined) arguments, never through overrides."""
-    from lmfast.config import load_config
-
-    for key in overrides or {}:
-        if not settable(key):
-            raise ToolError(
-                f"overrides: {key!r} cannot be overridden here; give paths as `data` / "
-                "`model`, and other settings as training.*, data.* or model.* fields"
-            )
-    items = [f"{k}={json.dumps(v)}" for k, v in {**values, **(overrides or {})}.items()
-             if v is not None]  # fmt: skip
-    return load_config(None, items)
-
-
-async def _start_job(kind: str, request: BaseModel, wait: bool, ctx: Context | None) -> JobOutcome:
-    from lmfast.jobs import submit
-
-    job_id = await anyio.to_thread.run_sync(submit, kind, request)
-    if not wait:
-        return JobOutcome(job_id=job_id, status="queued")
-    return await _follow(job_id, ctx)
-
-
-async def _client_roots(ctx: Context | None) -> list[Path]:
-    """Folders the client declares (MCP roots), when it offers them; otherwise none."""
-    if ctx is None:
-        return []
-    try:
-        session = ctx.session
-        caps = session.client_capabilities
-        if caps is None or caps.roots is None:
-            return []
-        with warnings.catch_warnings():  # roots are deprecated in the 2026-07-28 spec
-            warnings.simplefilter("ignore")
-            listed = await session.list_roots()
-    except Exception:  # a client that declares roots but cannot answer: no extra roots
-        return []
-    roots = []
-    for root in listed.roots:
-        uri = str(root.uri)
-        if uri.startswith("file://"):
-            roots.append(Path(url2pathname(urlparse(uri).path)))
-    return roots
 
 
 def _forbid_unknown_arguments(mcp: MCPServer) -> None:
@@ -200,7 +89,7 @@ def build_server() -> MCPServer:
         description="Generate a reply from a local model (default: the embedded "
         "SmolLM2-135M-Instruct). Give `prompt` or a full `messages` history."
     )
-    @_errors
+    @tool_errors
     async def generate(
         ctx: Context,
         prompt: Annotated[str | None, Field(description="A single user message.")] = None,
@@ -225,7 +114,7 @@ def build_server() -> MCPServer:
         from lmfast.inference.base import SamplingParams
         from lmfast.pipeline import ResponseFormat
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         request = GenerateRequest(
             model=confine_model_reference(model, client_roots=roots),
             prompt=prompt,
@@ -251,7 +140,7 @@ def build_server() -> MCPServer:
         "refuses it and why (prompt injection, PII), the text redacted as the policy passes "
         "it on, and every finding (entity types, injection risk with reasons). Offline."
     )
-    @_errors
+    @tool_errors
     async def guard_check(
         ctx: Context,
         text: Annotated[str, Field(max_length=1_000_000, description="The text to check.")],
@@ -268,7 +157,7 @@ def build_server() -> MCPServer:
         from lmfast.guardrails.policy import PRESETS
 
         if policy not in (*PRESETS, "off"):
-            policy = confine_input(policy, "policy", client_roots=await _client_roots(ctx))
+            policy = confine_input(policy, "policy", client_roots=await client_roots(ctx))
         request = GuardCheckRequest(text=text, policy=policy, stage=stage)
         return await anyio.to_thread.run_sync(run, request)
 
@@ -277,7 +166,7 @@ def build_server() -> MCPServer:
         description="List model aliases (and whether each works offline) and the "
         "model artifacts LMFast has produced."
     )
-    @_errors
+    @tool_errors
     async def list_models() -> list[ModelListing]:
         from lmfast.registry import list_models as run
 
@@ -287,7 +176,7 @@ def build_server() -> MCPServer:
         description="Describe a model without loading it: architecture, parameters, "
         "context length, quantization, chat template, lineage."
     )
-    @_errors
+    @tool_errors
     async def model_info(
         ctx: Context,
         model: Annotated[str, Field(description="Alias, artifact id, local path or hub id.")] = (
@@ -296,7 +185,7 @@ def build_server() -> MCPServer:
     ) -> ModelInfo:
         from lmfast.registry import model_info as run
 
-        reference = confine_model_reference(model, client_roots=await _client_roots(ctx))
+        reference = confine_model_reference(model, client_roots=await client_roots(ctx))
         return await anyio.to_thread.run_sync(run, reference)
 
     @mcp.tool(
@@ -304,7 +193,7 @@ def build_server() -> MCPServer:
         "Face artifact. A job: returns a job_id, or with wait=true runs to the end and "
         "reports progress."
     )
-    @_errors
+    @tool_errors
     async def convert_model(
         ctx: Context,
         model: Annotated[str, Field(description="Model to convert.")] = DEFAULT_MODEL,
@@ -316,9 +205,9 @@ def build_server() -> MCPServer:
     ) -> JobOutcome:
         from lmfast.convert import ConvertRequest
 
-        reference = confine_model_reference(model, client_roots=await _client_roots(ctx))
+        reference = confine_model_reference(model, client_roots=await client_roots(ctx))
         request = ConvertRequest(model=reference, dtype=dtype, name=name)
-        return await _start_job("convert_model", request, wait, ctx)
+        return await jobs.start_job("convert_model", request, wait, ctx)
 
     @mcp.tool(
         description="Prepare a dataset from files: normalize, quality-filter (Gopher, "
@@ -326,7 +215,7 @@ def build_server() -> MCPServer:
         "template and tokenize/pack. A job: returns a job_id, or with wait=true runs "
         "to the end and reports progress."
     )
-    @_errors
+    @tool_errors
     async def prep_dataset(
         ctx: Context,
         inputs: Annotated[
@@ -358,33 +247,50 @@ def build_server() -> MCPServer:
             str | None,
             Field(max_length=500, description="Ray cluster for engine='ray' (None: local)."),
         ] = None,
+        settings: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="Other prep settings by field name, as `lmfast prep --set` takes "
+                "them: normalization, strip_markup, scrub {emails, ip_addresses, "
+                "phone_numbers}, pack, text_files, shard_size, shard_bytes, id_field, strict, "
+                "warn_drop_fraction, filters {...}."
+            ),
+        ] = None,
         wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
     ) -> JobOutcome:
         from lmfast.mcp_server.paths import confine_input
 
+        from lmfast.config import merge_dicts
         from lmfast.data.settings import FilterSettings, PrepRequest
 
-        roots = await _client_roots(ctx)
-        request = PrepRequest(
-            inputs=[confine_input(p, f"inputs.{i}", roots) for i, p in enumerate(inputs)],
-            format=format,
-            text_field=text_field,
-            tokenizer=confine_model_reference(tokenizer, "tokenizer", roots) if tokenizer else None,
-            seq_len=seq_len,
-            filters=FilterSettings.preset(filters),
-            dedup={"exact": exact_dedup, "near": near_dedup},
-            name=name,
-            engine=engine,
-            ray_address=ray_address,
-        )
-        return await _start_job("prep_dataset", request, wait, ctx)
+        roots = await client_roots(ctx)
+        for key in settings or {}:
+            if key in ("inputs", "tokenizer"):
+                raise ToolError(f"settings: give {key!r} as its own argument (paths are confined)")
+        preset = FilterSettings.preset(filters)
+        body: dict[str, Any] = {
+            "inputs": [confine_input(p, f"inputs.{i}", roots) for i, p in enumerate(inputs)],
+            "format": format,
+            "text_field": text_field,
+            "tokenizer": (
+                confine_model_reference(tokenizer, "tokenizer", roots) if tokenizer else None
+            ),
+            "seq_len": seq_len,
+            "filters": preset.model_dump() if preset else None,
+            "dedup": {"exact": exact_dedup, "near": near_dedup},
+            "name": name,
+            "engine": engine,
+            "ray_address": ray_address,
+        }
+        request = PrepRequest.model_validate(merge_dicts(body, settings or {}))
+        return await jobs.start_job("prep_dataset", request, wait, ctx)
 
     @mcp.tool(
         description="Why prep_dataset kept, dropped or deduplicated a document: the filter "
         "that dropped it, or the document it duplicates (exact or near, with the estimated "
         "Jaccard), or where it sits in data.jsonl."
     )
-    @_errors
+    @tool_errors
     async def explain_document(
         doc_id: Annotated[
             str, Field(min_length=1, max_length=2000, description="Its id field, or file:line.")
@@ -407,7 +313,7 @@ def build_server() -> MCPServer:
         "job_id, or with wait=true runs to the end. The result names the adapter or model "
         "artifact; calling again with the same settings resumes from the last checkpoint."
     )
-    @_errors
+    @tool_errors
     async def fine_tune(
         ctx: Context,
         data: Annotated[
@@ -459,7 +365,7 @@ def build_server() -> MCPServer:
         from lmfast.training.finetune import FineTuneRequest
         from lmfast.training.templates import builtin_templates
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         if not ArtifactStore().exists(data):
             data = confine_input(data, "data", roots)
         if template is not None and template not in builtin_templates():
@@ -485,13 +391,13 @@ def build_server() -> MCPServer:
             "training.max_seq_length": max_seq_length,
         }
         request = FineTuneRequest(config=recipe(values, overrides), name=name)
-        return await _start_job("fine_tune", request, wait, ctx)
+        return await jobs.start_job("fine_tune", request, wait, ctx)
 
     @mcp.tool(
         description="Fold a LoRA adapter into its base model: a full Hugging Face model "
         "artifact (safetensors, tokenizer, chat template). A job."
     )
-    @_errors
+    @tool_errors
     async def merge_adapter(
         ctx: Context,
         adapter: Annotated[str, Field(description="Adapter artifact id or folder.")],
@@ -503,10 +409,10 @@ def build_server() -> MCPServer:
     ) -> JobOutcome:
         from lmfast.training.merge import MergeRequest
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         reference = confine_model_reference(adapter, "adapter", roots)
         request = MergeRequest(adapter=reference, dtype=dtype, name=name)
-        return await _start_job("merge_adapter", request, wait, ctx)
+        return await jobs.start_job("merge_adapter", request, wait, ctx)
 
     @mcp.tool(
         description="Evaluate one or more models on tasks and write a report artifact "
@@ -515,7 +421,7 @@ def build_server() -> MCPServer:
         "task files (.jsonl, .txt, .yaml: generation, multiple choice, perplexity), and "
         "optionally lm-evaluation-harness tasks. A job with progress per task and example."
     )
-    @_errors
+    @tool_errors
     async def evaluate(
         ctx: Context,
         models: Annotated[
@@ -541,6 +447,11 @@ def build_server() -> MCPServer:
         efficiency: Annotated[
             bool, Field(description="Measure latency, tokens/s and peak memory.")
         ] = True,
+        seed: Annotated[int, Field(ge=0, description="Few-shot selection seed.")] = 1234,
+        tracker: Annotated[
+            Literal["auto", "mlflow", "none"],
+            Field(description="Log results to MLflow (auto: when installed) or not."),
+        ] = "auto",
         name: Annotated[str | None, Field(max_length=200, description="Report name.")] = None,
         wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
     ) -> JobOutcome:
@@ -549,7 +460,7 @@ def build_server() -> MCPServer:
         from lmfast.evaluation.evaluate import EvaluateRequest
         from lmfast.evaluation.tasks import sample_tasks, task_spec
 
-        roots = await _client_roots(ctx)
+        roots = await client_roots(ctx)
         confined_tasks = []
         for i, task in enumerate(tasks or []):
             if task in sample_tasks():
@@ -572,21 +483,22 @@ def build_server() -> MCPServer:
             backend=backend,
             batch_size=batch_size,
             efficiency=efficiency,
-            tracker="auto",
+            seed=seed,
+            tracker=tracker,
             name=name,
         )
-        return await _start_job("evaluate", request, wait, ctx)
+        return await jobs.start_job("evaluate", request, wait, ctx)
 
     # -- jobs --------------------------------------------------------------------------
     @mcp.tool(description="A job's status and progress (step, total, message, metrics).")
-    @_errors
+    @tool_errors
     async def job_status(job_id: Annotated[str, Field(description="Job id.")]) -> JobInfo:
         from lmfast.jobs import JobStore
 
         return await anyio.to_thread.run_sync(JobStore().get, job_id)
 
     @mcp.tool(description="A job's result; an error while it is still running.")
-    @_errors
+    @tool_errors
     async def job_result(job_id: Annotated[str, Field(description="Job id.")]) -> JobOutcome:
         from lmfast.jobs import JobStore
 
@@ -603,14 +515,14 @@ def build_server() -> MCPServer:
         )
 
     @mcp.tool(description="Stop a running job. Its worker cleans up; nothing half-written is kept.")
-    @_errors
+    @tool_errors
     async def cancel_job(job_id: Annotated[str, Field(description="Job id.")]) -> JobInfo:
         from lmfast.jobs import cancel
 
         return await anyio.to_thread.run_sync(cancel, job_id)
 
     @mcp.tool(description="Recent jobs, newest first.")
-    @_errors
+    @tool_errors
     async def list_jobs(
         status: Annotated[JobStatus | None, Field(description="Only this status.")] = None,
         limit: Annotated[int, Field(ge=1, le=500, description="Most jobs.")] = 50,

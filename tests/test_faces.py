@@ -30,9 +30,8 @@ def anyio_backend() -> str:
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, BaseModel]]:
     """Requests the faces hand to the job system, instead of running them."""
-    import lmfast.mcp_server.lifecycle_tools as lifecycle
-    import lmfast.mcp_server.server as server
-    from lmfast.mcp_server.server import JobOutcome
+    import lmfast.mcp_server.jobs as mcp_jobs
+    from lmfast.mcp_server.jobs import JobOutcome
 
     import lmfast.cli.jobs
 
@@ -46,8 +45,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, BaseModel]]:
         return JobOutcome(job_id="captured", status="queued")
 
     monkeypatch.setattr(lmfast.cli.jobs, "run_job_for_people", cli_run)
-    monkeypatch.setattr(server, "_start_job", mcp_start)
-    monkeypatch.setattr(lifecycle, "_start_job", mcp_start)
+    monkeypatch.setattr(mcp_jobs, "start_job", mcp_start)
     return seen
 
 
@@ -178,6 +176,109 @@ async def test_mcp_tools_share_their_request_models_defaults_and_bounds() -> Non
                 drifts.append(f"{where} bounds {_bounds(schema)} != {_bounds(want)}")
             if "default" in want and "default" in schema and schema["default"] != want["default"]:
                 drifts.append(f"{where} default {schema['default']!r} != {want['default']!r}")
+            if "default" in schema and name in request_model.model_json_schema().get(
+                "required", []
+            ):
+                drifts.append(f"{where} defaults to {schema['default']!r}; the request has none")
             checked += 1
     assert not drifts, drifts
     assert checked >= 20
+
+
+# Request fields a face deliberately does not take, and why. Every other field must be
+# reachable from both faces, as its own argument or through the face's generic setter
+# (`lmfast prep --set`, MCP prep_dataset `settings`; recipes: overrides on both).
+NOT_OFFERED: dict[tuple[str, str, str], str] = {
+    ("cli", "fine_tune", "run_id"): "set by `lmfast train --resume RUN`",
+    ("mcp", "fine_tune", "run_id"): "runs resume by name; a run id is internal",
+    ("mcp", "fine_tune", "fresh"): "agents start new runs by name",
+    ("cli", "fine_tune", "profile"): "`lmfast train` profiles through LMFAST_PROFILE",
+    ("mcp", "fine_tune", "profile"): "a profiler trace is a local debugging aid",
+    ("mcp", "fine_tune", "launch"): "multi-process launch is for a person at the machine",
+    ("cli", "distill", "run_id"): "internal: the job system names runs",
+    ("mcp", "distill", "run_id"): "internal: the job system names runs",
+    ("mcp", "distill", "fresh"): "agents start new runs by name",
+    ("cli", "align_orpo", "run_id"): "internal: the job system names runs",
+    ("mcp", "align_orpo", "run_id"): "internal: the job system names runs",
+    ("mcp", "align_orpo", "fresh"): "agents start new runs by name",
+}
+# CLI parameters named differently from their request field.
+CLI_NAMES = {
+    ("fine_tune", "num_processes"): "launch",
+    ("tune", "objective"): "objectives",
+    ("distill", "mlp_ratio"): "student_mlp_ratio",
+    ("quantize", "type_"): "type",
+    ("quantize", "no_measure"): "measure",
+    ("export", "format_"): "format",
+    ("convert_model", "name"): "model",
+    ("convert_model", "label"): "name",
+    ("train_tokenizer", "special_token"): "special_tokens",
+}
+GENERIC_SETTERS = {("cli", "prep_dataset"): "setting", ("mcp", "prep_dataset"): "settings"}
+
+
+def _cli_command(path: str) -> Any:
+    import typer
+
+    command: Any = typer.main.get_command(app)
+    for part in path.split():
+        command = command.commands[part]
+    return command
+
+
+async def test_every_request_field_is_reachable_from_every_face_or_excused() -> None:
+    from lmfast.capabilities import CAPABILITIES
+    from lmfast.jobs.kinds import resolve_kind
+
+    async with Client(build_server()) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    missing = []
+    for capability, (cli_path, tool_name) in CAPABILITIES.items():
+        try:
+            request_model, _ = resolve_kind(capability)
+        except Exception:
+            continue
+        faces = {
+            "cli": {
+                CLI_NAMES.get((capability, p.name or ""), p.name)
+                for p in _cli_command(cli_path).params
+            },
+            "mcp": set(tools[tool_name].input_schema["properties"]),
+        }
+        for face, names in faces.items():
+            if (face, capability) in GENERIC_SETTERS:
+                assert GENERIC_SETTERS[face, capability] in names
+                continue
+            for field in request_model.model_fields:
+                if field == "config" or field in names or (face, capability, field) in NOT_OFFERED:
+                    continue
+                missing.append(f"{face} {capability}: {field}")
+    assert not missing, missing
+
+
+async def test_cli_defaults_are_the_request_models_or_unset() -> None:
+    """A CLI option named after a request field defaults to None (the request's default
+    applies) or to exactly the request's default."""
+    from lmfast.capabilities import CAPABILITIES
+    from lmfast.jobs.kinds import resolve_kind
+
+    drifts, checked = [], 0
+    for capability, (cli_path, _) in CAPABILITIES.items():
+        try:
+            request_model, _ = resolve_kind(capability)
+        except Exception:
+            continue
+        fields = request_model.model_fields
+        for param in _cli_command(cli_path).params:
+            field = fields.get(CLI_NAMES.get((capability, param.name or ""), param.name or ""))
+            if param.name in ("no_measure", "num_processes"):
+                continue  # a negated flag, and one part of a composite (LaunchSettings)
+            if field is None or param.default is None or ("cli", capability) in GENERIC_SETTERS:
+                continue
+            want = field.get_default(call_default_factory=True)
+            got = list(param.default) if isinstance(param.default, tuple) else param.default
+            if got != want and not (got == [] and want is None):
+                drifts.append(f"{cli_path} --{param.name}: {got!r} != {want!r}")
+            checked += 1
+    assert not drifts, drifts
+    assert checked >= 15

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lmfast.cli.output import console
-from lmfast.cli.train import _flags_to_overrides, show_result
+from lmfast.cli.train import show_result
 
 Overrides = Annotated[
     list[str] | None,
@@ -59,6 +59,9 @@ def distill_command(
         list[str] | None,
         typer.Option("--eval-task", help="Task for the side-by-side report (repeatable)."),
     ] = None,
+    eval_limit: Annotated[
+        int | None, typer.Option(help="At most this many examples per report task.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Name for the student artifact.")] = None,
     fresh: Annotated[bool, typer.Option(help="Ignore earlier checkpoints.")] = False,
     background: Background = False,
@@ -77,7 +80,7 @@ def distill_command(
         "training.epochs": epochs,
         "training.max_seq_length": seq_len,
     }
-    cfg = load_config(config, _flags_to_overrides(flags) + list(overrides or []))
+    cfg = load_config(config, overrides, values=flags)
     layers: Any = student_layers
     if student_layers and student_layers != "every_other":
         try:
@@ -97,6 +100,7 @@ def distill_command(
         student_layers=layers,
         student_mlp_ratio=mlp_ratio,
         eval_tasks=eval_tasks,
+        eval_limit=eval_limit,
         name=name,
         fresh=fresh,
     )
@@ -170,7 +174,7 @@ def align_command(
         "training.max_seq_length": seq_len,
         "data.validation_split": validation_split,
     }
-    cfg = load_config(config, _flags_to_overrides(flags) + list(overrides or []))
+    cfg = load_config(config, overrides, values=flags)
     request = AlignRequest(config=cfg, method=method, beta=beta, name=name, fresh=fresh)  # type: ignore[arg-type]
     result = run_job_for_people("align_orpo", request, background, json_out)
     if result is None:

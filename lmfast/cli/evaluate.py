@@ -44,6 +44,7 @@ def eval_command(
         bool, typer.Option(help="Measure time to first token, tokens/s and peak memory.")
     ] = True,
     tracker: Annotated[str, typer.Option(help="auto, mlflow or none.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Few-shot selection seed.")] = 1234,
     name: Annotated[str | None, typer.Option(help="Name for the report artifact.")] = None,
     background: Annotated[bool, typer.Option("--background", help="Print the job id only.")] = (
         False
@@ -64,6 +65,7 @@ def eval_command(
         batch_size=batch_size,
         efficiency=efficiency,
         tracker=tracker,  # type: ignore[arg-type]
+        seed=seed,
         name=name,
     )
     result = run_job_for_people("evaluate", request, background, json_out)

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from lmfast.cli.output import console, print_json
+from lmfast.config import DEFAULT_MODEL
 
 tokenizer_app = typer.Typer(help="Train tokenizers for models pretrained from scratch.")
 templates_app = typer.Typer(help="Model templates for pretraining from scratch.")
@@ -27,6 +28,14 @@ def tokenizer_train_command(
     text_field: Annotated[str | None, typer.Option(help="Field holding the text.")] = None,
     min_frequency: Annotated[int, typer.Option(help="BPE: fewest sightings of a merge.")] = 2,
     held_out: Annotated[float, typer.Option(help="Share held out for compression.")] = 0.05,
+    special_token: Annotated[
+        list[str] | None,
+        typer.Option("--special-token", help="Another special token to reserve (repeatable)."),
+    ] = None,
+    compare_with: Annotated[
+        str | None,
+        typer.Option(help="Model whose tokenizer the compression is compared with."),
+    ] = DEFAULT_MODEL,
     name: Annotated[str | None, typer.Option(help="Name for the artifact.")] = None,
     background: Background = False,
     json_out: JsonOut = False,
@@ -43,6 +52,8 @@ def tokenizer_train_command(
         text_field=text_field,
         min_frequency=min_frequency,
         held_out=held_out,
+        special_tokens=special_token or [],
+        compare_with=compare_with or None,
         name=name,
     )
     result = run_job_for_people("train_tokenizer", request, background, json_out)
@@ -119,6 +130,7 @@ def tune_command(
     prune: Annotated[bool, typer.Option(help="Prune trials behind the median.")] = True,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     study: Annotated[str | None, typer.Option(help="Study name (continues it).")] = None,
+    name: Annotated[str | None, typer.Option(help="Name for the report artifact.")] = None,
     background: Background = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -137,9 +149,8 @@ def tune_command(
     if not isinstance(loaded, dict):
         raise ConfigError([("--space", f"{space} must map recipe fields to ranges or choices")])
     flags = {"model.reference": model, "data.path": data}
-    items = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     request = TuneRequest(
-        config=load_config(config, items + list(overrides or [])),
+        config=load_config(config, overrides, values=flags),
         space=loaded,
         trials=trials,
         objectives=objective or ["eval_loss"],
@@ -147,6 +158,7 @@ def tune_command(
         prune=prune,
         seed=seed,
         study=study,
+        name=name,
     )
     result = run_job_for_people("tune", request, background, json_out)
     if result is None:

@@ -56,12 +56,5 @@ def serve_command(
         "api_key": api_key or os.environ.get("LMFAST_API_KEY"),
         "guard": guard,
     }
-    overrides = [f"serve.{k}={_yaml(v)}" for k, v in flags.items() if v is not None]
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, values={f"serve.{k}": v for k, v in flags.items()})
     run_server(model, cfg.serve)
-
-
-def _yaml(value: object) -> str:
-    import json
-
-    return json.dumps(value)  # JSON is YAML: lists and quoted strings survive the override

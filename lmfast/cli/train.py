@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,10 +9,6 @@ import typer
 from rich.table import Table
 
 from lmfast.cli.output import console
-
-
-def _flags_to_overrides(flags: dict[str, Any]) -> list[str]:
-    return [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
 
 
 def train_command(
@@ -98,7 +93,7 @@ def train_command(
             "training.learning_rate": learning_rate,
             "training.max_seq_length": seq_len,
         }
-        cfg = load_config(config, _flags_to_overrides(flags) + items)
+        cfg = load_config(config, items, values=flags)
         request = FineTuneRequest(config=cfg, name=name, fresh=fresh, launch=launch)
     result = run_job_for_people("fine_tune", request, background, json_out)
     if result is not None:

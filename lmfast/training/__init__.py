@@ -41,8 +41,8 @@ class SLMTrainer:
         from lmfast.config import LMFastConfig, load_config
 
         if config is None or isinstance(config, (str, bytes)) or hasattr(config, "__fspath__"):
-            items = [f"{k.replace('__', '.')}={v}" for k, v in overrides.items()]
-            config = load_config(config, items)
+            values = {k.replace("__", "."): v for k, v in overrides.items()}
+            config = load_config(config, values=values)
         elif isinstance(config, dict):
             config = LMFastConfig.model_validate(config)
         self.config: LMFastConfig = config

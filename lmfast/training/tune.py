@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 from lmfast.artifacts import ArtifactStore
-from lmfast.config import LMFastConfig, merge_dicts, parse_overrides
+from lmfast.config import LMFastConfig, merge_dicts, nest_values
 from lmfast.errors import ConfigError, LMFastError
 from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
@@ -107,7 +107,7 @@ class TuneRequest(BaseModel):
             if isinstance(dim, Range) and dim.integer:
                 sample = int(sample)
             try:  # the field must exist and accept the range's values
-                LMFastConfig.model_validate(merge_dicts(base, parse_overrides([f"{key}={sample}"])))
+                LMFastConfig.model_validate(merge_dicts(base, nest_values({key: sample})))
             except Exception as e:
                 raise ValueError(f"space.{key}: {str(e).splitlines()[-1].strip()}") from None
         uses_eval = any(o.startswith("eval_") for o in self.objectives)
@@ -244,8 +244,7 @@ def tune(
 
     def objective(trial: Any) -> Any:
         params = {k: _suggest(trial, k, dim) for k, dim in request.space.items()}
-        overrides = [f"{k}={json.dumps(v)}" for k, v in params.items()]
-        config = LMFastConfig.model_validate(merge_dicts(base, parse_overrides(overrides)))
+        config = LMFastConfig.model_validate(merge_dicts(base, nest_values(params)))
         run_id = f"{study_name}-trial-{trial.number}"
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in params.items())
         progress(trial.number, request.trials, f"trial {trial.number}: {shown}")
@@ -317,9 +316,8 @@ def _report(
         sign = 1 if request.directions()[0] == "minimize" else -1
         best = min(front, key=lambda t: sign * t.values[0])
         pareto = sorted(t.number for t in front)
-    overrides = [f"{k}={json.dumps(v)}" for k, v in best.params.items()]
     recipe = LMFastConfig.model_validate(
-        merge_dicts(request.config.model_dump(mode="json"), parse_overrides(overrides))
+        merge_dicts(request.config.model_dump(mode="json"), nest_values(best.params))
     )
     with store.create(
         "report",

@@ -1,0 +1,47 @@
+"""Long work from an MCP tool: submit the request as a job, then hand back its id or follow
+it to the end, relaying progress to the client as notifications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
+
+from lmfast.jobs.store import JobStatus
+
+
+class JobOutcome(BaseModel):
+    """A job handle, and its result once it has one."""
+
+    job_id: str = Field(description="Poll with job_status / job_result, stop with cancel_job.")
+    status: JobStatus = Field(description="queued, running, succeeded, failed or cancelled.")
+    result: dict[str, Any] | None = Field(None, description="The capability's result.")
+    error: str | None = Field(None, description="Why it failed or stopped.")
+
+
+async def follow(job_id: str, ctx: Context | None) -> JobOutcome:
+    """Wait for a job, relaying its progress to the client as notifications."""
+    from lmfast.jobs import JobStore
+
+    store = JobStore()
+    last: tuple[float, str] | None = None
+    while True:
+        info = await anyio.to_thread.run_sync(store.get, job_id)
+        if ctx is not None and (info.step, info.message) != last:
+            last = (info.step, info.message)
+            await ctx.report_progress(info.step, info.total, info.message or info.status)
+        if info.done:
+            result = await anyio.to_thread.run_sync(store.result, job_id)
+            return JobOutcome(job_id=job_id, status=info.status, result=result, error=info.error)
+        await anyio.sleep(0.2)
+
+
+async def start_job(kind: str, request: BaseModel, wait: bool, ctx: Context | None) -> JobOutcome:
+    from lmfast.jobs import submit
+
+    job_id = await anyio.to_thread.run_sync(submit, kind, request)
+    if not wait:
+        return JobOutcome(job_id=job_id, status="queued")
+    return await follow(job_id, ctx)
