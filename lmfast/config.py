@@ -18,7 +18,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -325,14 +324,6 @@ class ServeConfig(_Section):
         "file, or off (default: env LMFAST_GUARD, else off).",
     )
 
-    @field_validator("guard")
-    @classmethod
-    def _policy_loads(cls, value: str | None) -> str | None:
-        from lmfast.guardrails.policy import load_policy
-
-        load_policy(value)  # a typo or a bad file fails at startup, not on the first request
-        return value
-
     @model_validator(mode="after")
     def _key_off_loopback(self) -> ServeConfig:
         if self.api_key is None and not is_loopback(self.host):
@@ -373,9 +364,8 @@ class LMFastConfig(_Section):
                     "training.method='pretrain' needs model.template (tiny, small, base, "
                     "t5-small or file.yaml[:name]): the architecture to initialise"
                 )
-            from lmfast.training.templates import load_template
-
-            load_template(m.template)  # an unknown name or file fails here, on every face
+            # Whether the template exists is checked by FineTuneRequest: the catalogue is
+            # training's, and the config imports no capability.
             if t.lora.enabled and "enabled" in t.lora.model_fields_set:
                 raise ValueError(
                     "training.lora.enabled=true with method 'pretrain': adapters need trained "

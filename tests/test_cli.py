@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +193,9 @@ def test_prep_command_runs_a_job_and_prints_the_report(tmp_path) -> None:  # typ
     assert "saved dataset-" in result.output
     bad = runner.invoke(app, ["prep", str(data), "--set", "dedup.bands=99"])
     assert bad.exit_code == 2 and "bands x rows" in bad.stderr
+
+
+def test_serve_refuses_an_unknown_guard_policy_before_it_starts(lmfast_home: Path) -> None:
+    out = CliRunner().invoke(app, ["serve", "--guard", "strictt", "--port", "1"])
+    assert out.exit_code != 0
+    assert "strictt" in out.output and "guard" in out.output.lower()

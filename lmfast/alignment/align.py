@@ -107,6 +107,7 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     from lmfast.alignment.preferences import prepare_preferences, render_pairs
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.hardware import detect_hardware
+    from lmfast.observability.tracking import run_tags, tracked_run
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
     from lmfast.training.callbacks import MarkComplete, ProgressReport, last_complete_checkpoint
@@ -117,7 +118,6 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
         training_kwargs,
     )
     from lmfast.training.model import build
-    from lmfast.training.tracking import run_tags, tracked_run
 
     store = ArtifactStore()
     config = request.config

@@ -58,6 +58,7 @@ class Distillation:
                     f"{index['dataset']}, not {feed.dataset_artifact}"
                 )
             return
+        from lmfast.distillation.teacher_labels import teacher_dtype
         from lmfast.loading import load_transformers
 
         progress(0, None, f"loading teacher {self.teacher_ref.name}")
@@ -120,12 +121,6 @@ class Distillation:
 
     def summary(self) -> dict[str, Any]:
         return {"distillation": self.fingerprint()}
-
-
-def teacher_dtype(resolved: Any, planned: str) -> str:
-    """GGUF teachers keep their packed weights in transformers, whose kernels compute in
-    float32: asking for 16-bit only adds a cast around every matmul."""
-    return "float32" if resolved.format == "gguf" else planned
 
 
 def vocab_mismatch(teacher: str, student: str) -> str:

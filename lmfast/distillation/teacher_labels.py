@@ -56,6 +56,12 @@ class TeacherLabels:
         return ids, lps
 
 
+def teacher_dtype(resolved: Any, planned: str) -> str:
+    """GGUF teachers keep their packed weights in transformers, whose kernels compute in
+    float32: asking for 16-bit only adds a cast around every matmul."""
+    return "float32" if resolved.format == "gguf" else planned
+
+
 def open_teacher_labels(path: Path) -> TeacherLabels:
     index = json.loads((path / "index.json").read_text())
     if index.get("format") != FORMAT_VERSION:
@@ -137,7 +143,6 @@ def generate_teacher_labels(
         progress(1, 1, f"reusing stored teacher logits {found.id}")
         return found
     arrays = open_tokens(folder)
-    from lmfast.distillation.objective import teacher_dtype
 
     model, tokenizer = load_transformers(
         resolved, dtype=teacher_dtype(resolved, dtype), device=device

@@ -285,7 +285,7 @@ def _write_report(
 
 def _track(request: EvaluateRequest, reports: list[ModelReport], folder: Path) -> None:
     """One MLflow run per evaluation, metrics named model.task.metric, the report attached."""
-    from lmfast.training.tracking import code_version, tracked_run
+    from lmfast.observability.tracking import code_version, tracked_run
 
     with (
         tempfile.TemporaryDirectory() as run_dir,

@@ -85,7 +85,12 @@ def quantize(
     if request.type in TORCH_TYPES:
         from lmfast.export.torch_quant import quantize_torch
 
-        return quantize_torch(request, source, store, progress)
+        artifact, size = quantize_torch(request, source, store, progress)
+        return QuantizeResult(
+            artifact_id=artifact.id, path=str(artifact.path), type=request.type, bytes=size,
+            size_vs_f16=None, lineage=[*source.lineage, artifact.id],
+            metrics=artifact.manifest.metrics,
+        )  # fmt: skip
     return _quantize_gguf(request, source, store, progress)
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmfast.artifacts import ArtifactStore
+from lmfast.artifacts import Artifact, ArtifactStore
 from lmfast.errors import BackendError
 from lmfast.progress import ProgressFn
 
 if TYPE_CHECKING:
-    from lmfast.export.quantize import QuantizeRequest, QuantizeResult
+    from lmfast.export.quantize import QuantizeRequest
     from lmfast.export.stages import Source
 
 GROUP_SIZE = 32
@@ -55,12 +55,12 @@ def _folder_bytes(path: Path) -> int:
 
 def quantize_torch(
     request: QuantizeRequest, source: Source, store: ArtifactStore, progress: ProgressFn
-) -> QuantizeResult:
+) -> tuple[Artifact, int]:
+    """The quantized model as an artifact, and its size in bytes."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lmfast.export.quality import measure_quality
-    from lmfast.export.quantize import QuantizeResult
 
     cuda = torch.cuda.is_available()
     config, library = quantization_config(request.type, cuda)
@@ -102,8 +102,4 @@ def quantize_torch(
         }  # fmt: skip
     assert draft.artifact is not None
     progress(5, 5, f"saved {draft.artifact.id}")
-    return QuantizeResult(
-        artifact_id=draft.artifact.id, path=str(draft.artifact.path), type=request.type,
-        bytes=size, size_vs_f16=None, lineage=[*source.lineage, draft.artifact.id],
-        metrics=draft.metrics,
-    )  # fmt: skip
+    return draft.artifact, size

@@ -9,135 +9,23 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmfast.config import ServeConfig
 from lmfast.inference.base import Engine
 from lmfast.pipeline import Pipeline
+from lmfast.serving.routes import register_routes
+from lmfast.serving.state import APIError, ServerState
+from lmfast.serving.tokenizer_routes import register_tokenizer_routes
 
 log = logging.getLogger("lmfast.serve")
-
-
-class APIError(Exception):
-    """An error answered in OpenAI's JSON shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type_: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = (
-            status,
-            message,
-            type_,
-            param,
-            code,
-        )
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
-
-
-class Metrics:
-    """Prometheus metrics, one registry per app (tests create many apps)."""
-
-    def __init__(self, state: ServerState) -> None:
-        self.registry = r = CollectorRegistry()
-        self.requests = Counter(
-            "lmfast_requests", "HTTP requests", ["endpoint", "status"], registry=r
-        )
-        self.latency = Histogram(
-            "lmfast_request_duration_seconds", "Request latency", ["endpoint"], registry=r
-        )
-        self.ttft = Histogram(
-            "lmfast_time_to_first_token_seconds", "Time to first token", registry=r
-        )
-        self.prompt_tokens = Counter("lmfast_prompt_tokens", "Prompt tokens processed", registry=r)
-        self.completion_tokens = Counter("lmfast_completion_tokens", "Tokens generated", registry=r)
-        self.cancelled = Counter(
-            "lmfast_requests_cancelled",
-            "Generations stopped because the client went away",
-            registry=r,
-        )
-        self.rejected = Counter(
-            "lmfast_requests_rejected", "Requests refused: queue full", registry=r
-        )
-        queue = Gauge("lmfast_queue_depth", "Requests waiting for a slot", registry=r)
-        queue.set_function(lambda: state.engine.stats()["waiting"] if state.engine else 0)
-        self.guard = Counter(
-            "lmfast_guard_decisions",
-            "Guard decisions by stage (input/output), check (pii/injection) and action",
-            ["stage", "check", "action"],
-            registry=r,
-        )
-        running = Gauge("lmfast_requests_running", "Requests being generated", registry=r)
-        running.set_function(lambda: state.engine.stats()["running"] if state.engine else 0)
-
-
-@dataclass
-class ServerState:
-    model_id: str
-    config: ServeConfig
-    aliases: set[str] = field(default_factory=set)
-    engine: Engine | None = None
-    pipeline: Pipeline | None = None
-    load_error: str | None = None
-    closing: bool = False
-    # Called with the reason when the engine cannot run any more (`lmfast serve` exits).
-    on_fatal: Callable[[str], None] | None = None
-    created: int = field(default_factory=lambda: int(time.time()))
-    metrics: Metrics = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.metrics = Metrics(self)
-
-    def require_pipeline(self, requested_model: str) -> Pipeline:
-        if requested_model not in self.aliases | {self.model_id}:
-            raise APIError(
-                404,
-                f"The model '{requested_model}' does not exist; this server "
-                f"serves '{self.model_id}'",
-                param="model",
-                code="model_not_found",
-            )
-        if self.pipeline is None:
-            if self.load_error:
-                raise APIError(
-                    503,
-                    f"the model failed to load: {self.load_error}",
-                    type_="service_unavailable",
-                    code="model_load_failed",
-                )
-            raise APIError(
-                503,
-                "the model is still loading; retry shortly",
-                type_="service_unavailable",
-                code="model_loading",
-            )
-        return self.pipeline
 
 
 # Routes that need the API key when one is set (the tokenizer routes sit at the root, where
@@ -306,9 +194,6 @@ def create_app(
                 }
             ],
         }
-
-    from lmfast.serving.routes import register_routes
-    from lmfast.serving.tokenizer_routes import register_tokenizer_routes
 
     register_routes(app, state)
     register_tokenizer_routes(app, state)

@@ -28,8 +28,8 @@ from lmfast.inference.base import (
     UnsupportedFeatureError,
 )
 from lmfast.pipeline import ChatChunk, ChatResult
-from lmfast.serving.app import APIError, ServerState
 from lmfast.serving.schemas import ChatCompletionRequest, CompletionRequest
+from lmfast.serving.state import APIError, ServerState
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from lmfast.serving.app import APIError, ServerState
+from lmfast.serving.state import APIError, ServerState
 
 
 class TokenizeRequest(BaseModel):

@@ -76,8 +76,10 @@ class FineTuneRequest(BaseModel):
         if model.tokenizer and Path(model.tokenizer).expanduser().exists():
             model.tokenizer = str(Path(model.tokenizer).expanduser().resolve())
         if model.template:
-            from lmfast.training.templates import template_file
+            from lmfast.training.templates import load_template, template_file
 
+            if self.config.training.method == "pretrain":
+                load_template(model.template)  # an unknown name or file fails on every face
             file, name = template_file(model.template)
             if file.expanduser().is_file():
                 full = str(file.expanduser().resolve())
@@ -221,12 +223,12 @@ def fine_tune(
     `callbacks`: more transformers TrainerCallbacks (tune's pruning)."""
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.hardware import PROFILES, detect_hardware
+    from lmfast.observability.tracking import run_tags, tracked_run
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
     from lmfast.training import data as training_data
     from lmfast.training.callbacks import last_complete_checkpoint
     from lmfast.training.model import build
-    from lmfast.training.tracking import run_tags, tracked_run
 
     store = store or ArtifactStore()
     config = request.config
@@ -293,7 +295,9 @@ def fine_tune(
         if request.launch.distributed:
             from lmfast.training.launch import launch
 
-            return launch(request, run_dir, feed.dataset_artifact, plan.device, progress)
+            return launch(
+                request, FineTuneResult, run_dir, feed.dataset_artifact, plan.device, progress
+            )
     resume = last_complete_checkpoint(checkpoints)
 
     if plan.num_threads:

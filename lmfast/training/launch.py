@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -25,8 +25,7 @@ from lmfast.artifacts import write_atomic
 from lmfast.errors import LMFastError
 from lmfast.progress import ProgressFn
 
-if TYPE_CHECKING:
-    from lmfast.training.finetune import FineTuneRequest, FineTuneResult
+Result = TypeVar("Result", bound=BaseModel)
 
 
 class LaunchSettings(BaseModel):
@@ -85,7 +84,7 @@ def _command(settings: LaunchSettings, request_file: Path, cpu: bool) -> list[st
         "--main_process_port", str(settings.main_process_port),
         "--mixed_precision", "no",
         "--dynamo_backend", "no",
-        "-m", "lmfast.training.launch", str(request_file),
+        "-m", "lmfast.training.launch_worker", str(request_file),
     ]  # fmt: skip
     if cpu:
         cmd.insert(cmd.index("--mixed_precision"), "--num_cpu_threads_per_process")
@@ -94,12 +93,11 @@ def _command(settings: LaunchSettings, request_file: Path, cpu: bool) -> list[st
 
 
 def launch(
-    request: FineTuneRequest, run_dir: Path, dataset_artifact: str, device: str,
+    request: Any, result_type: type[Result], run_dir: Path, dataset_artifact: str, device: str,
     progress: ProgressFn,
-) -> FineTuneResult:  # fmt: skip
-    """Start the processes, relay rank 0's progress, return rank 0's result."""
-    from lmfast.training.finetune import FineTuneResult
-
+) -> Result:  # fmt: skip
+    """Start the processes on `request` (a FineTuneRequest), relay rank 0's progress, return
+    rank 0's result."""
     folder = run_dir / "launch"
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("progress.jsonl", "result.json"):
@@ -147,7 +145,7 @@ def launch(
             f"this machine (rank {settings.machine_rank}) finished its part; the result is "
             "saved by machine rank 0"
         )
-    return FineTuneResult.model_validate_json(result_file.read_text())
+    return result_type.model_validate_json(result_file.read_text())
 
 
 def _relay(path: Path, seen: int, progress: ProgressFn) -> int:
@@ -162,31 +160,3 @@ def _relay(path: Path, seen: int, progress: ProgressFn) -> int:
             progress(event["step"], event["total"], event["message"], **event["metrics"])
             seen += len(line.encode("utf-8"))
     return seen
-
-
-def _progress_writer(folder: Path) -> ProgressFn:
-    out = open(folder / "progress.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (process-long)
-
-    def write(step: int, total: int | None, message: str, **metrics: Any) -> None:
-        line = {"step": step, "total": total, "message": message, "metrics": metrics}
-        out.write(json.dumps(line) + "\n")
-        out.flush()
-
-    return write
-
-
-def main() -> None:
-    """Each launched process: run fine_tune; rank 0 reports progress and writes the result."""
-    from lmfast.progress import no_progress
-    from lmfast.training.finetune import FineTuneRequest, fine_tune
-
-    request = FineTuneRequest.model_validate_json(Path(sys.argv[1]).read_text())
-    folder = Path(os.environ.get("LMFAST_LAUNCH_DIR", Path(sys.argv[1]).parent))
-    rank = world()[0]
-    result = fine_tune(request, _progress_writer(folder) if rank == 0 else no_progress)
-    if result is not None:
-        write_atomic(folder / "result.json", result.model_dump_json(indent=2))
-
-
-if __name__ == "__main__":
-    main()

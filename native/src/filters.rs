@@ -7,6 +7,7 @@ use rustc_hash::FxHashSet;
 use std::sync::OnceLock;
 use xxhash_rust::xxh3::xxh3_64;
 
+pub use crate::repetition::GopherRepetition;
 use crate::repetition::{duplicates, gopher_repetition};
 use crate::words::{self, Words};
 
@@ -43,36 +44,6 @@ impl Default for GopherQuality {
             max_ellipsis_lines_ratio: 0.3,
             min_alpha_words_ratio: 0.8,
             min_stop_words: 2,
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct GopherRepetition {
-    pub dup_line_frac: f64,
-    pub dup_para_frac: f64,
-    pub dup_line_char_frac: f64,
-    pub dup_para_char_frac: f64,
-    pub top_n_grams: Vec<(usize, f64)>,
-    pub dup_n_grams: Vec<(usize, f64)>,
-}
-
-impl Default for GopherRepetition {
-    fn default() -> Self {
-        Self {
-            dup_line_frac: 0.3,
-            dup_para_frac: 0.3,
-            dup_line_char_frac: 0.2,
-            dup_para_char_frac: 0.2,
-            top_n_grams: vec![(2, 0.2), (3, 0.18), (4, 0.16)],
-            dup_n_grams: vec![
-                (5, 0.15),
-                (6, 0.14),
-                (7, 0.13),
-                (8, 0.12),
-                (9, 0.11),
-                (10, 0.10),
-            ],
         }
     }
 }

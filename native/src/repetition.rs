@@ -4,8 +4,39 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::filters::GopherRepetition;
 use crate::words::Words;
+
+/// Thresholds: the share of duplicated lines / paragraphs (by count and by characters), of
+/// the most frequent n-grams and of text in duplicated n-grams above which a document goes.
+#[derive(Clone, Debug)]
+pub struct GopherRepetition {
+    pub dup_line_frac: f64,
+    pub dup_para_frac: f64,
+    pub dup_line_char_frac: f64,
+    pub dup_para_char_frac: f64,
+    pub top_n_grams: Vec<(usize, f64)>,
+    pub dup_n_grams: Vec<(usize, f64)>,
+}
+
+impl Default for GopherRepetition {
+    fn default() -> Self {
+        Self {
+            dup_line_frac: 0.3,
+            dup_para_frac: 0.3,
+            dup_line_char_frac: 0.2,
+            dup_para_char_frac: 0.2,
+            top_n_grams: vec![(2, 0.2), (3, 0.18), (4, 0.16)],
+            dup_n_grams: vec![
+                (5, 0.15),
+                (6, 0.14),
+                (7, 0.13),
+                (8, 0.12),
+                (9, 0.11),
+                (10, 0.10),
+            ],
+        }
+    }
+}
 
 /// Count duplicated elements (after their first occurrence) and their characters.
 pub(crate) fn duplicates<'a>(elements: impl Iterator<Item = &'a str>) -> (usize, usize, usize) {
