@@ -1,7 +1,7 @@
 # The two commands the README promises: `make install` and `make test`.
 UV := python3 -m uv
 
-.PHONY: install test
+.PHONY: install test docs
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.8"
@@ -13,3 +13,8 @@ test:
 	cargo test --manifest-path native/Cargo.toml --quiet
 	$(UV) run --locked ruff check .
 	$(UV) run --locked pytest
+
+# Regenerate the command reference from the CLI and build the site (tests check both).
+docs:
+	$(UV) run --locked typer lmfast.cli.app utils docs --name lmfast --title "Command reference" --output docs/commands.md
+	NO_MKDOCS_2_WARNING=1 $(UV) run --locked mkdocs build --strict

@@ -82,7 +82,7 @@ class LocalModel:
         from lmfast.guardrails.guard import guard_hooks
 
         from lmfast.config import DEFAULT_MODEL
-        from lmfast.generate import get_pipeline
+        from lmfast.generation import get_pipeline
         from lmfast.inference import load_engine
         from lmfast.pipeline import Pipeline
 

@@ -26,8 +26,8 @@ _EXPORTS = {
     "load_transformers": "lmfast.loading",
     "save_transformers": "lmfast.loading",
     "load_engine": "lmfast.inference",
-    "GenerateRequest": "lmfast.generate",
-    "generate": "lmfast.generate",
+    "GenerateRequest": "lmfast.generation",
+    "generate": "lmfast.generation",
     "convert_to_hf": "lmfast.convert",
     "prep_dataset": "lmfast.data",
     "PrepRequest": "lmfast.data",
@@ -56,7 +56,8 @@ _EXPORTS = {
     "GuardCheckRequest": "lmfast.guardrails.check",
     "quantize": "lmfast.export",
     "QuantizeRequest": "lmfast.export",
-    "export": "lmfast.export",
+    # `lmfast.export` is the sub-package, so the function is exported as export_model
+    "export_model": "lmfast.export",
     "ExportRequest": "lmfast.export",
 }
 

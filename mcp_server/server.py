@@ -26,7 +26,7 @@ from lmfast import __version__
 from lmfast.config import DEFAULT_MODEL
 from lmfast.data.audit import Explanation
 from lmfast.errors import LMFastError
-from lmfast.generate import GenerateResult
+from lmfast.generation import GenerateResult
 from lmfast.inference.base import ChatMessage
 from lmfast.jobs.store import JobInfo, JobStatus
 from lmfast.registry import ModelInfo, ModelListing
@@ -109,8 +109,8 @@ def build_server() -> MCPServer:
             dict[str, Any] | None, Field(description="Constrain the reply to this JSON schema.")
         ] = None,
     ) -> GenerateResult:
-        from lmfast.generate import GenerateRequest
-        from lmfast.generate import generate as run
+        from lmfast.generation import GenerateRequest
+        from lmfast.generation import generate as run
         from lmfast.inference.base import SamplingParams
         from lmfast.pipeline import ResponseFormat
 

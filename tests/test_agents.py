@@ -337,7 +337,7 @@ def _valid_call(tools: list[Tool], text: str) -> dict:
 
 
 def test_constrained_calls_from_the_embedded_model_are_schema_valid() -> None:
-    from lmfast.generate import get_pipeline
+    from lmfast.generation import get_pipeline
 
     # Enums, a number and a string held to a pattern (the calculator's expression).
     tools = [convert_units, calculator]

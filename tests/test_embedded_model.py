@@ -60,7 +60,7 @@ def test_transformers_answers_paris_saves_and_reloads(tmp_path) -> None:  # type
 
 def test_convert_makes_a_model_artifact_with_lineage() -> None:
     from lmfast.convert import ConvertRequest, convert_to_hf
-    from lmfast.generate import GenerateRequest, generate
+    from lmfast.generation import GenerateRequest, generate
     from lmfast.registry import list_models, model_info
 
     result = convert_to_hf(ConvertRequest(model="smollm2-135m-instruct", dtype="float32"))

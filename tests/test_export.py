@@ -86,7 +86,7 @@ def test_quantize_adapter_keeps_lineage_and_generates(adapter: Path) -> None:
 
     from lmfast.artifacts import ArtifactStore
     from lmfast.export import QuantizeRequest, quantize
-    from lmfast.generate import GenerateRequest, generate
+    from lmfast.generation import GenerateRequest, generate
     from lmfast.loading import load_transformers
 
     messages: list[str] = []

@@ -44,3 +44,21 @@ def test_import_lmfast_is_light(tmp_path: Path) -> None:
     out = _run(code, tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_public_names_stay_functions_after_their_modules_load(tmp_path: Path) -> None:
+    # A public name equal to a submodule's (lmfast.generate was lmfast/generate.py) turned
+    # into the module the moment that module was first imported.
+    code = (
+        "import importlib, pkgutil, types, lmfast\n"
+        "names = [n for n in lmfast.__all__ if n != '__version__']\n"
+        "first = {n: getattr(lmfast, n) for n in names}\n"
+        "for m in ('lmfast.generation', 'lmfast.export', 'lmfast.training', 'lmfast.data'):\n"
+        "    importlib.import_module(m)\n"
+        "bad = [n for n in names if isinstance(getattr(lmfast, n), types.ModuleType)"
+        " or getattr(lmfast, n) is not first[n]]\n"
+        "print(bad)"
+    )
+    out = _run(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

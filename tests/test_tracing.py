@@ -21,7 +21,7 @@ from lmfast.agents.models import LocalModel
 from lmfast.guardrails import GuardrailBlocked
 
 from lmfast.config import DEFAULT_MODEL
-from lmfast.generate import get_pipeline
+from lmfast.generation import get_pipeline
 from lmfast.inference.base import ChatMessage, SamplingParams
 from lmfast.observability.tracing import reset_tracing, tracing
 from tests.server_utils import free_port

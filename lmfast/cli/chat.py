@@ -53,7 +53,7 @@ def chat_command(
     from rich.console import Console
 
     from lmfast.chat_session import ChatSession, read_message
-    from lmfast.generate import get_pipeline
+    from lmfast.generation import get_pipeline
     from lmfast.inference.base import SamplingParams
 
     interactive = sys.stdin.isatty()

@@ -27,7 +27,7 @@ def generate_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Generate a reply to PROMPT (streams tokens unless --json)."""
-    from lmfast.generate import GenerateRequest, generate, generate_stream
+    from lmfast.generation import GenerateRequest, generate, generate_stream
     from lmfast.inference import SamplingParams
 
     text = sys.stdin.read() if prompt == "-" else prompt
