@@ -10,21 +10,29 @@ and after.
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from lmfast.artifacts import ArtifactStore, write_atomic
+from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
 from lmfast.data.readers import DataError
-from lmfast.hardware import reset_peak_memory
 from lmfast.hashing import config_hash
-from lmfast.home import lmfast_home
 from lmfast.progress import ProgressFn, no_progress
-from lmfast.training.finetune import FineTuneResult, RunId
+from lmfast.training.run import (
+    FineTuneResult,
+    RunId,
+    open_run,
+    run_folder,
+    run_metrics,
+    save_trained,
+    train,
+    trained_result,
+    training_kwargs,
+    use_threads,
+    with_tracking,
+)
 
 SHOWN = {
     "rewards/margins": "margin",
@@ -110,13 +118,7 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     from lmfast.observability.tracking import run_tags, tracked_run
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
-    from lmfast.training.callbacks import MarkComplete, ProgressReport, last_complete_checkpoint
-    from lmfast.training.finetune import (
-        run_metrics,
-        save_trained,
-        trained_result,
-        training_kwargs,
-    )
+    from lmfast.training.callbacks import MarkComplete, ProgressReport
     from lmfast.training.model import build
 
     store = ArtifactStore()
@@ -146,17 +148,8 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
         "beta": request.beta,
         "data": dataset.manifest.dataset_version,
     }
-    run_dir = lmfast_home() / "runs" / (request.run_id or "align-" + config_hash(key)[:12])
-    if request.fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "request.json", request.model_dump_json(indent=2))
-    checkpoints = run_dir / "checkpoints"
-    resume = last_complete_checkpoint(checkpoints)
-    if plan.num_threads:
-        import torch
-
-        torch.set_num_threads(plan.num_threads)
+    run = open_run(run_folder("align", key, request.run_id), request, request.fresh)
+    use_threads(plan)
 
     progress(0, None, f"loading {resolved.name} for {request.method.upper()}")
     set_seed(config.training.seed)
@@ -171,18 +164,18 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
         backend=trainable.backend,
         method=request.method,
         base_model=config.model.reference,
-        run_id=run_dir.name,
+        run_id=run.id,
         plan=plan,
     )
     args_cls, trainer_cls = _trl_trainer(request.method)
-    kwargs = training_kwargs(config, plan, checkpoints, [])
+    kwargs = training_kwargs(config, plan, run.checkpoints, [])
     kwargs.update(
         beta=request.beta,
         max_length=config.training.max_seq_length,
         gradient_checkpointing=False,  # `build` already set it up as the plan says
         neftune_noise_alpha=None,
     )
-    with tracked_run(config.training.tracker, run_dir, tags) as tracked:
+    with tracked_run(config.training.tracker, run.folder, tags) as tracked:
         kwargs["report_to"] = tracked.report_to
         rows_per_step = plan.micro_batch_size * plan.gradient_accumulation_steps
         report = ProgressReport(progress, mean_tokens * rows_per_step, shown=SHOWN)
@@ -200,10 +193,9 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
             None,
             f"{request.method.upper()} on {len(train_pairs)} pairs; trainable "
             f"{trainable.trainable_parameters:,} of {trainable.total_parameters:,} parameters"
-            + (f"; resuming from {resume.name}" if resume else ""),
+            + (f"; resuming from {run.resume.name}" if run.resume else ""),
         )
-        reset_peak_memory(plan.device)
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        output = train(trainer, run, plan.device)
         aligned = margin_summary(preference_margins(trainer.model, trainable.tokenizer, measure))
         preference = {
             **{f"base_{k}": v for k, v in base.items()},
@@ -226,26 +218,15 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
             metrics=metrics,
             extra={
                 "plan": plan.model_dump(mode="json"),
-                "run_id": run_dir.name,
+                "run_id": run.id,
                 "method": request.method,
                 "beta": request.beta,
             },
         )
-        tracked.finish(
-            {k.replace("/", "_"): v for k, v in metrics.items()},
-            [
-                Path(art.path) / "loss_curve.png",
-                Path(art.path) / "training_metrics.png",
-                run_dir / "request.json",
-            ],
-        )
-    training = trained_result(art, curve, run_dir, dataset.id, trainable, resume, metrics, plan)
-    if tracked.run_id:
-        training.tracking = {
-            "tracker": "mlflow",
-            "run_id": tracked.run_id,
-            "uri": tracked.tracking_uri or "",
-        }
+        tracked.finish({k.replace("/", "_"): v for k, v in metrics.items()}, run.files(art.path))
+    training = with_tracking(
+        trained_result(art, curve, run, dataset.id, trainable, metrics, plan), tracked
+    )
     return AlignResult(
         training=training,
         method=request.method,

@@ -19,7 +19,8 @@ from lmfast.config import DEFAULT_MODEL, LMFastConfig
 from lmfast.distillation.student import LayerChoice, StudentReport
 from lmfast.errors import ConfigError
 from lmfast.progress import ProgressFn, no_progress
-from lmfast.training.finetune import FineTuneRequest, FineTuneResult, RunId
+from lmfast.training.finetune import FineTuneRequest
+from lmfast.training.run import FineTuneResult, RunId
 
 
 class DistillRequest(BaseModel):

@@ -3,43 +3,43 @@
 It resolves the hardware plan, prepares packed token rows (prep_dataset), loads the model
 with LoRA / QLoRA / full training, runs transformers' Trainer with resumable checkpoints,
 and stores the result as an adapter (or model) artifact whose parents are the base model and
-the dataset. Distillation and ORPO reuse `prepare`, `build` and the run folder layout.
+the dataset. The run's shape (folder, resume, threads, saving, tracking) is
+`training/run.py`, which align shares; distill and tune run through fine_tune itself.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from lmfast.artifacts import ArtifactStore, write_atomic
+from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
 from lmfast.errors import LMFastError
-from lmfast.hardware import peak_memory_gb, reset_peak_memory
 from lmfast.hashing import config_hash
-from lmfast.home import lmfast_home
 from lmfast.plan import TrainingPlan
 from lmfast.progress import ProgressFn, no_progress
 from lmfast.training.launch import LaunchSettings, launched, world
 from lmfast.training.objective import TrainingObjective
+from lmfast.training.run import (
+    FineTuneResult,
+    RunId,
+    TrainingRun,
+    open_run,
+    run_folder,
+    run_metrics,
+    save_trained,
+    train,
+    trained_result,
+    training_kwargs,
+    use_threads,
+    with_tracking,
+)
 
 logger = logging.getLogger(__name__)
-
-
-# A folder name under LMFAST_HOME/runs: no '..', no '/'. Shared by every training capability.
-RunId = Annotated[
-    str | None,
-    Field(
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",
-        description="Run folder under LMFAST_HOME/runs; the same run resumes from its last "
-        "complete checkpoint. Default: derived from the recipe and the data's version.",
-    ),
-]
 
 
 class FineTuneRequest(BaseModel):
@@ -92,119 +92,10 @@ class FineTuneRequest(BaseModel):
         return self
 
 
-class FineTuneResult(BaseModel):
-    artifact_id: str = Field(description="The trained adapter (LoRA) or model (full) artifact.")
-    kind: str = Field(description="adapter or model.")
-    path: str
-    run_id: str
-    run_dir: str
-    dataset_artifact: str
-    backend: str
-    backend_reason: str
-    resumed_from_step: int | None
-    metrics: dict[str, float]
-    plan: TrainingPlan
-    samples: list[dict[str, Any]] = Field(default_factory=list)
-    loss_curve: str | None = None
-    tracking: dict[str, str] = Field(
-        default_factory=dict, description="Tracker run (MLflow: run id and store URI)."
-    )
-
-
-def _best_metric(config: LMFastConfig) -> tuple[str, bool]:
-    """(Trainer metric name, higher is better) choosing the best checkpoint."""
-    if config.eval.metric is None:
-        return "eval_loss", False
-    from lmfast.evaluation.report import LOWER_IS_BETTER
-
-    task, metric = config.eval.metric.split(".", 1)
-    return f"eval_{task}_{metric}", metric not in LOWER_IS_BETTER
-
-
 def _training_args(config: LMFastConfig, plan: TrainingPlan, out: Path, tracker: list[str]) -> Any:
     from transformers import TrainingArguments
 
     return TrainingArguments(**training_kwargs(config, plan, out, tracker))
-
-
-def training_kwargs(
-    config: LMFastConfig, plan: TrainingPlan, out: Path, tracker: list[str]
-) -> dict[str, Any]:
-    """The recipe and plan as TrainingArguments fields (TRL's configs extend the same)."""
-    t = config.training
-    evaluate = config.data.validation_split > 0
-    eval_steps = t.eval_steps or t.save_steps
-    best_metric, greater_is_better = _best_metric(config)
-    distributed: dict[str, Any] = {}
-    if launched():
-        distributed["ddp_backend"] = "nccl" if plan.device.startswith("cuda") else "gloo"
-        distributed["ddp_find_unused_parameters"] = False
-    return dict(
-        **distributed,
-        output_dir=str(out),
-        per_device_train_batch_size=plan.micro_batch_size,
-        per_device_eval_batch_size=plan.micro_batch_size,
-        gradient_accumulation_steps=plan.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=t.weight_decay,
-        max_steps=t.max_steps or -1,
-        num_train_epochs=t.epochs or 1.0,
-        max_grad_norm=t.max_grad_norm,
-        optim=plan.optimizer,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps" if t.save_steps else "no",
-        save_steps=t.save_steps or 500,
-        save_total_limit=t.save_total_limit,
-        eval_strategy="steps" if evaluate and eval_steps else "no",
-        eval_steps=eval_steps,
-        load_best_model_at_end=bool(evaluate and t.save_steps and t.early_stopping_patience),
-        metric_for_best_model=best_metric,
-        greater_is_better=greater_is_better,
-        seed=t.seed,
-        data_seed=t.seed,
-        fp16=plan.dtype == "float16",  # mixed precision: autocast on CUDA and on CPUs alike
-        bf16=plan.dtype == "bfloat16",
-        use_cpu=plan.device == "cpu",
-        neftune_noise_alpha=t.neftune_noise_alpha,
-        report_to=tracker,
-        run_name=out.parent.name,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        save_only_model=False,
-        prediction_loss_only=True,
-    )
-
-
-def run_folder(
-    request: FineTuneRequest, dataset_version: str | None, objective: dict[str, Any] | None = None
-) -> Path:
-    cfg = request.config.model_dump(mode="json")
-    key: dict[str, Any] = {"config": cfg, "data": dataset_version}
-    if objective:
-        key["objective"] = objective
-    run_id = request.run_id or "run-" + config_hash(key)[:12]
-    return lmfast_home() / "runs" / run_id
-
-
-def run_metrics(
-    output: Any, trainer: Any, trainable: Any, report: Any, plan: Any, started: float
-) -> dict[str, float]:
-    """What every training run reports: loss, steps, parameters, speed, memory, time."""
-    return {
-        "train_loss": float(output.training_loss),
-        "steps": float(trainer.state.global_step),
-        "trainable_parameters": float(trainable.trainable_parameters),
-        "total_parameters": float(trainable.total_parameters),
-        "trainable_ratio": trainable.trainable_ratio,
-        "tokens_per_second": round(report.tokens_per_second(trainer.state.global_step), 1),
-        "peak_memory_gb": round(peak_memory_gb(plan.device), 3),
-        "planned_peak_memory_gb": plan.estimated_peak_memory_gb,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
 
 
 def fine_tune(
@@ -227,7 +118,6 @@ def fine_tune(
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
     from lmfast.training import data as training_data
-    from lmfast.training.callbacks import last_complete_checkpoint
     from lmfast.training.model import build
 
     store = store or ArtifactStore()
@@ -283,28 +173,19 @@ def fine_tune(
     if plan.max_seq_length != feed.seq_len:
         plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
 
-    run_dir = run_folder(
-        request, feed.dataset_version, objective.fingerprint() if objective else None
-    )
-    checkpoints = run_dir / "checkpoints"
-    if not in_launch:  # the launching process set the run folder up for its processes
-        if request.fresh and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(run_dir / "request.json", request.model_dump_json(indent=2))
-        if request.launch.distributed:
-            from lmfast.training.launch import launch
+    key: dict[str, Any] = {"config": config.model_dump(mode="json"), "data": feed.dataset_version}
+    if objective is not None and objective.fingerprint():
+        key["objective"] = objective.fingerprint()
+    # The launching process sets the run folder up for the processes it starts.
+    run = open_run(run_folder("run", key, request.run_id), request, request.fresh,
+                   setup=not in_launch)  # fmt: skip
+    if request.launch.distributed and not in_launch:
+        from lmfast.training.launch import launch
 
-            return launch(
-                request, FineTuneResult, run_dir, feed.dataset_artifact, plan.device, progress
-            )
-    resume = last_complete_checkpoint(checkpoints)
-
-    if plan.num_threads:
-        import torch
-
-        # Processes on one machine share its cores.
-        torch.set_num_threads(max(1, plan.num_threads // local_processes))
+        return launch(
+            request, FineTuneResult, run.folder, feed.dataset_artifact, plan.device, progress
+        )
+    use_threads(plan, local_processes)
     progress(0, None, f"loading {model_name} for training")
     from transformers import set_seed
 
@@ -321,13 +202,13 @@ def fine_tune(
         backend=trainable.backend,
         method=method,
         base_model=model_name if scratch else config.model.reference,
-        run_id=run_dir.name,
+        run_id=run.id,
         plan=plan,
     )
     main = rank == 0
-    with tracked_run(config.training.tracker if main else "none", run_dir, tags) as tracked:
+    with tracked_run(config.training.tracker if main else "none", run.folder, tags) as tracked:
         trainer, report, samples = _make_trainer(
-            config, plan, trainable, feed, checkpoints, tracked.report_to, progress, objective
+            config, plan, trainable, feed, run.checkpoints, tracked.report_to, progress, objective
         )
         for callback in callbacks or []:
             trainer.add_callback(callback)
@@ -339,10 +220,9 @@ def fine_tune(
             f"{trainable.trainable_parameters:,} of {trainable.total_parameters:,} parameters "
             f"({trainable.trainable_ratio:.2%}); planned peak {plan.estimated_peak_memory_gb} "
             f"GB; estimated {est if est is not None else '?'} min"
-            + (f"; resuming from {resume.name}" if resume else ""),
+            + (f"; resuming from {run.resume.name}" if run.resume else ""),
         )
-        reset_peak_memory(plan.device)
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        output = train(trainer, run, plan.device)
         metrics = run_metrics(output, trainer, trainable, report, plan, started)
         metrics["oom_splits"] = float(trainer.oom_splits)
         if feed.eval is not None:
@@ -366,20 +246,12 @@ def fine_tune(
             report,
             samples,
             metrics,
-            run_dir,
-            resume,
+            run,
             store,
             objective,
         )
-        pictures = [Path(result.path) / n for n in ("loss_curve.png", "training_metrics.png")]
-        tracked.finish(metrics, [*pictures, run_dir / "request.json"])
-    if tracked.run_id:
-        result.tracking = {
-            "tracker": "mlflow",
-            "run_id": tracked.run_id,
-            "uri": tracked.tracking_uri or "",
-        }
-    return result
+        tracked.finish(metrics, run.files(result.path))
+    return with_tracking(result, tracked)
 
 
 def _check_launchable(
@@ -464,8 +336,7 @@ def _save_result(
     report: Any,
     samples: Any,
     metrics: dict[str, float],
-    run_dir: Path,
-    resume: Path | None,
+    run: TrainingRun,
     store: ArtifactStore,
     objective: TrainingObjective | None = None,
 ) -> FineTuneResult:
@@ -483,104 +354,11 @@ def _save_result(
         metrics=metrics,
         extra={
             "plan": plan.model_dump(mode="json"),
-            "run_id": run_dir.name,
+            "run_id": run.id,
             "method": objective.method if objective else config.training.method,
             **(objective.summary() if objective else {}),
         },
     )
     return trained_result(
-        art, curve, run_dir, feed.dataset_artifact, trainable, resume, metrics, plan,
-        samples.samples,
-    )  # fmt: skip
-
-
-def trained_result(
-    art: Any,
-    curve: Path | None,
-    run_dir: Path,
-    dataset_artifact: str,
-    trainable: Any,
-    resume: Path | None,
-    metrics: dict[str, float],
-    plan: TrainingPlan,
-    samples: list[dict[str, Any]] | None = None,
-) -> FineTuneResult:
-    """The result of a run saved by `save_trained` (fine_tune, distill and align)."""
-    return FineTuneResult(
-        artifact_id=art.id,
-        kind=art.manifest.kind,
-        path=str(art.path),
-        run_id=run_dir.name,
-        run_dir=str(run_dir),
-        dataset_artifact=dataset_artifact,
-        backend=trainable.backend,
-        backend_reason=trainable.backend_reason,
-        resumed_from_step=int(resume.name.split("-")[1]) if resume else None,
-        metrics=metrics,
-        plan=plan,
-        samples=samples or [],
-        loss_curve=str(art.path / "loss_curve.png") if curve else None,
+        art, curve, run, feed.dataset_artifact, trainable, metrics, plan, samples.samples
     )
-
-
-def save_trained(
-    store: ArtifactStore,
-    *,
-    config: LMFastConfig,
-    name: str | None,
-    model: Any,
-    trainable: Any,
-    parents: list[str],
-    dataset_version: str | None,
-    report: Any,
-    samples: list[dict[str, Any]],
-    metrics: dict[str, float],
-    extra: dict[str, Any],
-) -> tuple[Any, Path | None]:
-    """A trained adapter (LoRA) or model (full) as an artifact whose first parent is the base,
-    with its loss curve, log history and samples; (artifact, loss curve or None)."""
-    from lmfast.observability.plots import loss_curve, training_metrics
-
-    lora = config.training.lora.enabled
-    scratch = config.training.method == "pretrain"
-    # A model from scratch descends from its tokenizer (and data); others from their base.
-    base = config.tokenizer_reference if scratch else config.model.reference
-    if Path(base).expanduser().exists():
-        base = str(Path(base).expanduser().resolve())
-    with store.create(
-        "adapter" if lora else "model",
-        name=name,
-        parents=[base, *parents],
-        config=config.model_dump(mode="json"),
-        dataset_version=dataset_version,
-    ) as draft:
-        # Only the trained adapter: DPO adds a frozen "ref" copy beside it.
-        kwargs = {"selected_adapters": ["default"]} if lora else {}
-        model.save_pretrained(str(draft.path), **kwargs)
-        trainable.tokenizer.save_pretrained(str(draft.path))
-        if lora:  # the adapter names the base as LMFast resolves it, not a temporary path
-            cfg_path = draft.path / "adapter_config.json"
-            adapter_cfg = json.loads(cfg_path.read_text())
-            adapter_cfg["base_model_name_or_path"] = base
-            cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
-        title = f"{config.model.template} from scratch" if scratch else base
-        curve = loss_curve(
-            report.history,
-            draft.path / "loss_curve.png",
-            title=title,
-            parts={k: v for k, v in report.shown.items() if k not in ("loss", "eval_loss")},
-        )
-        training_metrics(report.history, draft.path / "training_metrics.png", title=title)
-        (draft.path / "log_history.json").write_text(json.dumps(report.history, indent=2))
-        if samples:
-            (draft.path / "samples.json").write_text(json.dumps(samples, indent=2))
-        draft.metrics = metrics
-        draft.extra = {
-            "backend": trainable.backend,
-            "backend_reason": trainable.backend_reason,
-            "base_model": None if scratch else base,
-            **({"template": config.model.template, "tokenizer": base} if scratch else {}),
-            **extra,
-        }
-    assert draft.artifact is not None
-    return draft.artifact, curve
