@@ -5,7 +5,7 @@ from lmfast.guardrails import Guard, GuardrailBlocked
 import lmfast
 
 reply = lmfast.generate(
-    lmfast.GenerateRequest(prompt="What is the capital of France?", temperature=0)
+    lmfast.GenerateRequest(prompt="What is the capital of France?", temperature=0)  # greedy
 )
 print(reply.text)
 

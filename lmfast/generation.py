@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import get_args
+from typing import Any, get_args
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmfast.config import DEFAULT_MODEL
 from lmfast.errors import BackendError
@@ -16,7 +16,11 @@ from lmfast.registry import resolve_model
 
 
 class GenerateRequest(BaseModel):
-    """Generate a reply from a model."""
+    """Generate a reply from a model. Sampling settings go in `params`, or flat as the OpenAI
+    API takes them (`temperature=0`, `max_tokens=64`); an unknown field is an error, never
+    silently ignored (a misspelt `temperature` used to sample at the default)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(DEFAULT_MODEL, description="Model reference (alias, path, artifact id).")
     prompt: str | None = Field(None, description="A single user message.")
@@ -32,6 +36,23 @@ class GenerateRequest(BaseModel):
         description="Guard policy: strict, balanced, permissive, a YAML file, or off "
         "(default: env LMFAST_GUARD, else off).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_sampling(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        flat = {k: data[k] for k in SamplingParams.model_fields if k in data}
+        if not flat:
+            return data
+        params = data.get("params") or {}
+        if isinstance(params, SamplingParams):
+            params = params.model_dump(exclude_unset=True)
+        both = sorted(set(flat) & set(params))
+        if both:
+            raise ValueError(f"{', '.join(both)}: given both flat and in params; give one")
+        rest = {k: v for k, v in data.items() if k not in flat}
+        return {**rest, "params": {**params, **flat}}
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:

@@ -127,7 +127,7 @@ def test_every_python_block_is_a_snippet_that_a_test_runs() -> None:
 @pytest.mark.slow
 def test_quickstart_runs_on_the_embedded_model() -> None:
     out = _run_snippet("quickstart.py", REPO)
-    assert "capital of France" in out or "Paris" in out
+    assert "The capital of France is Paris." in out  # greedy: the same reply every time
     assert "<EMAIL_ADDRESS>" in out and "ana@example.org" not in out
     assert "prompt_injection" in out
 
