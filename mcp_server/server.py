@@ -264,9 +264,11 @@ def build_server() -> MCPServer:
         from lmfast.data.settings import FilterSettings, PrepRequest
 
         roots = await client_roots(ctx)
+        own = ("inputs", "tokenizer", "format", "text_field", "seq_len", "name", "engine",
+               "ray_address")  # fmt: skip
         for key in settings or {}:
-            if key in ("inputs", "tokenizer"):
-                raise ToolError(f"settings: give {key!r} as its own argument (paths are confined)")
+            if key in own:  # one value per field; paths are confined through their arguments
+                raise ToolError(f"settings: give {key!r} as its own argument")
         preset = FilterSettings.preset(filters)
         body: dict[str, Any] = {
             "inputs": [confine_input(p, f"inputs.{i}", roots) for i, p in enumerate(inputs)],

@@ -282,3 +282,20 @@ async def test_cli_defaults_are_the_request_models_or_unset() -> None:
             checked += 1
     assert not drifts, drifts
     assert checked >= 15
+
+
+async def test_mcp_prep_settings_reach_the_request_but_never_paths_or_arguments(
+    lmfast_home: Path, captured: list[tuple[str, BaseModel]]
+) -> None:
+    data = _data(lmfast_home, [{"text": "hello world"}])
+    settings: dict[str, Any] = {"pack": False, "scrub": {"emails": True}}
+    await _mcp("prep_dataset", {"inputs": [data], "settings": settings})
+    ((_, request),) = captured
+    assert request.pack is False and request.scrub.emails  # type: ignore[attr-defined]
+    async with Client(build_server()) as client:
+        for settings in ({"inputs": ["/etc/passwd"]}, {"seq_len": 16}, {"bogus": 1}):
+            result = await client.call_tool(
+                "prep_dataset", {"inputs": [data], "settings": settings}
+            )
+            assert result.is_error, settings
+            assert next(iter(settings)) in result.content[0].text  # type: ignore[union-attr]

@@ -60,9 +60,6 @@ def run_server(model: str | None, config: ServeConfig) -> None:
         if server is not None:
             server.should_exit = True
 
-    from lmfast.guardrails.policy import load_policy
-
-    load_policy(config.guard)  # a typo or a bad file fails at startup, not on the first request
     app = build_app(model, config, on_load_error=stop)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -88,6 +88,9 @@ def create_app(
     """An app serving the engine `load()` returns; loading runs in the background so the
     server answers /health (503 'loading') at once. A failed load is logged, reported on
     /health, and passed to `on_load_error` (`lmfast serve` stops with an error there)."""
+    from lmfast.guardrails.policy import load_policy
+
+    load_policy(config.guard)  # a typo or a bad file fails here, before the server starts
     state = ServerState(
         model_id=model_id, config=config, aliases=aliases or set(), on_fatal=on_load_error
     )
