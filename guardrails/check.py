@@ -10,15 +10,19 @@ from lmfast.guardrails.guard import Guard, GuardrailBlocked
 from lmfast.guardrails.policy import GuardConfigError
 from pydantic import BaseModel, Field
 
+Stage = Literal["input", "tool", "output", "tool_call"]
+STAGE_HELP = (
+    "Check it as a user's request (input), a tool result, retrieved document or file content "
+    "(tool: indirect injection), a model reply (output), or a tool call's arguments (tool_call)."
+)
+
 
 class GuardCheckRequest(BaseModel):
     text: str = Field(max_length=1_000_000, description="The text to check.")
     policy: str = Field(
         "balanced", description="strict, balanced, permissive, or a policy YAML file."
     )
-    stage: Literal["input", "output"] = Field(
-        "input", description="Check it as a request (input) or as a model reply (output)."
-    )
+    stage: Stage = Field("input", description=STAGE_HELP)
 
 
 class GuardCheckResult(BaseModel):

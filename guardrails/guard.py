@@ -33,7 +33,7 @@ class GuardrailBlocked(LMFastError, ValueError):
 class Decision:
     """What one check found and did; logged, counted and traced (never the PII itself)."""
 
-    stage: str  # input | output
+    stage: str  # input | tool | output | tool_call
     check: str  # pii | injection
     action: str  # allow | redact | mask | replace | hash | flag | block
     entities: list[str] = field(default_factory=list)
@@ -44,7 +44,11 @@ class Decision:
         return {k: v for k, v in asdict(self).items() if v not in (None, [])}
 
 
-_ROLES_CHECKED = ("user", "tool")  # the system prompt is the operator's own
+# Where a text is met: a user's message, a tool result (or retrieved document, file), the
+# model's reply, the arguments of a tool call the model makes. The system prompt is the
+# operator's own and not checked.
+STAGES = ("input", "tool", "output", "tool_call")
+_ROLE_STAGE = {"user": "input", "tool": "tool"}
 
 
 class Guard:
@@ -60,24 +64,35 @@ class Guard:
         pii = policy.pii
         try:
             salt = pii.salt_value()
-            self.pii_in = PIIScanner(pii.input, ner=pii.ner, min_score=pii.min_score, salt=salt)
-            self.pii_out = PIIScanner(pii.output, ner=pii.ner, min_score=pii.min_score, salt=salt)
+            self.pii = {
+                stage: PIIScanner(
+                    getattr(pii, stage), ner=pii.ner, min_score=pii.min_score, salt=salt
+                )
+                for stage in STAGES
+            }
+            self.pii_in, self.pii_out = self.pii["input"], self.pii["output"]
             # Tracing exports text with every configured entity replaced, whatever its action.
-            every = dict.fromkeys({*pii.input, *pii.output}, "replace")
+            every = dict.fromkeys({*pii.input, *pii.output, *pii.tool, *pii.tool_call}, "replace")
             self.scrubber = PIIScanner(every, ner=pii.ner, min_score=pii.min_score)
         except PIIConfigError as e:
             raise GuardConfigError(f"guard policy {policy.name!r}: {e}") from None
-        # When both stages act on every entity (strict), text the guard produced holds no raw
+        # When every stage acts on every entity (strict), text the guard produced holds no raw
         # entity, so tracing need not scan it again: remembered here (bounded).
-        ins, outs = pii.input, pii.output
-        self._trust_guarded = set(ins) == set(outs) and "allow" not in {
-            *ins.values(),
-            *outs.values(),
-        }
+        maps = [getattr(pii, stage) for stage in STAGES]
+        self._trust_guarded = all(set(m) == set(maps[0]) for m in maps) and all(
+            "allow" not in m.values() for m in maps
+        )
         self._clean: dict[str, None] = {}
         inj = policy.injection
-        classifier = resolve_classifier(inj.classifier) if inj.classifier else None
-        self.injection = InjectionDetector(inj.fuzzy_threshold, classifier) if inj.enabled else None
+        self.injection: InjectionDetector | None = None
+        if inj.enabled:
+            from lmfast.guardrails.classifier import builtin
+
+            self.injection = InjectionDetector(
+                inj.fuzzy_threshold,
+                resolve_classifier(inj.classifier) if inj.classifier else None,
+                learned=builtin() if inj.learned else None,
+            )
 
     @classmethod
     def from_ref(cls, ref: Any, **kw: Any) -> Guard | None:
@@ -88,12 +103,14 @@ class Guard:
     def check_text(self, text: str, stage: str = "input") -> tuple[str, list[Decision]]:
         """One text through the policy: the text to use and the decisions; raises
         GuardrailBlocked when the policy refuses it."""
+        if stage not in STAGES:
+            raise GuardConfigError(f"stage={stage!r}; allowed: {', '.join(STAGES)}")
         decisions: list[Decision] = []
-        if stage == "input" and self.injection is not None:
-            risk = self.injection.score(text)
+        if stage in ("input", "tool") and self.injection is not None:
+            risk = self.injection.score(text, stage)
             if risk.score > 0:
-                decisions.append(self._injection_decision(risk))
-        scanner = self.pii_in if stage == "input" else self.pii_out
+                decisions.append(self._injection_decision(risk, stage))
+        scanner = self.pii[stage]
         findings = scanner.find(text)
         blocked = scanner.blocking(findings)
         if findings:
@@ -102,7 +119,12 @@ class Guard:
             self._record(d)
         if blocked:
             kinds = ", ".join(sorted({f.entity for f in blocked}))
-            where = "the request" if stage == "input" else "the reply"
+            where = {
+                "input": "the request",
+                "tool": "the tool result",
+                "output": "the reply",
+                "tool_call": "the tool call's arguments",
+            }[stage]
             raise GuardrailBlocked(f"pii_{stage}", f"{where} contains {kinds}", stage)
         for d in decisions:
             if d.action == "block":
@@ -117,10 +139,10 @@ class Guard:
                 self._clean.clear()
             self._clean[text] = None
 
-    def _injection_decision(self, risk: Risk) -> Decision:
+    def _injection_decision(self, risk: Risk, stage: str) -> Decision:
         block_at = self.policy.injection.block_at
         action = "block" if block_at is not None and risk.score >= block_at else "flag"
-        return Decision("input", "injection", action, risk=risk.score, reasons=risk.reasons)
+        return Decision(stage, "injection", action, risk=risk.score, reasons=risk.reasons)
 
     def _pii_decisions(
         self, stage: str, scanner: PIIScanner, findings: list[Finding]
@@ -142,14 +164,16 @@ class Guard:
     def before(self, ctx: GenerationContext) -> None:
         found: list[dict[str, Any]] = ctx.metadata.setdefault("guard", [])
         for i, message in enumerate(ctx.messages):
-            if message.role not in _ROLES_CHECKED or not isinstance(message.content, str):
+            stage = _ROLE_STAGE.get(message.role)
+            if stage is None or not isinstance(message.content, str):
                 continue
-            text, decisions = self.check_text(message.content, "input")
+            text, decisions = self.check_text(message.content, stage)
             found.extend(d.as_dict() for d in decisions)
             if text != message.content:
                 ctx.messages[i] = message.model_copy(update={"content": text})
 
     def after(self, ctx: GenerationContext, result: ChatResult) -> None:
+        self._check_tool_calls(ctx, result)
         if not result.text:
             return
         streamed = ctx.metadata.pop("_guard_stream", None)
@@ -165,6 +189,14 @@ class Guard:
         text, decisions = self.check_text(result.text, "output")
         ctx.metadata.setdefault("guard", []).extend(d.as_dict() for d in decisions)
         result.text = text
+
+    def _check_tool_calls(self, ctx: GenerationContext, result: ChatResult) -> None:
+        """The arguments of the model's tool calls through the tool_call rules: a card
+        number on its way to a tool is refused or redacted like one in a reply."""
+        for call in result.tool_calls:
+            args, decisions = self.check_text(call.function.arguments, "tool_call")
+            ctx.metadata.setdefault("guard", []).extend(d.as_dict() for d in decisions)
+            call.function.arguments = args
 
     def stream_filter(self, ctx: GenerationContext) -> StreamRedactor:
         return StreamRedactor(self, self.policy.lookahead, ctx)

@@ -5,7 +5,9 @@ Each detector yields signals with a weight in (0, 1); the risk is their noisy-OR
 weak one (a benign "pretend you are a tour guide") stays low. Text is first normalised
 (NFKC, case, leetspeak, separators) so "1gn0re  prev1ous instructi0ns" reads as the phrase,
 and hidden payloads (base64, hex, Unicode tag characters) are decoded and scanned again.
-An optional classifier (any callable text -> probability) is one more signal.
+Classifiers (LMFast's learned one, `classifier.py`, and any callable text -> probability)
+are more signals. Tool results are scored too, with two more rules for indirect injection:
+text that addresses the assistant, and requests to send the user's secrets somewhere.
 """
 
 from __future__ import annotations
@@ -74,6 +76,28 @@ _OVERRIDE_PHRASES: dict[str, float] = {
     "stop being an ai": 0.5,
 }
 
+# Phrase variants the fixed list misses: an override verb, then a word for what came before,
+# then a word for instructions ("Ignore all the instructions you got before").
+_OVERRIDE_VERBS = r"(ignore|disregard|forget|overlook|skip|drop|discard|set aside|abandon|override)"
+_BEFORE = r"(previous|prior|earlier|above|preceding|former|original|initial|existing|old|system)"
+_ORDERS = (
+    r"(instructions?|directives?|input|prompts?|rules|guidelines|commands?|orders|context|"
+    r"constraints|programming|guardrails)"
+)
+_FILLER = r"((all|any|the|your|my|of|these|those|every|its) ){0,3}"
+_OVERRIDE_PATTERNS = [
+    (re.compile(rf"\b{_OVERRIDE_VERBS} {_FILLER}{_BEFORE} {_ORDERS}\b"), 0.85),
+    (
+        re.compile(
+            rf"\b{_OVERRIDE_VERBS} {_FILLER}{_ORDERS} (you (got|were given|received|have) )?"
+            r"(before|so far|above|earlier|until now)\b"
+        ),
+        0.8,
+    ),
+    (re.compile(r"\brepeat the (words|text|lines|sentences) above\b"), 0.8),
+    (re.compile(r"\b(starting|beginning) with (the phrase )?you are\b"), 0.6),
+]
+
 # Role-play escapes: framing that, alone, is often benign (a weak signal); with an override
 # or "no rules" phrasing it is a jailbreak.
 _ROLEPLAY = [
@@ -107,6 +131,28 @@ _DELIMITERS = re.compile(
     r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|assistant\|>|<\|endoftext\|>|\[/?INST\]|"
     r"<</?SYS>>|^\s*#{2,}\s*(system|instruction)s?\s*:|^\s*(system|assistant)\s*:",
     re.IGNORECASE | re.MULTILINE,
+)
+
+# A chat message smuggled in as data: JSON with a privileged role, or a "developer message".
+_ROLE_JSON = re.compile(r'"role"\s*:\s*"(system|developer)"', re.IGNORECASE)
+_ROLE_LABEL = re.compile(
+    r"^\W*(developer|system|admin|administrator) (message|note|prompt|instructions?|override)\s*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Text nobody sees in the rendered page: HTML and Markdown comments.
+_COMMENTS = re.compile(r"<!--(.*?)-->|^\[//\]: # \((.*)\)$", re.DOTALL | re.MULTILINE)
+# Indirect injection in tool results: words addressed to the model reading them, and requests
+# to move the user's secrets or money somewhere.
+_ADDRESSED = re.compile(
+    r"\b((note|message|instructions?|attention|important|notice) (to|for) (the |any |all )?"
+    r"(assistant|ai|agent|model|llm|chatbot|bot)s?|(dear |hey )?(ai |llm )?(assistant|agent|"
+    r"ai model|language model|chatbot)s?,? (you )?(must|should|need to|have to|are required to"
+    r"|will now|shall)|when you read this|if you are an? (ai|assistant|agent|language model))\b"
+)
+_EXFILTRATE = re.compile(
+    r"\b(send|email|e mail|forward|transfer|share|upload|post|leak|give|grant|add)\b.{0,60}"
+    r"\b(password|passwords|credentials|api key|secret|ssh|private key|token|the user s|"
+    r"access|administrator|admin|funds|money|\d+ (usd|eur|dollars))\b"
 )
 
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
@@ -165,19 +211,39 @@ class InjectionDetector:
         fuzzy_threshold: float = 88.0,
         classifier: Classifier | None = None,
         classifier_weight: float = 0.9,
+        learned: Classifier | None = None,
     ) -> None:
         self.fuzzy_threshold = fuzzy_threshold
-        self.classifier, self.classifier_weight = classifier, classifier_weight
+        self.classifiers: list[tuple[str, Classifier, float]] = []
+        if learned is not None:
+            self.classifiers.append(("learned classifier", learned, 1.0))
+        if classifier is not None:
+            self.classifiers.append(("classifier", classifier, classifier_weight))
 
-    def score(self, text: str) -> Risk:
+    def score(self, text: str, stage: str = "input") -> Risk:
+        """Risk of `text` arriving as `stage`: input (a user's message) or tool (a tool
+        result, retrieved document or file content, where injection is indirect)."""
         risk = Risk()
         self._hidden(text, risk)
-        self._scan(normalise(text), risk, "")
+        norm = normalise(text)
+        self._scan(norm, risk, "")
         self._delimiters(text, risk)
-        if self.classifier is not None:
-            p = float(self.classifier(text))
-            if p > 0:
-                risk.add(p * self.classifier_weight, f"classifier p={p:.2f}")
+        if stage == "tool":
+            if m := _ADDRESSED.search(norm):
+                risk.add(0.6, f"text addressed to the assistant: '{m.group(0)}'")
+            if m := _EXFILTRATE.search(norm):
+                risk.add(0.4, f"asks to send secrets, access or money: '{m.group(0)[:60]}'")
+        # The rules' signals compound (noisy-OR); a classifier is already a calibrated whole,
+        # so the risk is the stronger of the two rather than their product: a weak rule
+        # ("pretend you are") and a hesitant classifier must not add up to a refusal.
+        rules = risk.score
+        for name, classifier, weight in self.classifiers:
+            p = float(classifier(text)) * weight
+            if p >= 0.05:
+                risk.reasons.append(f"{name} p={p:.2f}")
+                risk.score = max(risk.score, p)
+        if rules > 0 and risk.score > rules:
+            risk.reasons.append(f"rules {rules:.2f}")
         risk.score = round(risk.score, 4)
         return risk
 
@@ -191,7 +257,9 @@ class InjectionDetector:
             for phrase, weight in _OVERRIDE_PHRASES.items():
                 if phrase in candidate:
                     sim = 100.0
-                elif len(candidate) >= len(phrase) * 0.8:
+                elif weight >= 0.7 and len(candidate) >= len(phrase) * 0.8:
+                    # Weak phrases match only as written: "what is a system prompt" is a
+                    # question about LLMs, not a near-miss of "what is your system prompt".
                     sim = fuzz.partial_ratio(phrase, candidate, score_cutoff=self.fuzzy_threshold)
                 else:
                     continue
@@ -199,6 +267,11 @@ class InjectionDetector:
                     best = (weight * sim, phrase)
         if best is not None:
             risk.add(best[0] / 100, f"instruction override{where}: '{best[1]}'")
+        else:
+            for pattern, weight in _OVERRIDE_PATTERNS:
+                if m := pattern.search(norm):
+                    risk.add(weight, f"instruction override{where}: '{m.group(0)}'")
+                    break
         for pattern, weight in _ROLEPLAY:
             if m := pattern.search(norm):
                 risk.add(weight, f"role-play escape{where}: '{m.group(0)}'")
@@ -206,6 +279,16 @@ class InjectionDetector:
     def _delimiters(self, text: str, risk: Risk) -> None:
         if m := _DELIMITERS.search(text):
             risk.add(0.6, f"fake turn marker: '{m.group(0).strip()}'")
+        if m := _ROLE_JSON.search(text):
+            risk.add(0.6, f"chat message with a privileged role: '{m.group(0)}'")
+        if m := _ROLE_LABEL.search(text):
+            risk.add(0.6, f"privileged message label: '{m.group(0).strip()}'")
+        for m in _COMMENTS.finditer(text):
+            hidden = normalise(m.group(1) or m.group(2) or "")
+            before = len(risk.reasons)
+            self._scan(hidden, risk, " in a hidden comment")
+            if len(risk.reasons) == before and _ADDRESSED.search(hidden):
+                risk.add(0.6, f"hidden comment addressed to the assistant: '{hidden[:60]}'")
 
     def _hidden(self, text: str, risk: Risk) -> None:
         if tags := _TAGS.findall(text):

@@ -17,6 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from lmfast.guardrails.recognizers import (
+    card_recognizer,
+    common_word_entity,
+    iban_recognizer,
+    ip_recognizer,
+    whole,
+)
+
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
 
@@ -105,19 +113,6 @@ def _nlp_engine(ner: str) -> Any:
 _ANALYZER_LOCK = threading.Lock()
 
 
-def _card_recognizer() -> Any:
-    """Presidio's card recognizer plus the numbers its pattern misses: Mastercard's 2-series,
-    19-digit Visa, 12-19 digit Maestro and 15-digit JCB. The Luhn check still decides."""
-    from presidio_analyzer import Pattern
-    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
-
-    extra = [
-        Pattern("card, 4-digit groups", r"\b\d{4}(?:[- ]?\d{4}){2}[- ]?\d{1,7}\b", 0.3),
-        Pattern("card, contiguous", r"\b\d{12,19}\b", 0.3),
-    ]
-    return CreditCardRecognizer(patterns=[*CreditCardRecognizer.PATTERNS, *extra])
-
-
 @functools.cache
 def _anonymizer() -> Any:
     from presidio_anonymizer import AnonymizerEngine
@@ -146,8 +141,10 @@ def analyzer(ner: str = DEFAULT_NER) -> AnalyzerEngine:
             presidio_log.setLevel(level)
         if ner == "off":
             registry.remove_recognizer("SpacyRecognizer")
-        registry.remove_recognizer("CreditCardRecognizer")
-        registry.add_recognizer(_card_recognizer())
+        for name in ("CreditCardRecognizer", "IpRecognizer", "IbanRecognizer"):
+            registry.remove_recognizer(name)
+        for recognizer in (card_recognizer(), ip_recognizer(), iban_recognizer()):
+            registry.add_recognizer(recognizer)
         return AnalyzerEngine(
             registry=registry, nlp_engine=_nlp_engine(ner), supported_languages=["en"]
         )
@@ -201,11 +198,17 @@ class PIIScanner:
             entities=list(self.actions),
             score_threshold=self.min_score,
         )
-        ranked = sorted(raw, key=lambda r: (-r.score, -(r.end - r.start), r.start))
+        candidates = []
+        for r in raw:
+            if common_word_entity(text, r.entity_type, r.start, r.end):
+                continue
+            start, end = whole(text, r.start, r.end)
+            candidates.append(Finding(r.entity_type, start, end, round(float(r.score), 3)))
+        ranked = sorted(candidates, key=lambda f: (-f.score, -(f.end - f.start), f.start))
         kept: list[Finding] = []
-        for r in ranked:
-            if all(r.end <= k.start or r.start >= k.end for k in kept):
-                kept.append(Finding(r.entity_type, r.start, r.end, round(float(r.score), 3)))
+        for f in ranked:
+            if all(f.end <= k.start or f.start >= k.end for k in kept):
+                kept.append(f)
         return sorted(kept, key=lambda f: f.start)
 
     def blocking(self, findings: list[Finding]) -> list[Finding]:

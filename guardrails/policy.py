@@ -37,8 +37,22 @@ class PIIPolicy(_Section):
     min_score: float = Field(0.4, ge=0, le=1, description="Presidio confidence to act on.")
     salt: SecretStr | None = Field(None, description="Salt for the 'hash' action (16+ bytes).")
     salt_env: str | None = Field(None, description="Environment variable holding the salt.")
-    input: dict[str, Action] = Field(default_factory=dict, description="Entity -> action.")
-    output: dict[str, Action] = Field(default_factory=dict, description="Entity -> action.")
+    input: dict[str, Action] = Field(
+        default_factory=dict, description="Entity -> action, in user messages."
+    )
+    output: dict[str, Action] = Field(
+        default_factory=dict, description="Entity -> action, in the model's replies."
+    )
+    tool: dict[str, Action] = Field(
+        default_factory=dict,
+        description="Entity -> action, in tool results, retrieved documents and files: the "
+        "application's own data, so usually redacted rather than refused (empty: passed on).",
+    )
+    tool_call: dict[str, Action] = Field(
+        default_factory=dict,
+        description="Entity -> action, in the arguments of the model's tool calls (what the "
+        "model passes on to a tool; empty: passed on).",
+    )
 
     def salt_value(self) -> str | None:
         if self.salt is not None:
@@ -55,6 +69,11 @@ class PIIPolicy(_Section):
 
 class InjectionPolicy(_Section):
     enabled: bool = Field(True, description="Score user and tool messages for injection.")
+    learned: bool = Field(
+        True,
+        description="Add LMFast's learned classifier to the rules (trained once on first use "
+        "under LMFAST_HOME, or by `lmfast guard train`; about 1 ms a message).",
+    )
     block_at: float | None = Field(
         0.7, ge=0, le=1, description="Refuse inputs at or above this risk (null: only record)."
     )

@@ -20,7 +20,7 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
     "evaluate": ("eval", "evaluate"),
     "quantize": ("quantize", "quantize"),
     "export": ("export", "export_model"),
-    "guard_check": ("guard", "guard_check"),
+    "guard_check": ("guard check", "guard_check"),
     "list_models": ("models list", "list_models"),
     "model_info": ("models info", "model_info"),
     "convert_model": ("models convert", "convert_model"),
@@ -40,6 +40,8 @@ CLI_ONLY: dict[str, str] = {
     "serve": "starts the HTTP server",
     "mcp": "starts the MCP server",
     "jobs wait": "terminal progress bar over job_status",
+    "guard train": "builds the local injection classifier, which every guard also builds on "
+    "first use (Python: lmfast.guardrails.classifier.build)",
     "attention": "a heatmap for a person to look at (Python: lmfast.attention_map)",
     "agent run": "terminal agent loop over generate (MCP clients are agents themselves; "
     "agent scripts use MCP in turn: examples/agent_drives_training.py)",

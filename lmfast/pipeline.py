@@ -346,8 +346,10 @@ class Pipeline:
                     content, deltas = parser.feed(event.text)
                     if parser.calls and not content.strip():
                         content = ""
-                    if content and out is not None:
-                        content = out.feed(content)
+                    if out is not None:
+                        # A guard checks tool-call arguments once complete: they are sent
+                        # whole after the after-hooks, never as unchecked fragments.
+                        content, deltas = out.feed(content) if content else "", []
                     if content or deltas or event.logprobs:
                         yield ChatChunk(
                             content=content, tool_deltas=deltas, logprobs=event.logprobs
@@ -364,7 +366,15 @@ class Pipeline:
         result = acc.result()
         if parser is not None and parser.calls:
             result.tool_calls = parser.calls  # keep the ids the client already saw
-        yield self.finish(ctx, result)
+        result = self.finish(ctx, result)
+        if out is not None and result.tool_calls:
+            yield ChatChunk(
+                tool_deltas=[
+                    ToolDelta(i, c.id, c.function.name, c.function.arguments)
+                    for i, c in enumerate(result.tool_calls)
+                ]
+            )
+        yield result
 
 
 class _Chain:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import anyio
-from lmfast.guardrails.check import GuardCheckResult
+from lmfast.guardrails.check import STAGE_HELP, GuardCheckResult, Stage
 from lmfast.mcp_server import jobs
 from lmfast.mcp_server.jobs import JobOutcome
 from lmfast.mcp_server.paths import client_roots, confine_input, confine_model_reference
@@ -147,10 +147,7 @@ def build_server() -> MCPServer:
         policy: Annotated[
             str, Field(description="strict, balanced, permissive, or a policy YAML file.")
         ] = "balanced",
-        stage: Annotated[
-            Literal["input", "output"],
-            Field(description="Check it as a request (input) or as a model reply (output)."),
-        ] = "input",
+        stage: Annotated[Stage, Field(description=STAGE_HELP)] = "input",
     ) -> GuardCheckResult:
         from lmfast.guardrails.check import GuardCheckRequest
         from lmfast.guardrails.check import guard_check as run

@@ -251,7 +251,7 @@ async def test_guard_check_tool_and_command(tmp_path: Path) -> None:
         )
         assert outside.is_error and "policy" in outside.content[0].text
     run = subprocess.run(
-        [sys.executable, "-m", "lmfast", "guard", "-", "--policy", "strict", "--json"],
+        [sys.executable, "-m", "lmfast", "guard", "check", "-", "--policy", "strict", "--json"],
         input=f"card {VALUES['CREDIT_CARD']}",
         capture_output=True,
         text=True,

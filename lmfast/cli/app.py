@@ -60,7 +60,8 @@ COMMANDS: dict[str, str] = {
     "jobs cancel": "stop a job",
     "agent run": "run a tool-calling agent (ReAct or code) on a task, showing each step",
     "attention": "saliency and attention rollout of an output token over the input (PNG)",
-    "guard": "check a text against a guard policy: PII findings, injection risk, the verdict",
+    "guard check": "check a text against a guard policy: PII findings, injection risk, the verdict",
+    "guard train": "build the learned prompt-injection classifier (otherwise built on first use)",
 }
 
 
@@ -124,7 +125,7 @@ app.add_typer(pretrain.tokenizer_app, name="tokenizer")
 app.add_typer(pretrain.templates_app, name="templates")
 app.command("tune")(pretrain.tune_command)
 app.command("attention")(attention.attention_command)
-app.command("guard")(guard.guard_command)
+app.add_typer(guard.app, name="guard")
 
 
 def main() -> None:
