@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -35,7 +36,7 @@ from lmfast.home import lmfast_home
 log = logging.getLogger("lmfast.guardrails")
 
 # Bump when features or training change: a stored model of another version is rebuilt.
-VERSION = 2
+VERSION = 3
 _CHAR_FEATURES, _WORD_FEATURES = 2**20, 2**18
 _MAX_CHARS = 4000  # longer texts are scored on their first and last 2,000 characters
 
@@ -66,11 +67,20 @@ def _vectorizers() -> tuple[Any, Any]:
     return chars, words
 
 
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_URL = re.compile(r"\bhttps?://\S+")
+
+
 def _prepare(text: str) -> str:
     """Base64 blobs read as what they say (an encoded attack is scored as the attack, an
-    encoded greeting as a greeting, not as random letters); long texts are clipped."""
+    encoded greeting as a greeting, not as random letters); addresses become one word each,
+    so no particular address or domain weighs for or against a text; long texts clipped."""
     if "=" in text or len(text) > 24:
         text = _BASE64.sub(lambda m: _printable(_b64(m.group(0))) or m.group(0), text)
+    if "@" in text:
+        text = _EMAIL.sub(" emailaddress ", text)
+    if "://" in text:
+        text = _URL.sub(" webaddress ", text)
     if len(text) <= _MAX_CHARS:
         return text
     half = _MAX_CHARS // 2

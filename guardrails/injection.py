@@ -238,10 +238,10 @@ class InjectionDetector:
         # ("pretend you are") and a hesitant classifier must not add up to a refusal.
         rules = risk.score
         for name, classifier, weight in self.classifiers:
-            p = float(classifier(text)) * weight
-            if p >= 0.05:
-                risk.reasons.append(f"{name} p={p:.2f}")
-                risk.score = max(risk.score, p)
+            p = float(classifier(text))
+            if p * weight >= 0.05:
+                risk.reasons.append(f"{name} p={p:.2f} ({p * weight:.2f})")
+                risk.score = max(risk.score, p * weight)
         if rules > 0 and risk.score > rules:
             risk.reasons.append(f"rules {rules:.2f}")
         risk.score = round(risk.score, 4)

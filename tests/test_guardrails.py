@@ -81,7 +81,7 @@ def test_ner_model_finds_people_and_places_offline() -> None:
     text, decisions = guard.check_text("Yesterday Angela Merkel flew to Berlin.", "input")
     assert "Angela Merkel" not in text and "Berlin" not in text
     assert "<PERSON>" in text and "<LOCATION>" in text
-    assert decisions[0].entities == ["LOCATION", "PERSON"]
+    assert [d.entities for d in decisions if d.check == "pii"] == [["LOCATION", "PERSON"]]
 
 
 def test_policy_errors_name_the_field(tmp_path: Path) -> None:
@@ -145,7 +145,10 @@ def test_injection_is_blocked_per_policy() -> None:
     with pytest.raises(GuardrailBlocked) as info:
         strict.check_text(ATTACKS[0], "input")
     assert info.value.code == "prompt_injection" and "instruction override" in info.value.reason
-    _, decisions = permissive.check_text(ATTACKS[3], "input")  # recorded, not refused
+    with pytest.raises(GuardrailBlocked):  # near certain: even permissive refuses it
+        permissive.check_text(ATTACKS[3], "input")
+    record_only = Guard(Policy(pii={"ner": "off"}, injection={"block_at": None}))
+    _, decisions = record_only.check_text(ATTACKS[3], "input")  # recorded, not refused
     assert decisions[0].action == "flag" and decisions[0].risk and decisions[0].risk >= 0.7
 
 
