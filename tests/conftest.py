@@ -1,4 +1,5 @@
-"""Every test gets its own LMFAST_HOME (sharing one guard classifier), and the Hub is treated as unreachable (as it is here)."""
+"""Every test gets its own LMFAST_HOME (sharing one guard classifier), and the Hub is treated
+as unreachable (as it is here)."""
 
 from __future__ import annotations
 
