@@ -356,6 +356,19 @@ def latency(repeats: int = 200) -> dict:
     reset_tracing()
     base = timed(Pipeline(engine))  # type: ignore[arg-type]
     strict = timed(Pipeline(engine, [Guard.from_ref("strict")]))  # type: ignore[arg-type,list-item]
+    others = {
+        name: timed(Pipeline(engine, [Guard.from_ref(name)]))  # type: ignore[arg-type,list-item]
+        for name in ("balanced", "permissive")
+    }
+    # A prompt and a reply with names in them: the NER model runs on both.
+    named_messages = [ChatMessage(role="user", content=prompt + " Ask Maria Lopez in Denver.")]
+    named_engine = ScriptedEngine(reply + " Maria Lopez from Denver will confirm.")
+    named = []
+    named_pipe = Pipeline(named_engine, [Guard.from_ref("strict")])  # type: ignore[arg-type,list-item]
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        "".join(named_pipe.stream(named_messages, params))
+        named.append((time.perf_counter() - t0) * 1000)
     provider = TracerProvider()
     exporter = InMemorySpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -370,6 +383,11 @@ def latency(repeats: int = 200) -> dict:
         "median_ms_strict": round(med(strict), 3),
         "median_ms_strict_traced": round(med(traced), 3),
         "added_ms_strict": round(med(strict) - med(base), 3),
+        "p95_ms_strict": round(sorted(strict)[int(0.95 * len(strict))], 3),
+        "added_ms_strict_with_names": round(med(named) - med(base), 3),
+        "p95_ms_strict_with_names": round(sorted(named)[int(0.95 * len(named))], 3),
+        **{f"added_ms_{k}": round(med(v) - med(base), 3) for k, v in others.items()},
+        **{f"p95_ms_{k}": round(sorted(v)[int(0.95 * len(v))], 3) for k, v in others.items()},
         "added_ms_strict_traced": round(med(traced) - med(base), 3),
         "p95_ms_strict_traced": round(sorted(traced)[int(0.95 * len(traced))], 3),
         "spans_exported": len(exporter.get_finished_spans()),

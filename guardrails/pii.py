@@ -22,6 +22,7 @@ from lmfast.guardrails.recognizers import (
     common_word_entity,
     iban_recognizer,
     ip_recognizer,
+    may_name_someone,
     whole,
 )
 
@@ -192,11 +193,16 @@ class PIIScanner:
         """Entities in `text`, overlaps resolved to the highest-scoring (then longest)."""
         if not self.actions or not text:
             return []
-        raw = self._analyzer.analyze(
-            text=text,
-            language="en",
-            entities=list(self.actions),
-            score_threshold=self.min_score,
+        entities, engine = list(self.actions), self._analyzer
+        if self.ner != "off" and not may_name_someone(text):
+            # No capitalised word that could be a name or place: the NER model (most of a
+            # scan's time) could only find entities the common-word rule drops.
+            entities = [e for e in entities if e not in NER_ENTITIES]
+            engine = analyzer("off")
+            if not entities:
+                return []
+        raw = engine.analyze(
+            text=text, language="en", entities=entities, score_threshold=self.min_score
         )
         candidates = []
         for r in raw:

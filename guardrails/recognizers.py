@@ -164,6 +164,35 @@ def common_word_entity(text: str, entity: str, start: int, end: int) -> bool:
     return bool(long_words) and all(len(w) >= 4 and w.lower() in common for w in long_words)
 
 
+# Short capitalised words that start sentences and are never names on their own.
+_FUNCTION_WORDS_TEXT = (
+    "i a an as at be by do go he if in is it me my no of oh ok on or so to up us we "
+    "the and but for not you can how why who its our her his she are was has had did let "
+    "yes any all few two one six ten now get put use try see set add run new old out off "
+    "yet nor per via too own may"
+)
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
+_WORD = re.compile(r"[^\W\d_][\w'-]*")
+
+
+def may_name_someone(text: str) -> bool:
+    """Whether `text` has a capitalised word that could be a name or place: not a common
+    lowercase word of 4+ letters, nor a short function word. The NER model is only run on
+    such texts; "Here are a few ideas. Book two months ahead." needs none."""
+    common = common_words()
+    for m in _WORD.finditer(text):
+        word = re.split("['\u2019]", m.group(0))[0]  # "I'm", "John's": the word before
+        if not word or not word[0].isupper():
+            continue
+        low = word.lower()
+        if low in _FUNCTION_WORDS and low != "may":
+            continue
+        if len(word) >= 4 and low in common:
+            continue
+        return True
+    return False
+
+
 def _generate_common_words() -> None:  # pragma: no cover - maintenance
     """Rebuild data/common_words.txt from the embedded model's tokenizer vocabulary."""
     from gguf import GGUFReader

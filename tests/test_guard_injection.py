@@ -13,7 +13,7 @@ from lmfast.guardrails import Guard, GuardConfigError, GuardrailBlocked
 from lmfast.guardrails import classifier as learned
 from lmfast.guardrails.injection_corpus import Example, authored
 from lmfast.guardrails.pii import PIIScanner
-from lmfast.guardrails.recognizers import IBAN_LENGTHS, iban_valid, whole
+from lmfast.guardrails.recognizers import IBAN_LENGTHS, iban_valid, may_name_someone, whole
 
 from lmfast.inference.base import (
     ChatMessage,
@@ -346,4 +346,28 @@ def test_names_and_places_are_still_found() -> None:
     text = "I met Mary Lopez in London, then Dr. Will called."
     assert scanner.apply(text, scanner.find(text)) == (
         "I met <PERSON> in <LOCATION>, then Dr. <PERSON> called."
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Here are a few ideas. Book two months ahead; rates apply.", False),
+        ("I'm planning a team offsite. You can send ideas to jo@example.com.", False),
+        ("The Model is trained on new data.", False),
+        ("Mail the report to Ana.", True),  # short names always count
+        ("Yesterday Angela Merkel flew to Berlin.", True),
+        ("Émile called about John's car.", True),
+        ("We meet in May.", True),
+    ],
+)
+def test_the_ner_model_runs_only_where_a_name_could_be(text: str, expected: bool) -> None:
+    assert may_name_someone(text) is expected
+
+
+def test_skipping_the_ner_model_keeps_pattern_entities() -> None:
+    scanner = PIIScanner({"PERSON": "replace", "EMAIL_ADDRESS": "replace"})
+    text = "Here is the address: jo@example.com, thanks."
+    assert (
+        scanner.apply(text, scanner.find(text)) == "Here is the address: <EMAIL_ADDRESS>, thanks."
     )
