@@ -31,7 +31,11 @@ class GuardCheckResult(BaseModel):
     blocked: bool = Field(description="Whether the policy refuses this text.")
     code: str | None = Field(None, description="Why, when blocked: prompt_injection, pii_*.")
     reason: str | None = None
-    text: str | None = Field(None, description="The text as the policy passes it on (redacted).")
+    text: str | None = Field(
+        None,
+        description="The text as the policy passes it on (redacted; for a withheld tool "
+        "result, the notice the model sees instead).",
+    )
     decisions: list[dict[str, Any]] = Field(
         default_factory=list, description="Each check's finding: entities, risk, reasons."
     )
@@ -50,4 +54,9 @@ def guard_check(request: GuardCheckRequest) -> GuardCheckResult:
     except GuardrailBlocked as e:
         return GuardCheckResult(**base, blocked=True, code=e.code, reason=e.reason,
                                 decisions=found)  # fmt: skip
+    withheld = [d for d in found if d.get("action") == "withhold"]
+    if withheld:  # a tool result the model would see only as a notice
+        reason = "; ".join(withheld[0].get("reasons", [])[:3])
+        return GuardCheckResult(**base, blocked=True, code="prompt_injection", reason=reason,
+                                text=text, decisions=found)  # fmt: skip
     return GuardCheckResult(**base, blocked=False, text=text, decisions=found)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from lmfast.guardrails.pii import ACTIONS, DEFAULT_NER, Action
@@ -76,6 +76,11 @@ class InjectionPolicy(_Section):
     )
     block_at: float | None = Field(
         0.7, ge=0, le=1, description="Refuse inputs at or above this risk (null: only record)."
+    )
+    tool_action: Literal["withhold", "block"] = Field(
+        "withhold",
+        description="A tool result at or above block_at: 'withhold' replaces it with a notice "
+        "and the conversation (an agent's loop) goes on; 'block' refuses the whole request.",
     )
     fuzzy_threshold: float = Field(88, ge=50, le=100, description="Phrase similarity, 0-100.")
     classifier: str | None = Field(
