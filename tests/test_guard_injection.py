@@ -76,7 +76,11 @@ def test_build_trains_once_then_reuses_and_rebuilds_a_stale_model(
     (tmp_path / "clf" / "card.json").write_text(json.dumps({**card, "version": 0}))
     learned.build()
     assert calls == [1, 1]  # another version's model is rebuilt
-    assert first.card["fingerprint"]
+    card = json.loads((tmp_path / "clf" / "card.json").read_text())
+    (tmp_path / "clf" / "card.json").write_text(json.dumps({**card, "sources": "0123"}))
+    learned.build()
+    assert calls == [1, 1, 1]  # trained from other data (an upgrade): rebuilt
+    assert first.card["fingerprint"] and len(learned.sources_key()) == 16
 
 
 def test_builtin_classifier_is_trained_on_third_party_and_authored_data() -> None:
