@@ -111,12 +111,15 @@ class InjectionClassifier:
     card: dict[str, Any]
 
     def _features(self, texts: Sequence[str]) -> Any:
+        return self._weigh(_counts(texts))
+
+    def _weigh(self, counts: Any) -> Any:
+        """Counts to features: sublinear term frequency, idf, unit length."""
         from sklearn.preprocessing import normalize
 
-        x = _counts(texts)
-        x.data = np.log1p(x.data)  # sublinear term frequency
-        x = x.multiply(self.idf).tocsr()
-        return normalize(x)
+        x = counts.copy()
+        x.data = np.log1p(x.data)
+        return normalize(x.multiply(self.idf).tocsr())
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         z = self._features(texts) @ self.coef + self.intercept
@@ -173,18 +176,12 @@ def train(examples: Sequence[Example] | None = None, c: float = 8.0) -> Injectio
     builtin_data = examples is None
     examples = list(examples) if examples is not None else training_examples()
     start = time.perf_counter()
-    x = _counts([e.text for e in examples])
-    x.data = np.log1p(x.data)
-    tfidf = TfidfTransformer(sublinear_tf=False).fit(x)
-    idf = tfidf.idf_.astype(np.float32)
-    y = np.array([e.label for e in examples])
+    counts = _counts([e.text for e in examples])
+    idf = TfidfTransformer().fit(counts).idf_.astype(np.float32)  # idf needs presence only
+    clf = InjectionClassifier(idf, np.zeros(idf.shape, np.float32), 0.0, card={})
     model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-    from sklearn.preprocessing import normalize
-
-    model.fit(normalize(x.multiply(idf).tocsr()), y)
-    clf = InjectionClassifier(
-        idf, model.coef_[0].astype(np.float32), float(model.intercept_[0]), card={}
-    )
+    model.fit(clf._weigh(counts), np.array([e.label for e in examples]))
+    clf.coef, clf.intercept = model.coef_[0].astype(np.float32), float(model.intercept_[0])
     sources: dict[str, int] = {}
     for e in examples:
         sources[e.source] = sources.get(e.source, 0) + 1
