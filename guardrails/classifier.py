@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lmfast.guardrails.injection import _BASE64, _b64, _printable
+from lmfast.guardrails.injection import with_base64_decoded
 from lmfast.guardrails.injection_corpus import (
     AUTHORED,
     THIRD_PARTY,
@@ -81,8 +81,7 @@ def _prepare(text: str) -> str:
     """Base64 blobs read as what they say (an encoded attack is scored as the attack, an
     encoded greeting as a greeting, not as random letters); addresses become one word each,
     so no particular address or domain weighs for or against a text; long texts clipped."""
-    if "=" in text or len(text) > 24:
-        text = _BASE64.sub(lambda m: _printable(_b64(m.group(0))) or m.group(0), text)
+    text = with_base64_decoded(text)
     if "@" in text:
         text = _EMAIL.sub(" emailaddress ", text)
     if "://" in text:

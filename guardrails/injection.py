@@ -318,6 +318,11 @@ class InjectionDetector:
             self._scan(normalise(codecs.decode(text, "rot13")), risk, " in rot13 text")
 
 
+def with_base64_decoded(text: str) -> str:
+    """`text` with every base64 blob that decodes to readable text replaced by that text."""
+    return _BASE64.sub(lambda m: _printable(_b64(m.group(0))) or m.group(0), text)
+
+
 def _b64(blob: str) -> bytes | None:
     try:
         return base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)

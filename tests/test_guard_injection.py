@@ -19,14 +19,11 @@ from lmfast.guardrails.recognizers import IBAN_LENGTHS, iban_valid, may_name_som
 
 from lmfast.inference.base import (
     ChatMessage,
-    Delta,
-    EngineRequest,
-    Finished,
-    GenerationStream,
     SamplingParams,
     ToolSpec,
 )
 from lmfast.pipeline import ChatResult, Pipeline
+from tests.scripted_engine import ScriptedEngine
 
 
 def _strict() -> Guard:
@@ -175,28 +172,6 @@ def test_tool_results_are_redacted_not_refused_and_tool_calls_are_held_to_their_
     assert out == {"to": "ana.lopez@example.org", "card": "**** **** **** 1111"}
 
 
-class ToolCallingEngine:
-    """Streams a tool call in small pieces."""
-
-    name = "scripted"
-    supports_grammar = True
-
-    def __init__(self, text: str) -> None:
-        self.pieces = [text[i : i + 5] for i in range(0, len(text), 5)]
-        self.prompts: list[str] = []
-
-    def render_chat(self, messages, tools=None):  # type: ignore[no-untyped-def]
-        return "\n".join(f"{m.role}: {m.content}" for m in messages)
-
-    def submit(self, request: EngineRequest) -> GenerationStream:
-        self.prompts.append(str(request.prompt))
-        stream = GenerationStream()
-        for p in self.pieces:
-            stream.put(Delta(p))
-        stream.put(Finished("stop", 10, len(self.pieces)))
-        return stream
-
-
 PAY = ToolSpec(
     name="pay",
     parameters={"type": "object", "properties": {"card": {"type": "string"}}},
@@ -206,17 +181,17 @@ CALL = '<tool_call>{"name": "pay", "arguments": {"card": "5555 5555 5555 4444"}}
 
 def test_tool_call_arguments_are_redacted_or_refused() -> None:
     messages = [ChatMessage(role="user", content="pay the bill")]
-    balanced = Pipeline(ToolCallingEngine(CALL), [Guard.from_ref("balanced")])  # type: ignore[arg-type,list-item]
+    balanced = Pipeline(ScriptedEngine.chunked(CALL, 5), [Guard.from_ref("balanced")])  # type: ignore[arg-type,list-item]
     result = balanced.chat(messages, SamplingParams(), tools=[PAY])
     assert json.loads(result.tool_calls[0].function.arguments) == {"card": "**** **** **** 4444"}
-    strict = Pipeline(ToolCallingEngine(CALL), [_strict()])  # type: ignore[arg-type]
+    strict = Pipeline(ScriptedEngine.chunked(CALL, 5), [_strict()])  # type: ignore[arg-type]
     with pytest.raises(GuardrailBlocked, match="tool call"):
         strict.chat(messages, SamplingParams(), tools=[PAY])
 
 
 @pytest.mark.anyio
 async def test_tool_call_arguments_are_checked_before_any_fragment_is_streamed() -> None:
-    pipe = Pipeline(ToolCallingEngine(CALL), [Guard.from_ref("balanced")])  # type: ignore[arg-type,list-item]
+    pipe = Pipeline(ScriptedEngine.chunked(CALL, 5), [Guard.from_ref("balanced")])  # type: ignore[arg-type,list-item]
     messages = [ChatMessage(role="user", content="pay the bill")]
     ctx, stream, tools_on = pipe.submit(messages, SamplingParams(), tools=[PAY])
     streamed, final = "", None
@@ -230,7 +205,7 @@ async def test_tool_call_arguments_are_checked_before_any_fragment_is_streamed()
 
 
 def test_an_injected_tool_message_is_withheld_and_the_conversation_goes_on() -> None:
-    engine = ToolCallingEngine("The reviews are positive.")
+    engine = ScriptedEngine.chunked("The reviews are positive.", 5)
     pipe = Pipeline(engine, [Guard.from_ref("balanced")])  # type: ignore[arg-type,list-item]
     messages = [
         ChatMessage(role="user", content="What do reviews say?"),

@@ -14,13 +14,10 @@ from lmfast.guardrails.policy import Policy, load_policy
 
 from lmfast.inference.base import (
     ChatMessage,
-    Delta,
-    EngineRequest,
-    Finished,
-    GenerationStream,
     SamplingParams,
 )
 from lmfast.pipeline import Pipeline
+from tests.scripted_engine import ScriptedEngine
 
 SALT = "pepper-0123456789abcdef"
 # One realistic value per pattern entity, inside a sentence.
@@ -192,27 +189,6 @@ def test_streaming_redaction_never_leaks_across_chunk_borders() -> None:
         assert not _leaks(full), full
         assert "<EMAIL_ADDRESS>" in full and "**** **** **** 1111" in full
         assert full.endswith("have a nice day.")
-
-
-class ScriptedEngine:
-    """An engine that streams a fixed reply in given pieces."""
-
-    name = "scripted"
-    supports_grammar = True
-
-    def __init__(self, pieces: list[str]) -> None:
-        self.pieces, self.prompts = pieces, []
-
-    def render_chat(self, messages, tools=None):  # type: ignore[no-untyped-def]
-        return "\n".join(f"{m.role}: {m.content}" for m in messages)
-
-    def submit(self, request: EngineRequest) -> GenerationStream:
-        self.prompts.append(request.prompt)
-        stream = GenerationStream()
-        for p in self.pieces:
-            stream.put(Delta(p))
-        stream.put(Finished("stop", 10, len(self.pieces)))
-        return stream
 
 
 def test_pipeline_stream_and_result_are_redacted_and_input_guarded() -> None:
