@@ -124,12 +124,12 @@ class Guard:
         if blocked:
             kinds = ", ".join(sorted({f.entity for f in blocked}))
             where = {
-                "input": "the request",
-                "tool": "the tool result",
-                "output": "the reply",
-                "tool_call": "the tool call's arguments",
+                "input": "the request contains",
+                "tool": "the tool result contains",
+                "output": "the reply contains",
+                "tool_call": "the tool call's arguments contain",
             }[stage]
-            raise GuardrailBlocked(f"pii_{stage}", f"{where} contains {kinds}", stage)
+            raise GuardrailBlocked(f"pii_{stage}", f"{where} {kinds}", stage)
         for d in decisions:
             if d.action == "block":
                 raise GuardrailBlocked("prompt_injection", "; ".join(d.reasons[:3]), stage)

@@ -224,6 +224,8 @@ class InjectionDetector:
         """Risk of `text` arriving as `stage`: input (a user's message) or tool (a tool
         result, retrieved document or file content, where injection is indirect)."""
         risk = Risk()
+        if not text.strip():  # nothing to instruct with (a classifier's bias alone is not risk)
+            return risk
         self._hidden(text, risk)
         norm = normalise(text)
         self._scan(norm, risk, "")

@@ -133,19 +133,20 @@ def analyzer(ner: str = DEFAULT_NER) -> AnalyzerEngine:
     presidio_log = logging.getLogger("presidio-analyzer")
     level = presidio_log.level
     with _ANALYZER_LOCK:
-        # It warns once per recognizer of another language it skips: noise, not news.
+        # It warns once per recognizer of another language it skips, and logs each recognizer
+        # swapped below: noise, not news.
         presidio_log.setLevel(logging.ERROR)
         try:
             registry = RecognizerRegistry(supported_languages=["en"])
             registry.load_predefined_recognizers(languages=["en"])
+            if ner == "off":
+                registry.remove_recognizer("SpacyRecognizer")
+            for name in ("CreditCardRecognizer", "IpRecognizer", "IbanRecognizer"):
+                registry.remove_recognizer(name)
+            for recognizer in (card_recognizer(), ip_recognizer(), iban_recognizer()):
+                registry.add_recognizer(recognizer)
         finally:
             presidio_log.setLevel(level)
-        if ner == "off":
-            registry.remove_recognizer("SpacyRecognizer")
-        for name in ("CreditCardRecognizer", "IpRecognizer", "IbanRecognizer"):
-            registry.remove_recognizer(name)
-        for recognizer in (card_recognizer(), ip_recognizer(), iban_recognizer()):
-            registry.add_recognizer(recognizer)
         return AnalyzerEngine(
             registry=registry, nlp_engine=_nlp_engine(ner), supported_languages=["en"]
         )

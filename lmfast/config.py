@@ -420,7 +420,10 @@ def validation_problems(err: ValidationError, prefix: str = "") -> list[tuple[st
         path = f"{prefix}{loc}" if loc != "(root)" else (prefix.rstrip(".") or loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] not in ("missing", "extra_forbidden") and "input" in e and e["loc"]:
-            msg += f" (got {e['input']!r})"
+            got = repr(e["input"])
+            # A 2 MB text must not come back whole in the error: the start says which it was.
+            got = got if len(got) <= 200 else f"{got[:160]}... ({len(got):,} characters)"
+            msg += f" (got {got})"
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         problems.append((path, msg))

@@ -376,3 +376,20 @@ def test_guard_train_command_builds_the_classifier_and_reports_it(
     assert card["path"] == str(tmp_path / "clf") and card["examples"] == {"t": 6}
     assert set(card["validation"]) == {"s-labs", "neuralchemy"}
     assert (tmp_path / "clf" / "model.npz").is_file()
+
+
+def test_empty_text_carries_no_injection_risk() -> None:
+    for text in ("", "   \n"):
+        assert _strict().check_text(text, "input") == (text, [])
+
+
+def test_an_oversized_text_is_refused_without_echoing_it() -> None:
+    from pydantic import ValidationError
+
+    from lmfast.config import validation_problems
+
+    with pytest.raises(ValidationError) as info:
+        GuardCheckRequest(text="A" * 1_000_001)
+    [(field, message)] = validation_problems(info.value)
+    assert field == "text" and "at most 1000000 characters" in message
+    assert len(message) < 300 and "(1,000,003 characters)" in message
