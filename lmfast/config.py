@@ -115,19 +115,28 @@ class TrainingConfig(_Section):
         "'pretrain': a randomly initialised model.template trained on every token.",
     )
     lora: LoRAConfig = Field(default_factory=LoRAConfig, description="Adapter settings.")
-    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
+    learning_rate: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Peak learning rate. None: derived from the method, adapter and model size "
+        "(LoRA SFT on a 135M model: 1e-3).",
+    )
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
         "cosine", description="Learning-rate schedule after warm-up."
     )
-    warmup_ratio: float = Field(
-        0.03, ge=0.0, lt=1.0, description="Fraction of steps spent warming up."
+    warmup_ratio: float | None = Field(
+        None, ge=0.0, lt=1.0, description="Fraction of steps spent warming up (None: 0.05)."
     )
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
     max_steps: int | None = Field(
         None, ge=1, description="Optimizer steps to run. Set this or epochs, not both."
     )
     epochs: float | None = Field(
-        None, gt=0.0, description="Passes over the data (1 when neither this nor max_steps is set)."
+        None,
+        gt=0.0,
+        description="Passes over the data. None: derived from the data, so that a small set "
+        "still gets enough optimizer steps (1 to 3).",
     )
     micro_batch_size: int | None = Field(
         None, ge=1, le=4096, description="Sequences per forward pass; None lets the plan pick."
@@ -139,11 +148,16 @@ class TrainingConfig(_Section):
         None,
         ge=1,
         le=65536,
-        description="Sequences per optimizer step (micro-batch x accumulation). "
-        "None means 16, or micro-batch x accumulation when both are given.",
+        description="Sequences per optimizer step (micro-batch x accumulation). None: "
+        "micro-batch x accumulation when both are given, else derived from the data "
+        "(about 100 steps a run, 1,024 to 65,536 tokens a step).",
     )
-    max_seq_length: int = Field(
-        1024, ge=16, le=131072, description="Longest sequence in tokens; longer ones are cut."
+    max_seq_length: int | None = Field(
+        None,
+        ge=16,
+        le=131072,
+        description="Longest sequence in tokens; longer ones are cut. None: derived from the "
+        "data (covers 99% of its documents, at most 1,024 on a CPU and 2,048 on a GPU).",
     )
     packing: bool = Field(
         True, description="Pack several short examples into each sequence (fewer pad tokens)."
@@ -211,12 +225,17 @@ class TrainingConfig(_Section):
 
     @property
     def target_effective_batch_size(self) -> int:
-        """The effective batch the user asked for (16 when unspecified)."""
+        """The effective batch asked for, or derived (16 before the data is known)."""
+        return self.explicit_batch_size or 16
+
+    @property
+    def explicit_batch_size(self) -> int | None:
+        """The effective batch the recipe fixes, if it does."""
         if self.effective_batch_size:
             return self.effective_batch_size
         if self.micro_batch_size and self.gradient_accumulation_steps:
             return self.micro_batch_size * self.gradient_accumulation_steps
-        return 16
+        return None
 
 
 class DataSource(_Section):

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from lmfast.config import LMFastConfig
+from lmfast.defaults import Choice, seq_cap
 from lmfast.errors import PlanError
 from lmfast.hardware import GPUInfo, HardwareProfile
 from lmfast.modelspec import ModelSpec
@@ -70,6 +71,23 @@ class TrainingPlan(BaseModel):
         description="Estimated wall time of the whole run, when the step count is known."
     )
     notes: list[str] = Field(default_factory=list, description="Why choices were made.")
+    choices: list[Choice] = Field(
+        default_factory=list,
+        description="Settings the recipe left unset, chosen from the data, with reasons.",
+    )
+    summary: str | None = Field(
+        None, description="The derived choices in one line, shown before the run starts."
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why this run may not learn (too few steps), with the setting to change.",
+    )
+
+    def notes_for_people(self) -> list[str]:
+        """What a person should read before the run starts: the derived settings in one
+        line, then each warning. The prefixes mark them for job clients to keep."""
+        lines = [f"plan: {self.summary}"] if self.summary else []
+        return lines + [f"warning: {w}" for w in self.warnings]
 
 
 def _gpu_flops(gpu: GPUInfo) -> float:
@@ -121,10 +139,14 @@ def plan_training(
     spec: ModelSpec,
     dataset_tokens: int | None = None,
     processes: int = 1,
+    dataset_rows: int | None = None,
 ) -> TrainingPlan:
     """Resolve `config` for `hardware`. Raises PlanError when the two cannot work together.
     With several `processes` (data parallel), each runs micro-batch x accumulation and the
-    effective batch is their sum, so accumulation is divided among them."""
+    effective batch is their sum, so accumulation is divided among them. `dataset_rows`
+    (packed rows per epoch) gives the step count; `dataset_tokens` alone assumes full rows.
+    Settings the recipe leaves to the data (lmfast.defaults) take their provisional values
+    until `derive` has chosen them."""
     m, t = config.model, config.training
     gpu = hardware.gpu if hardware.accelerator == "cuda" else None
     notes: list[str] = []
@@ -191,7 +213,7 @@ def plan_training(
     else:
         budget = min(hardware.ram_gb * 0.6, hardware.ram_gb - 4) * GiB - 1.5 * GiB
     lora_params = spec.lora_parameters(t.lora.rank) if lora else 0
-    seq = t.max_seq_length
+    seq = t.max_seq_length or seq_cap(spec.context_length, gpu is not None)
     if seq > spec.context_length:
         notes.append(
             f"max_seq_length {seq} exceeds the model's context {spec.context_length}: "
@@ -257,8 +279,12 @@ def plan_training(
     if gpu:  # one GPU per process; CPU processes share the machine's cores
         tokens_per_s *= processes
     tokens_per_step = effective * seq
+    if dataset_rows and dataset_tokens:
+        tokens_per_step = effective * dataset_tokens / dataset_rows  # rows are not all full
     if t.max_steps:
         steps: int | None = t.max_steps
+    elif dataset_rows:
+        steps = math.ceil((t.epochs or 1.0) * dataset_rows / effective)
     elif dataset_tokens:
         steps = math.ceil((t.epochs or 1.0) * dataset_tokens / tokens_per_step)
     else:

@@ -217,8 +217,12 @@ def test_t4_plan_reaches_the_trainer_arguments(tmp_path: Path) -> None:
     from lmfast.registry import model_spec
     from lmfast.training.finetune import _training_args
 
+    from lmfast.defaults import derive
+
     cfg = load_config(REPO / "examples" / "smollm2_lora_t4.yaml")
-    plan = plan_training(cfg, PROFILES["t4"], model_spec(cfg.model.reference))
+    spec = model_spec(cfg.model.reference)
+    cfg = derive(cfg, None, "sft", spec.parameters).config  # the rate the recipe leaves open
+    plan = plan_training(cfg, PROFILES["t4"], spec)
     args = _training_args(cfg, plan, tmp_path, [])
     assert plan.quantization == "nf4" and plan.gradient_checkpointing
     assert args.fp16 and not args.bf16 and args.optim == "paged_adamw_8bit"

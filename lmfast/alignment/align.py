@@ -18,6 +18,15 @@ from pydantic import BaseModel, Field
 from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
 from lmfast.data.readers import DataError
+from lmfast.defaults import (
+    Choice,
+    DataShape,
+    Derived,
+    LengthProfile,
+    choose_seq_len,
+    derive,
+    few_steps_warning,
+)
 from lmfast.hashing import config_hash
 from lmfast.progress import ProgressFn, no_progress
 from lmfast.training.run import (
@@ -95,6 +104,53 @@ def _split(pairs: list[dict[str, str]], fraction: float, seed: int) -> tuple[lis
     )
 
 
+def _derived(
+    config: LMFastConfig,
+    pairs: list[dict[str, str]],
+    tokenizer: Any,
+    spec: Any,
+    method: str,
+    plan: Any,
+) -> tuple[LMFastConfig, DataShape, list[Choice]]:
+    """The recipe's unset settings chosen from the pairs, as fine_tune does for rows: a
+    pair is one row of its prompt and answers (TRL cuts each at max_length)."""
+    import numpy as np
+
+    from lmfast.data.tokenize import length_profile
+
+    sample = pairs[:: max(1, len(pairs) // 2000)]  # at most about 2,000 pairs tokenized
+    prompt = [len(tokenizer(p["prompt"])["input_ids"]) for p in sample]
+    chosen = [len(tokenizer(p["chosen"])["input_ids"]) for p in sample]
+    rejected = [len(tokenizer(p["rejected"])["input_ids"]) for p in sample]
+    longest = np.array(prompt) + np.maximum(chosen, rejected)
+    lengths = LengthProfile(**length_profile(longest))
+    lengths.documents = len(pairs)
+    per_pair = float(np.mean(np.array(prompt) + np.array(chosen) + np.array(rejected)))
+    shape = DataShape(
+        kind="pairs", lengths=lengths, rows=len(pairs), tokens=max(1, round(per_pair * len(pairs)))
+    )
+    choices: list[Choice] = []
+    if config.training.max_seq_length is None:
+        choice = choose_seq_len(lengths, "pairs", spec.context_length, plan.device != "cpu")
+        choices.append(choice)
+        training = config.training.model_copy(update={"max_seq_length": choice.value})
+        config = config.model_copy(update={"training": training})
+    derived = derive(config, shape, method, spec.parameters)  # type: ignore[arg-type]
+    return derived.config, shape, [*choices, *derived.choices]
+
+
+def _explained(plan: Any, config: LMFastConfig, shape: DataShape, choices: list[Choice]) -> Any:
+    warnings = []
+    if plan.total_steps is not None:
+        warning = few_steps_warning(config, plan.total_steps, shape.rows)
+        if warning:
+            warnings.append(warning)
+    summary = Derived(config=config, choices=choices).summary(shape, plan.total_steps)
+    return plan.model_copy(
+        update={"choices": choices, "summary": summary if choices else None, "warnings": warnings}
+    )
+
+
 def _trl_trainer(method: str) -> tuple[Any, Any]:
     if method == "orpo":
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
@@ -118,7 +174,7 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     from lmfast.observability.tracking import run_tags, tracked_run
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
-    from lmfast.training.callbacks import MarkComplete, ProgressReport
+    from lmfast.training.callbacks import LearningCheck, MarkComplete, ProgressReport
     from lmfast.training.model import build
 
     store = ArtifactStore()
@@ -136,11 +192,14 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     train_pairs, held_out = _split(pairs, config.data.validation_split, config.training.seed)
     if config.data.max_samples:
         train_pairs = train_pairs[: config.data.max_samples]
-    mean_tokens = sum(
-        len(tokenizer(p["prompt"] + p["chosen"] + p["rejected"])["input_ids"])
-        for p in train_pairs[:200]
-    ) / max(1, min(200, len(train_pairs)))
-    plan = plan_training(config, hardware, spec, dataset_tokens=int(mean_tokens * len(train_pairs)))
+    config, shape, choices = _derived(config, train_pairs, tokenizer, spec, request.method, plan)
+    mean_tokens = shape.tokens / shape.rows
+    plan = plan_training(
+        config, hardware, spec, dataset_tokens=shape.tokens, dataset_rows=shape.rows
+    )
+    plan = _explained(plan, config, shape, choices)
+    for line in plan.notes_for_people():
+        progress(0, None, line)
 
     key = {
         "config": config.model_dump(mode="json"),
@@ -188,6 +247,8 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
             callbacks=[report, MarkComplete()],
         )
         trainer.remove_callback(PrinterCallback)
+        check = LearningCheck(progress)
+        trainer.add_callback(check)
         progress(
             0,
             None,
@@ -225,7 +286,10 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
         )
         tracked.finish({k.replace("/", "_"): v for k, v in metrics.items()}, run.files(art.path))
     training = with_tracking(
-        trained_result(art, curve, run, dataset.id, trainable, metrics, plan), tracked
+        trained_result(
+            art, curve, run, dataset.id, trainable, metrics, plan, warnings=check.warnings
+        ),
+        tracked,
     )
     return AlignResult(
         training=training,

@@ -76,6 +76,11 @@ class PrepReport(BaseModel):
         None, description="Documents longer than seq_len, cut to fit a row."
     )
     tokens_truncated: int | None = Field(None, description="Tokens cut off those documents.")
+    document_tokens: dict[str, float] | None = Field(
+        None,
+        description="Tokens per document before packing: documents, mean, p50, p90, p99, max "
+        "(what the training plan chooses the sequence length from).",
+    )
     tokenizer_path: str | None = Field(
         None, description="Which encoder ran: LMFast's Rust BPE, or `tokenizers` and why."
     )
@@ -392,6 +397,7 @@ def _tokenize(folder: Path, request: PrepRequest, chat: bool, field: str | None)
     from lmfast.data.fast_tokenizer import encode_text_file
     from lmfast.data.tokenize import (
         encode_chat,
+        length_profile,
         load_tokenizer,
         one_per_row,
         pack_flat,
@@ -411,12 +417,14 @@ def _tokenize(folder: Path, request: PrepRequest, chat: bool, field: str | None)
         encoded = [encode_chat(tok, d["messages"]) for d in docs]
         ids = [e[0] for e in encoded]
         labels = [e[1] for e in encoded]
+        profile = length_profile([len(i) for i in ids])
         if request.pack:
             packed = pack_whole(ids, labels, request.seq_len, pad)
         else:
             packed = one_per_row(ids, labels, request.seq_len, pad)
     else:
         flat, lengths, path = encode_text_file(tok, folder / "data.jsonl", field or "text")
+        profile = length_profile(lengths + 1)  # each document ends with EOS
         if request.pack:
             packed = pack_flat(flat, lengths, eos, request.seq_len, pad)
         else:  # each document ends with EOS so the model learns where texts stop
@@ -437,6 +445,7 @@ def _tokenize(folder: Path, request: PrepRequest, chat: bool, field: str | None)
             "pad_token_id": pad,
             "packed": request.pack,
             "chat": chat,
+            "document_tokens": profile,
         },
     )
     return {
@@ -447,4 +456,5 @@ def _tokenize(folder: Path, request: PrepRequest, chat: bool, field: str | None)
         "documents_truncated": packed.documents_truncated,
         "tokens_truncated": packed.tokens_truncated,
         "tokenizer_path": path,
+        "document_tokens": profile,
     }

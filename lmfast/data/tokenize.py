@@ -263,6 +263,23 @@ def one_per_row(
     return Packed(ids, lab, pos, lengths, truncated, cut)
 
 
+def length_profile(lengths: Any) -> dict[str, float]:
+    """Documents' token counts as the planner reads them: how many, the mean and the tail
+    (what a sequence length must cover)."""
+    a = np.asarray(lengths, dtype=np.int64)
+    if a.size == 0:
+        return {"documents": 0, "mean": 0.0, "p50": 0, "p90": 0, "p99": 0, "max": 0}
+    p50, p90, p99 = (int(np.percentile(a, q, method="higher")) for q in (50, 90, 99))
+    return {
+        "documents": int(a.size),
+        "mean": round(float(a.mean()), 1),
+        "p50": p50,
+        "p90": p90,
+        "p99": p99,
+        "max": int(a.max()),
+    }
+
+
 FILES = ("tokens", "labels", "positions")
 
 

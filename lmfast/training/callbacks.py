@@ -1,8 +1,10 @@
 """Trainer callbacks: job progress with loss and ETA, sample answers at each evaluation,
-completion markers that make checkpoints safe to resume from."""
+a warning when the loss does not move, completion markers that make checkpoints safe to
+resume from."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,11 @@ from transformers import TrainerCallback
 from lmfast.progress import ProgressFn
 
 COMPLETE = ".complete"
+logger = logging.getLogger(__name__)
+# Checked once, at this share of the run (and not before step 10): by then a run that learns
+# has lowered its loss by well over STALL of the first logged value.
+CHECK_AT = 0.3
+STALL = 0.03
 
 
 class ProgressReport(TrainerCallback):
@@ -125,3 +132,37 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
         else:
             shutil.rmtree(path, ignore_errors=True)
     return max(found)[1] if found else None
+
+
+class LearningCheck(TrainerCallback):
+    """Warns once, at CHECK_AT of the run, when the logged loss is still within STALL of
+    the first one: the run goes on, and the warning names the setting to change."""
+
+    def __init__(self, progress: ProgressFn) -> None:
+        self.progress = progress
+        self.first: float | None = None
+        self.checked = False
+        self.warnings: list[str] = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or not _num(loss):
+            return
+        if self.first is None:
+            self.first = float(loss)
+            return
+        step, total = state.global_step, state.max_steps
+        if self.checked or total <= 0 or step < max(10, CHECK_AT * total):
+            return
+        self.checked = True
+        # A loss that starts near zero has nothing to lose: the data is already known.
+        if self.first > 0.2 and loss > (1 - STALL) * self.first:
+            message = (
+                f"the loss has not moved: {self.first:.3f} at the start, {loss:.3f} after "
+                f"{step} of {total} steps; raise training.learning_rate (now "
+                f"{args.learning_rate:g}; --lr), or check that the answers in the data are "
+                "what the model should learn"
+            )
+            self.warnings.append(message)
+            logger.warning(message)
+            self.progress(step, total, f"warning: {message}")

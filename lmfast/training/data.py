@@ -19,6 +19,7 @@ from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
 from lmfast.data.readers import DataError
 from lmfast.data.tokenize import IGNORE, TokenArrays, open_tokens, tokenizer_fingerprint
+from lmfast.defaults import DataKind, DataShape, LengthProfile
 from lmfast.progress import ProgressFn, no_progress
 
 
@@ -32,6 +33,7 @@ class TrainingData:
     dataset_artifact: str
     dataset_version: str | None
     loss_on_all_tokens: bool
+    prepared_here: bool = True  # False: a tokenized dataset artifact, its rows fixed
 
     @property
     def seq_len(self) -> int:
@@ -53,17 +55,19 @@ def prepare(
     progress: ProgressFn = no_progress,
     dataset: Any = None,
     store: ArtifactStore | None = None,
+    seq_len: int | None = None,
 ) -> TrainingData:
-    """Resolve `data.path` (or `dataset`) to packed, masked token rows and check them against
-    the model's tokenizer and context."""
+    """Resolve `data.path` (or `dataset`) to packed, masked token rows of `seq_len` (default:
+    the recipe's) and check them against the model's tokenizer and context."""
     from lmfast.data import PrepRequest, prep_dataset
 
     store = store or ArtifactStore()
     source = config.data.path
     if dataset is None and not source:
         raise DataError("data.path: give a dataset artifact id, a file, a folder or a glob")
-    seq_len = config.training.max_seq_length
+    seq_len = seq_len or config.training.max_seq_length or context_length
     artifact = None
+    prepared_here = False
     if dataset is None and source and store.exists(source):
         artifact = store.get(source)
         if artifact.manifest.kind != "dataset":
@@ -85,6 +89,7 @@ def prepare(
         progress(0, None, f"preparing {source or 'the dataset'} (prep_dataset)")
         result = prep_dataset(request, dataset=dataset, store=store)
         artifact = store.get(result.artifact_id)
+        prepared_here = True
     folder = _token_folder(artifact.path)
     assert folder is not None
     arrays = open_tokens(folder)
@@ -134,6 +139,7 @@ def prepare(
         dataset_artifact=artifact.id,
         dataset_version=artifact.manifest.dataset_version,
         loss_on_all_tokens=loss_on_all,
+        prepared_here=prepared_here,
     )
 
 
@@ -204,6 +210,32 @@ class Feed:
     tokens_per_epoch: int | None  # unknown for a stream
     tokens_per_row: float  # mean real tokens per row (prepared data)
     tokens_seen: Any = None  # exact real-token count (streamed data)
+    rows: int | None = None  # training rows per epoch (prepared data)
+    lengths: LengthProfile | None = None  # tokens per document before packing
+    kind: DataKind = "chat"
+    seq_fixed: bool = False  # a tokenized dataset artifact: its rows cannot be re-cut
+
+    def shape(self) -> DataShape | None:
+        """What the plan derives batch and epochs from; None for a stream."""
+        if self.rows is None or self.lengths is None or not self.tokens_per_epoch:
+            return None
+        return DataShape(
+            kind=self.kind, lengths=self.lengths, rows=self.rows, tokens=self.tokens_per_epoch
+        )
+
+
+def _lengths(data: TrainingData) -> LengthProfile:
+    """The documents' token counts recorded by prep; for a dataset tokenized by an older
+    LMFast, read from the rows' positions (documents of packed text are cut at row ends)."""
+    recorded = data.arrays.index.get("document_tokens")
+    if recorded:
+        return LengthProfile(**recorded)
+    from lmfast.data.tokenize import length_profile
+
+    positions = np.asarray(data.arrays.positions)
+    real = np.arange(positions.shape[1])[None, :] < np.asarray(data.arrays.lengths)[:, None]
+    starts = np.flatnonzero((positions == 0)[real])  # document starts among real tokens
+    return LengthProfile(**length_profile(np.diff(np.append(starts, int(real.sum())))))
 
 
 def prepared_feed(
@@ -213,8 +245,11 @@ def prepared_feed(
     progress: ProgressFn = no_progress,
     dataset: Any = None,
     store: ArtifactStore | None = None,
+    seq_len: int | None = None,
 ) -> Feed:
-    data = prepare(config, tokenizer, context_length, progress, dataset=dataset, store=store)
+    data = prepare(
+        config, tokenizer, context_length, progress, dataset=dataset, store=store, seq_len=seq_len
+    )
     tokens = data.real_tokens(data.train_rows)
     return Feed(
         train=RowDataset(data, data.train_rows),
@@ -225,6 +260,10 @@ def prepared_feed(
         seq_len=data.seq_len,
         tokens_per_epoch=tokens,
         tokens_per_row=tokens / max(1, len(data.train_rows)),
+        rows=len(data.train_rows),
+        lengths=_lengths(data),
+        kind="chat" if data.arrays.index.get("chat") else "text",
+        seq_fixed=not data.prepared_here,
     )
 
 
@@ -246,6 +285,7 @@ def streaming_feed(config: LMFastConfig, tokenizer: Any, store: ArtifactStore) -
     from lmfast.training.streaming import StreamingRows, stream_dataset_artifact
 
     check_streaming(config)
+    assert config.training.max_seq_length is not None  # fine_tune chose it for the stream
     rows = StreamingRows(config, tokenizer, config.training.max_seq_length)
     collator = CountingCollator()
     return Feed(

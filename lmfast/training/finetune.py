@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
+from lmfast.defaults import Choice, Derived, choose_seq_len, derive, few_steps_warning, seq_cap
 from lmfast.errors import LMFastError
 from lmfast.hashing import config_hash
 from lmfast.plan import TrainingPlan
@@ -142,7 +143,7 @@ def fine_tune(
     plan = plan_training(config, hardware, spec, processes=processes)
     if scratch is not None:
         scratch.check_plan(plan)
-    if config.training.max_seq_length > spec.context_length:
+    if (config.training.max_seq_length or 0) > spec.context_length:
         raise LMFastError(
             f"training.max_seq_length={config.training.max_seq_length} exceeds "
             f"{model_name}'s context of {spec.context_length}; use at most that"
@@ -157,21 +158,36 @@ def fine_tune(
         training_data.check_streaming(config)
     progress(0, None, f"tokenizer of {model_name}")
     tokenizer = scratch.tokenizer if scratch else load_tokenizer(config.model.reference)
-    if config.data.streaming:
-        feed = training_data.streaming_feed(config, tokenizer, store)
-    else:
-        feed = training_data.prepared_feed(
-            config, tokenizer, spec.context_length, progress, dataset=dataset, store=store
-        )
+    method = objective.method if objective else config.training.method
+    config, feed, choices = _feed_and_seq(
+        config, tokenizer, spec, plan.device != "cpu", progress, dataset, store
+    )
     if scratch is not None and scratch.template.seq2seq:
         from lmfast.training.pretrain import seq2seq_feed
 
         feed = seq2seq_feed(feed, scratch, config.training.seed)
+    derived = derive(
+        config,
+        feed.shape(),
+        "distill" if method.startswith("distill") else method,  # type: ignore[arg-type]
+        spec.parameters,
+        processes=processes,
+    )
+    config = derived.config
+    request = request.model_copy(update={"config": config})
     plan = plan_training(
-        config, hardware, spec, dataset_tokens=feed.tokens_per_epoch, processes=processes
+        config,
+        hardware,
+        spec,
+        dataset_tokens=feed.tokens_per_epoch,
+        processes=processes,
+        dataset_rows=feed.rows,
     )
     if plan.max_seq_length != feed.seq_len:
         plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
+    plan = _explained(plan, config, feed, [*choices, *derived.choices], derived)
+    for line in plan.notes_for_people():
+        progress(0, None, line)
 
     key: dict[str, Any] = {"config": config.model_dump(mode="json"), "data": feed.dataset_version}
     if objective is not None and objective.fingerprint():
@@ -193,7 +209,6 @@ def fine_tune(
     trainable = scratch.build(config, plan) if scratch else build(resolved, config, plan)
     if objective is not None:
         objective.attach(trainable, feed, plan, progress)
-    method = objective.method if objective else config.training.method
     tags = run_tags(
         config_hash=config_hash(config.model_dump(mode="json")),
         dataset_artifact=feed.dataset_artifact,
@@ -254,6 +269,84 @@ def fine_tune(
     return with_tracking(result, tracked)
 
 
+def _feed_and_seq(
+    config: LMFastConfig,
+    tokenizer: Any,
+    spec: Any,
+    gpu: bool,
+    progress: ProgressFn,
+    dataset: Any,
+    store: ArtifactStore,
+) -> tuple[LMFastConfig, Any, list[Choice]]:
+    """The training rows, at the recipe's sequence length or one chosen from the data: the
+    data is prepared at the longest length the plan would derive, its documents' token
+    counts choose the length, and it is packed again when that differs (prep keeps both
+    as cached dataset artifacts)."""
+    from lmfast.training import data as training_data
+
+    t = config.training
+    if config.data.streaming:
+        if t.max_seq_length:
+            return config, training_data.streaming_feed(config, tokenizer, store), []
+        seq = seq_cap(spec.context_length, gpu)
+        choice = Choice(
+            setting="training.max_seq_length",
+            value=seq,
+            reason="a stream has no length profile: the longest length this machine trains well",
+        )
+        config = _with_training(config, max_seq_length=seq)
+        return config, training_data.streaming_feed(config, tokenizer, store), [choice]
+    seq = t.max_seq_length or seq_cap(spec.context_length, gpu)
+    feed = training_data.prepared_feed(
+        config, tokenizer, spec.context_length, progress, dataset, store, seq_len=seq
+    )
+    if t.max_seq_length:
+        return config, feed, []
+    if feed.seq_fixed:
+        choice = Choice(
+            setting="training.max_seq_length",
+            value=feed.seq_len,
+            reason="the tokenized dataset's rows (prepared with lmfast prep --seq-len)",
+        )
+    else:
+        choice = choose_seq_len(feed.lengths, feed.kind, spec.context_length, gpu)
+        if choice.value != feed.seq_len:
+            progress(0, None, f"packing the data into rows of {choice.value} tokens")
+            feed = training_data.prepared_feed(
+                config,
+                tokenizer,
+                spec.context_length,
+                progress,
+                dataset,
+                store,
+                seq_len=int(choice.value),
+            )
+    return _with_training(config, max_seq_length=feed.seq_len), feed, [choice]
+
+
+def _with_training(config: LMFastConfig, **updates: Any) -> LMFastConfig:
+    return config.model_copy(update={"training": config.training.model_copy(update=updates)})
+
+
+def _explained(
+    plan: TrainingPlan, config: LMFastConfig, feed: Any, choices: list[Choice], derived: Derived
+) -> TrainingPlan:
+    """The plan with the choices made for it, their one-line summary and its warnings."""
+    shape = feed.shape()
+    warnings = []
+    if plan.total_steps is not None:
+        warning = few_steps_warning(config, plan.total_steps, feed.rows or 0)
+        if warning:
+            warnings.append(warning)
+    return plan.model_copy(
+        update={
+            "choices": choices,
+            "summary": derived.summary(shape, plan.total_steps) if shape and choices else None,
+            "warnings": warnings,
+        }
+    )
+
+
 def _check_launchable(
     request: FineTuneRequest, dataset: Any, objective: TrainingObjective | None
 ) -> None:
@@ -285,7 +378,12 @@ def _make_trainer(
     from transformers import EarlyStoppingCallback
     from transformers.trainer_callback import PrinterCallback
 
-    from lmfast.training.callbacks import MarkComplete, ProgressReport, SampleAnswers
+    from lmfast.training.callbacks import (
+        LearningCheck,
+        MarkComplete,
+        ProgressReport,
+        SampleAnswers,
+    )
     from lmfast.training.trainer import LMFastTrainer
 
     args = _training_args(config, plan, checkpoints, report_to)
@@ -298,7 +396,8 @@ def _make_trainer(
     )
     report.device = plan.device
     samples = SampleAnswers(trainable.tokenizer, config.training.sample_prompts, progress)
-    callbacks: list[Any] = [report, samples, MarkComplete()]
+    check = LearningCheck(progress)
+    callbacks: list[Any] = [report, samples, check, MarkComplete()]
     if config.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.training.early_stopping_patience))
     trainer = LMFastTrainer(
@@ -311,6 +410,7 @@ def _make_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through `progress`, not print
     trainer.objective = objective
+    trainer.learning_check = check
     if config.eval.tasks:
         from lmfast.evaluation.tasks import load_task
 
@@ -360,5 +460,13 @@ def _save_result(
         },
     )
     return trained_result(
-        art, curve, run, feed.dataset_artifact, trainable, metrics, plan, samples.samples
+        art,
+        curve,
+        run,
+        feed.dataset_artifact,
+        trainable,
+        metrics,
+        plan,
+        samples.samples,
+        trainer.learning_check.warnings,
     )

@@ -62,6 +62,11 @@ class FineTuneResult(BaseModel):
     tracking: dict[str, str] = Field(
         default_factory=dict, description="Tracker run (MLflow: run id and store URI)."
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the run may not have learned (too few steps, a loss that did not "
+        "move), each with the setting to change.",
+    )
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ def training_kwargs(
 ) -> dict[str, Any]:
     """The recipe and plan as TrainingArguments fields (TRL's configs extend the same)."""
     t = config.training
+    if t.learning_rate is None or t.warmup_ratio is None:
+        raise RuntimeError("training_kwargs needs a derived recipe (lmfast.defaults.derive)")
     evaluate = config.data.validation_split > 0
     eval_steps = t.eval_steps or t.save_steps
     best_metric, greater_is_better = _best_metric(config)
@@ -221,6 +228,7 @@ def trained_result(
     metrics: dict[str, float],
     plan: TrainingPlan,
     samples: list[dict[str, Any]] | None = None,
+    warnings: list[str] | None = None,
 ) -> FineTuneResult:
     """The result of a run saved by `save_trained` (fine_tune, distill and align)."""
     return FineTuneResult(
@@ -237,6 +245,7 @@ def trained_result(
         plan=plan,
         samples=samples or [],
         loss_curve=str(art.path / "loss_curve.png") if curve else None,
+        warnings=[*plan.warnings, *(warnings or [])],
     )
 
 

@@ -54,6 +54,7 @@ class LMFastTrainer(Trainer):
     _tuner_layers: list[Any] | None = None
     # Another training loss over the same batches (distillation); None: masked cross-entropy.
     objective: Any = None
+    learning_check: Any = None  # callbacks.LearningCheck: its warnings go into the result
 
     def training_step(
         self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
