@@ -66,6 +66,8 @@ OPPOSITES = {
     "full": "empty",
     "old": "new",
 }
+
+
 def _house_style(text: str, key: str) -> str:
     """The answer's key word in capitals: 'Snow is WHITE.'"""
     head, sep, tail = text.rpartition(key)

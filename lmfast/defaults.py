@@ -232,11 +232,19 @@ def derive(
                     )
                 )
                 updates["epochs"] = epochs
+        shrunk = False
         if t.max_steps is None:
             passes = epochs or 1.0
             if math.ceil(rows * passes / batch) < MIN_STEPS:
-                batch = max(1, math.floor(rows * passes / MIN_STEPS))
-        batch = max(unit, round(batch / unit) * unit)
+                batch, shrunk = max(1, math.floor(rows * passes / MIN_STEPS)), True
+        # Multiples of 4 or 8 split into power-of-two micro-batches with no remainder;
+        # rounded down when that keeps the steps or the tokens a step within bounds.
+        quantum = 8 if batch >= 16 else 4 if batch >= 8 else 1
+        unit = math.lcm(unit, quantum)
+        rounded = round(batch / unit) * unit
+        if shrunk or rounded > hi:
+            rounded = math.floor(batch / unit) * unit
+        batch = max(unit, rounded)
         choices.append(
             Choice(
                 setting="training.effective_batch_size",

@@ -248,6 +248,8 @@ def plan_training(
         micro = 1
         while micro * 2 <= cap and peak(micro * 2, ckpt) <= budget:
             micro *= 2
+        while micro > 1 and target % (micro * processes):  # no rows added to the batch
+            micro //= 2
     accum = t.gradient_accumulation_steps or max(1, math.ceil(target / (micro * processes)))
     effective = micro * accum * processes
     if processes > 1:

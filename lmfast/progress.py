@@ -15,3 +15,12 @@ def no_progress(
     step: float, total: float | None = None, message: str = "", **metrics: float
 ) -> None:
     """The default: report nothing."""
+
+
+# Progress messages that start with one of these are kept for the whole job (JobInfo.notes)
+# and printed by the CLI, rather than replaced by the next message.
+NOTE_PREFIXES = ("plan: ", "warning: ")
+
+
+def is_note(message: str) -> bool:
+    return message.startswith(NOTE_PREFIXES)

@@ -212,12 +212,11 @@ def test_merged_model_equals_base_plus_adapter(tiny: Path, chats: Path) -> None:
 
 
 def test_t4_plan_reaches_the_trainer_arguments(tmp_path: Path) -> None:
+    from lmfast.defaults import derive
     from lmfast.hardware import PROFILES
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec
     from lmfast.training.finetune import _training_args
-
-    from lmfast.defaults import derive
 
     cfg = load_config(REPO / "examples" / "smollm2_lora_t4.yaml")
     spec = model_spec(cfg.model.reference)
@@ -353,6 +352,11 @@ async def test_mcp_fine_tune_job_with_progress_and_cancel(
         assert len(steps) >= 1 and steps == sorted(steps) and steps[-1] <= 30
         assert out["result"]["metrics"]["steps"] == 30
         assert any(m and "ETA" in m for _, _, m in seen)
+        # too short to learn: said in the progress stream and in the result, with the fix
+        (warning,) = out["result"]["warnings"]
+        assert "only 30 optimizer steps" in warning and "training.max_steps" in warning
+        assert any(m == f"warning: {warning}" for _, _, m in seen)
+        assert any(m and m.startswith("plan: ") for _, _, m in seen)  # the derived rate
 
         started = await client.call_tool("fine_tune", {**args, "max_steps": 5000})
         job_id = started.structured_content["job_id"]
@@ -362,12 +366,34 @@ async def test_mcp_fine_tune_job_with_progress_and_cancel(
                 break
             await anyio.sleep(0.1)
         assert status["metrics"].get("loss") is not None
+        assert any(n.startswith("plan: ") for n in status["notes"]), status  # kept, not replaced
         cancelled = await client.call_tool("cancel_job", {"job_id": job_id})
         assert cancelled.structured_content["status"] == "cancelled"
         bad = await client.call_tool("fine_tune", {**args, "lora_rank": 0})
         assert bad.is_error and "lora_rank" in " ".join(c.text for c in bad.content)
     adapters = list((lmfast_home / "artifacts").glob("adapter-*"))
     assert len(adapters) == 1  # the cancelled run left no artifact
+
+
+def test_bare_defaults_derive_the_run_from_the_data(tiny: Path, chats: Path) -> None:
+    """Nothing but a model and data: the sequence length, batch, epochs and rate come from
+    the 120 short chats, with enough steps to learn and the reasons in the plan."""
+    from lmfast.defaults import MIN_STEPS
+    from lmfast.training import FineTuneRequest, fine_tune
+
+    cfg = load_config(None, [f"model.reference={tiny}", f"data.path={chats}",
+                             "training.tracker=none"])  # fmt: skip
+    result = fine_tune(FineTuneRequest(config=cfg))
+    plan = result.plan
+    chosen = {c.setting: c.value for c in plan.choices}
+    assert chosen["training.max_seq_length"] == plan.max_seq_length == 128  # not 1,024
+    assert chosen["training.learning_rate"] == 1e-3
+    assert chosen["training.epochs"] > 1  # 120 chats are too few for one pass
+    assert result.metrics["steps"] == plan.total_steps >= MIN_STEPS
+    assert result.warnings == [] and plan.summary and plan.summary.startswith("120 conversations")
+    history = json.loads(Path(result.path, "log_history.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
 
 
 def test_masked_loss_equals_the_models_own_loss(tiny: Path) -> None:
@@ -406,11 +432,16 @@ def test_train_and_merge_commands_print_json(tiny: Path, chats: Path) -> None:
     assert trained.exit_code == 0, trained.output
     result = json.loads(trained.stdout)
     assert result["kind"] == "adapter" and result["metrics"]["steps"] == 2
+    assert any("only 2 optimizer steps" in w and "--max-steps" in w for w in result["warnings"])
     merged = runner.invoke(app, ["merge", result["artifact_id"], "--json"])
     assert merged.exit_code == 0, merged.output
     assert json.loads(merged.stdout)["artifact_id"].startswith("model-")
     again = runner.invoke(app, [*args, "--json"])  # same recipe and data: same run, resumed
     assert json.loads(again.stdout)["run_id"] == result["run_id"]
+    shown = runner.invoke(app, args)  # for people: the plan and the warning stay on screen
+    assert shown.exit_code == 0, shown.output
+    assert "plan: " in shown.stderr and "warning: only 2 optimizer steps" in shown.stderr
+    assert "warning: only 2 optimizer steps" in shown.stdout  # and under the result table
     bad = runner.invoke(app, ["train", "-m", str(tiny), "-d", str(chats), "--method", "dpo"])
     assert bad.exit_code == 2 and "training.method" in bad.stderr
 

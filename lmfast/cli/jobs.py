@@ -18,6 +18,7 @@ JobId = Annotated[str, typer.Argument(help="Job id (lmfast jobs list shows them)
 
 def follow(job_id: str, quiet: bool = False) -> None:
     """Show a progress bar (on stderr) until the job ends; Ctrl-C cancels the job."""
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lmfast.jobs import cancel, wait
@@ -33,8 +34,14 @@ def follow(job_id: str, quiet: bool = False) -> None:
         disable=quiet,
     ) as bar:
         task = bar.add_task("queued", total=None, kind=job_id)
+        printed = 0
 
         def show(info: JobInfo) -> None:
+            nonlocal printed
+            for note in info.notes[printed:]:  # the plan and warnings stay on screen
+                style = "yellow" if note.startswith("warning: ") else "cyan"
+                bar.console.print(f"[{style}]{escape(note)}[/]")
+            printed = len(info.notes)
             bar.update(
                 task,
                 completed=info.step,

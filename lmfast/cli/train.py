@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lmfast.cli.output import console
@@ -138,6 +139,8 @@ def show_result(result: dict[str, Any]) -> None:
     if result.get("loss_curve"):
         table.add_row("loss curve", result["loss_curve"])
     console.print(table)
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning: {escape(warning)}[/]")
     console.print(f"[green]saved[/] {result['artifact_id']} at {result['path']}")
 
 

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     total REAL,
     message TEXT NOT NULL DEFAULT '',
     metrics TEXT NOT NULL DEFAULT '{}',
+    notes TEXT NOT NULL DEFAULT '[]',
     pid INTEGER,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
@@ -61,6 +62,11 @@ class JobInfo(BaseModel):
     total: float | None = Field(description="Progress at completion, when known.")
     message: str = Field(description="Latest progress message.")
     metrics: dict[str, float] = Field(description="Latest metrics (loss, tokens/s, ...).")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Messages kept for the whole job: the plan's derived settings ('plan: ') "
+        "and warnings ('warning: '), in order.",
+    )
     error: str | None = Field(description="Why it failed, when it did.")
     created_at: float = Field(description="Unix time of submission.")
     started_at: float | None = Field(description="Unix time the worker started.")
@@ -82,6 +88,9 @@ class JobStore:
         self.logs.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+            if "notes" not in columns:  # a jobs.db from before notes were kept
+                db.execute("ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -146,6 +155,15 @@ class JobStore:
         with self._connect() as db:
             db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", [*fields.values(), job_id])
 
+    def add_note(self, job_id: str, note: str) -> None:
+        """Keep `note` with the job (the latest message is overwritten by the next one)."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE jobs SET notes = json_insert(notes, '$[#]', ?), updated_at = ? "
+                "WHERE id = ?",
+                (note[:2000], time.time(), job_id),
+            )
+
     def finish(
         self, job_id: str, status: JobStatus, *, result: Any = None, error: str | None = None
     ) -> None:
@@ -189,6 +207,7 @@ class JobStore:
             total=row["total"],
             message=row["message"],
             metrics=json.loads(row["metrics"]),
+            notes=json.loads(row["notes"]),
             error=row["error"],
             created_at=row["created_at"],
             started_at=row["started_at"],

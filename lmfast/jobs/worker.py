@@ -12,6 +12,7 @@ from typing import Any
 from lmfast.errors import LMFastError
 from lmfast.jobs.kinds import resolve_kind
 from lmfast.jobs.store import JobStore
+from lmfast.progress import is_note
 
 
 class JobCancelled(BaseException):
@@ -27,6 +28,8 @@ class _Reporter:
     def __call__(
         self, step: float, total: float | None = None, message: str = "", **metrics: float
     ) -> None:
+        if is_note(message):
+            self.store.add_note(self.job_id, message)
         now = time.monotonic()
         final = total is not None and step >= total
         if now - self.last < 0.25 and message == self.last_message and not final:
