@@ -155,8 +155,9 @@ class Derived(BaseModel):
     config: LMFastConfig
     choices: list[Choice]
 
-    def summary(self, shape: DataShape, steps: int | None) -> str:
-        """One line a person reads before the run starts."""
+    def summary(self, shape: DataShape, steps: int | None, batch: int | None = None) -> str:
+        """One line a person reads before the run starts (`batch`: the plan's effective
+        batch, when it differs from the recipe's)."""
         values = {c.setting: c.value for c in self.choices}
         t = self.config.training
         parts = [
@@ -164,7 +165,7 @@ class Derived(BaseModel):
             f"{shape.lengths.p99:,} tokens (median-p99)"
         ]
         parts.append(f"sequence length {t.max_seq_length}")
-        batch = t.effective_batch_size or t.target_effective_batch_size
+        batch = batch or t.effective_batch_size or t.target_effective_batch_size
         per_step = round(batch * shape.tokens / shape.rows)
         parts.append(f"{batch} rows (about {per_step:,} tokens) a step")
         if t.max_steps:

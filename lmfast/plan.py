@@ -40,6 +40,7 @@ _CPU_BF16_SPEEDUP = 2.1  # measured end to end (LoRA SFT, SmolLM2-135M) on AVX51
 _MPS_FLOPS = 5e12
 # 4-bit weights are dequantized on every matmul: QLoRA runs at roughly 60% of LoRA speed.
 _NF4_SLOWDOWN = 0.6
+_CPU_RUNTIME_BYTES = 1.0 * 2**30
 
 
 class TrainingPlan(BaseModel):
@@ -109,6 +110,8 @@ def _peak_memory_bytes(
     lora_params: int,
     eight_bit_optimizer: bool,
     checkpointing: bool,
+    cpu: bool = False,
+    labelled_share: float = 1.0,
 ) -> float:
     n, emb = spec.parameters, spec.embedding_parameters
     if quantization == "nf4":  # 4 bits + double-quantized scales; embeddings stay 16-bit
@@ -123,14 +126,21 @@ def _peak_memory_bytes(
     # fp32 gradient + AdamW moments (8-bit moments: 2 bytes), plus fp32 adapter weights.
     state = trainable * ((4 + 2) if eight_bit_optimizer else (4 + 8)) + lora_params * 4
     tokens = micro_batch * seq
-    layer_act = tokens * spec.hidden_size * 34 * compute_bytes / 2
+    # 34 x hidden values per token and layer (Korthikanti et al.), halved for 16-bit on a
+    # GPU; CPU autograd keeps about twice that (measured: 138 bytes per token, layer and
+    # hidden unit in float32, SmolLM2-135M LoRA, 1,024-4,096 tokens a micro-batch).
+    layer_act = tokens * spec.hidden_size * 34 * compute_bytes / (1 if cpu else 2)
     if checkpointing:
         acts = spec.num_layers * tokens * spec.hidden_size * compute_bytes + layer_act
     else:
         acts = spec.num_layers * layer_act
-    # Logits in compute dtype, upcast to fp32 for the loss, and their gradient.
-    logits = tokens * spec.vocab_size * (compute_bytes + 4 + 4)
-    return weights + state + acts + logits
+    # Logits in compute dtype, upcast to fp32 for the loss, and their gradient: only at the
+    # labelled positions (lmfast.training.loss).
+    logits = tokens * labelled_share * spec.vocab_size * (compute_bytes + 4 + 4)
+    # What the process holds besides tensors: torch, transformers, peft, the tokenizer and
+    # the mapped data (about 1 GiB resident on a CPU; CUDA peaks count tensors only).
+    runtime = _CPU_RUNTIME_BYTES if cpu else 0
+    return runtime + weights + state + acts + logits
 
 
 def plan_training(
@@ -140,11 +150,13 @@ def plan_training(
     dataset_tokens: int | None = None,
     processes: int = 1,
     dataset_rows: int | None = None,
+    labelled_share: float = 1.0,
 ) -> TrainingPlan:
     """Resolve `config` for `hardware`. Raises PlanError when the two cannot work together.
     With several `processes` (data parallel), each runs micro-batch x accumulation and the
     effective batch is their sum, so accumulation is divided among them. `dataset_rows`
-    (packed rows per epoch) gives the step count; `dataset_tokens` alone assumes full rows.
+    (packed rows per epoch) gives the step count; `dataset_tokens` alone assumes full rows;
+    `labelled_share` (tokens with a loss / all tokens) sizes the logits.
     Settings the recipe leaves to the data (lmfast.defaults) take their provisional values
     until `derive` has chosen them."""
     m, t = config.model, config.training
@@ -230,6 +242,8 @@ def plan_training(
             lora_params=lora_params,
             eight_bit_optimizer=eight_bit,
             checkpointing=ckpt,
+            cpu=gpu is None and hardware.accelerator != "mps",
+            labelled_share=labelled_share,
         )
 
     if m.gradient_checkpointing is not None:

@@ -145,7 +145,9 @@ def _explained(plan: Any, config: LMFastConfig, shape: DataShape, choices: list[
         warning = few_steps_warning(config, plan.total_steps, shape.rows)
         if warning:
             warnings.append(warning)
-    summary = Derived(config=config, choices=choices).summary(shape, plan.total_steps)
+    summary = Derived(config=config, choices=choices).summary(
+        shape, plan.total_steps, plan.effective_batch_size
+    )
     return plan.model_copy(
         update={"choices": choices, "summary": summary if choices else None, "warnings": warnings}
     )

@@ -214,6 +214,7 @@ class Feed:
     lengths: LengthProfile | None = None  # tokens per document before packing
     kind: DataKind = "chat"
     seq_fixed: bool = False  # a tokenized dataset artifact: its rows cannot be re-cut
+    labelled_share: float = 1.0  # tokens with a loss / all real tokens (sizes the logits)
 
     def shape(self) -> DataShape | None:
         """What the plan derives batch and epochs from; None for a stream."""
@@ -264,7 +265,13 @@ def prepared_feed(
         lengths=_lengths(data),
         kind="chat" if data.arrays.index.get("chat") else "text",
         seq_fixed=not data.prepared_here,
+        labelled_share=1.0 if data.loss_on_all_tokens else index_share(data.arrays.index),
     )
+
+
+def index_share(index: dict[str, Any]) -> float:
+    """The share of a dataset's real tokens that carry a loss."""
+    return min(1.0, index["trainable_tokens"] / max(1, index["real_tokens"]))
 
 
 def check_streaming(config: LMFastConfig) -> None:

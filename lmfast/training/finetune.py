@@ -182,6 +182,7 @@ def fine_tune(
         dataset_tokens=feed.tokens_per_epoch,
         processes=processes,
         dataset_rows=feed.rows,
+        labelled_share=feed.labelled_share,
     )
     if plan.max_seq_length != feed.seq_len:
         plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
@@ -341,7 +342,9 @@ def _explained(
     return plan.model_copy(
         update={
             "choices": choices,
-            "summary": derived.summary(shape, plan.total_steps) if shape and choices else None,
+            "summary": derived.summary(shape, plan.total_steps, plan.effective_batch_size)
+            if shape and choices
+            else None,
             "warnings": warnings,
         }
     )
