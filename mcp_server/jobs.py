@@ -27,8 +27,14 @@ async def follow(job_id: str, ctx: Context | None) -> JobOutcome:
 
     store = JobStore()
     last: tuple[float, str] | None = None
+    relayed = 0
     while True:
         info = await anyio.to_thread.run_sync(store.get, job_id)
+        if ctx is not None:  # the plan and warnings reach the client even between polls
+            for note in info.notes[relayed:]:
+                if note != info.message:
+                    await ctx.report_progress(info.step, info.total, note)
+            relayed = len(info.notes)
         if ctx is not None and (info.step, info.message) != last:
             last = (info.step, info.message)
             await ctx.report_progress(info.step, info.total, info.message or info.status)
