@@ -319,9 +319,9 @@ MEMORY_SETTINGS = [  # (sequence length, micro-batch, LoRA): rows full of text
     (256, 8, True),
     (512, 4, True),
     (1024, 2, True),
-    (1024, 8, True),
+    (1024, 4, True),
     (256, 8, False),
-    (1024, 8, False),
+    (1024, 4, False),
 ]
 
 

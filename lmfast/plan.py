@@ -273,10 +273,12 @@ def plan_training(
         )
     peak_bytes = peak(micro, ckpt)
     fits = peak_bytes <= budget
+    warnings = []
     if not fits:
-        notes.append(
-            f"estimated peak {peak_bytes / GiB:.1f} GB exceeds the {budget / GiB:.1f} GB budget:"
-            " lower training.max_seq_length or micro_batch_size, or enable quantization"
+        warnings.append(
+            f"estimated peak {peak_bytes / GiB:.1f} GB exceeds the {budget / GiB:.1f} GB budget"
+            f" (micro-batch {micro} x {seq} tokens): lower training.micro_batch_size or "
+            "training.max_seq_length, or enable quantization"
         )
 
     # --- throughput and time -------------------------------------------------------------
@@ -333,4 +335,5 @@ def plan_training(
         total_steps=steps,
         estimated_training_time_minutes=round(minutes, 1) if minutes is not None else None,
         notes=notes,
+        warnings=warnings,
     )

@@ -140,7 +140,7 @@ def _derived(
 
 
 def _explained(plan: Any, config: LMFastConfig, shape: DataShape, choices: list[Choice]) -> Any:
-    warnings = []
+    warnings = list(plan.warnings)  # the plan's own: a peak past the memory budget
     if plan.total_steps is not None:
         warning = few_steps_warning(config, plan.total_steps, shape.rows)
         if warning:

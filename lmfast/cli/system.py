@@ -139,3 +139,5 @@ def plan_command(
     console.print(table)
     for note in plan.notes:
         console.print(f"[dim]- {note}[/]")
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning: {warning}[/]")

@@ -334,7 +334,7 @@ def _explained(
 ) -> TrainingPlan:
     """The plan with the choices made for it, their one-line summary and its warnings."""
     shape = feed.shape()
-    warnings = []
+    warnings = list(plan.warnings)  # the plan's own: a peak past the memory budget
     if plan.total_steps is not None:
         warning = few_steps_warning(config, plan.total_steps, feed.rows or 0)
         if warning:
