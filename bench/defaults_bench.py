@@ -354,6 +354,59 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+def table(out: dict) -> str:
+    """The results as the Markdown tables docs/benchmarks.md carries."""
+    lines = [
+        "| task, conversations | base | setup | held-out exact match | steps | training s "
+        "| peak GB (planned) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, row in out.get("chat", {}).items():
+        task = key.split("-")[0]
+        base = out.get("base", {}).get(task, {}).get("base")
+        for name in ("bare", "recipe", "tuned"):
+            r = row.get(name)
+            if not r:
+                continue
+            setup = (
+                name
+                if name != "tuned"
+                else (
+                    f"tuned (best of {r['trials']}: lr {r['grid']['learning_rate']}, "
+                    f"{r['grid']['epochs']} epochs)"
+                )
+            )
+            lines.append(
+                f"| {key} | {base:.0%} | {setup} | {r['exact_match']:.1%} | {r['steps']} | "
+                f"{r['train_seconds']:.0f} | {r['peak_memory_gb']:.2f} "
+                f"({r['planned_peak_memory_gb']:.2f}) |"
+            )
+    if "align" in out:
+        a = out["align"]
+        lines += ["", f"Alignment, {a['pairs']} pairs, {a['held_out']} held-out prompts "
+                  f"(base {a['base']:.1%} greedy answers equal to the chosen one):", "",
+                  "| setup | greedy = chosen | steps | training s | peak GB (planned) |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for name in ("bare", "tuned"):
+            if name in a:
+                r = a[name]
+                lines.append(
+                    f"| {name} | {r['exact_match']:.1%} | {r['steps']} | "
+                    f"{r['train_seconds']:.0f} | {r['peak_memory_gb']:.2f} "
+                    f"({r['planned_peak_memory_gb']:.2f}) |"
+                )
+    if "memory" in out:
+        lines += ["", "| setting | peak GB | planned GB | planned / measured |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for key, r in out["memory"].items():
+            ratio = r["planned_peak_memory_gb"] / r["peak_memory_gb"]
+            lines.append(
+                f"| {key} | {r['peak_memory_gb']:.2f} | {r['planned_peak_memory_gb']:.2f} | "
+                f"{ratio:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def save(out: dict) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".tmp")
@@ -369,9 +422,13 @@ def main() -> None:
     ap.add_argument("--cpt", action="store_true")
     ap.add_argument("--align", action="store_true")
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--table", action="store_true", help="Print the tables and stop.")
     ap.add_argument("--chat", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
     out = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if args.table:
+        print(table(out))
+        return
     out["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     out["date"] = date.today().isoformat()
     if args.chat:

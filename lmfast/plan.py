@@ -226,6 +226,11 @@ def plan_training(
         budget = min(hardware.ram_gb * 0.6, hardware.ram_gb - 4) * GiB - 1.5 * GiB
     lora_params = spec.lora_parameters(t.lora.rank) if lora else 0
     seq = t.max_seq_length or seq_cap(spec.context_length, gpu is not None)
+    if dataset_rows is None and (t.max_seq_length is None or t.learning_rate is None):
+        notes.append(
+            "settings the recipe leaves unset (sequence length, batch, epochs, learning rate) "
+            f"are chosen from the data when training starts; shown: the longest length, {seq}"
+        )
     if seq > spec.context_length:
         notes.append(
             f"max_seq_length {seq} exceeds the model's context {spec.context_length}: "
