@@ -194,15 +194,23 @@ def _teacher_labels(
     from lmfast.hardware import detect_hardware
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec
-    from lmfast.training.data import prepare
+    from lmfast.training.finetune import feed_and_seq
 
     spec = model_spec(config.model.reference)
-    data = prepare(config, load_tokenizer(config.model.reference), spec.context_length, progress,
-                   store=store)  # fmt: skip
     plan = plan_training(config, detect_hardware(), spec)
+    # The rows fine_tune would train on, at the sequence length it would choose.
+    _, feed, _ = feed_and_seq(
+        config,
+        load_tokenizer(config.model.reference),
+        spec,
+        plan.device != "cpu",
+        progress,
+        None,
+        store,
+    )
     return generate_teacher_labels(
         request.teacher,
-        data.dataset_artifact,
+        feed.dataset_artifact,
         k=request.top_k,
         method=config.training.method,
         batch_size=plan.micro_batch_size,

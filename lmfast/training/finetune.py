@@ -159,7 +159,7 @@ def fine_tune(
     progress(0, None, f"tokenizer of {model_name}")
     tokenizer = scratch.tokenizer if scratch else load_tokenizer(config.model.reference)
     method = objective.method if objective else config.training.method
-    config, feed, choices = _feed_and_seq(
+    config, feed, choices = feed_and_seq(
         config, tokenizer, spec, plan.device != "cpu", progress, dataset, store
     )
     if scratch is not None and scratch.template.seq2seq:
@@ -270,7 +270,7 @@ def fine_tune(
     return with_tracking(result, tracked)
 
 
-def _feed_and_seq(
+def feed_and_seq(
     config: LMFastConfig,
     tokenizer: Any,
     spec: Any,
