@@ -270,7 +270,7 @@ def cpt(out: dict) -> None:
         save(out)
 
 
-def align(out: dict) -> None:
+def align(out: dict, configs: list[str]) -> None:
     folder = WORK / "data" / "align"
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(7)
@@ -306,7 +306,7 @@ def align(out: dict) -> None:
     if "base" not in row:
         row["base"] = score("smollm2-135m-instruct", held_file)
     for name, extra in {"bare": [], "tuned": ["--max-steps", "60", "--lr", "1e-3"]}.items():
-        if name in row:
+        if name in row or name not in configs:
             continue
         r = train(pairs_file, *extra, command="align")
         r["exact_match"] = score(r["artifact"], held_file)
@@ -439,7 +439,7 @@ def main() -> None:
     if args.cpt:
         cpt(out)
     if args.align:
-        align(out)
+        align(out, args.configs.split(","))
     save(out)
 
 
