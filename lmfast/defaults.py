@@ -167,7 +167,10 @@ class Derived(BaseModel):
         parts.append(f"sequence length {t.max_seq_length}")
         batch = batch or t.effective_batch_size or t.target_effective_batch_size
         per_step = round(batch * shape.tokens / shape.rows)
-        parts.append(f"{batch} row{'s' if batch != 1 else ''} (about {per_step:,} tokens) a step")
+        unit = "pair" if shape.kind == "pairs" else "row"
+        parts.append(
+            f"{batch} {unit}{'s' if batch != 1 else ''} (about {per_step:,} tokens) a step"
+        )
         if t.max_steps:
             parts.append(f"{t.max_steps} steps")
         else:
