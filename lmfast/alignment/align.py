@@ -18,20 +18,13 @@ from pydantic import BaseModel, Field
 from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
 from lmfast.data.readers import DataError
-from lmfast.defaults import (
-    Choice,
-    DataShape,
-    Derived,
-    LengthProfile,
-    choose_seq_len,
-    derive,
-    few_steps_warning,
-)
+from lmfast.defaults import Choice, DataShape, LengthProfile, choose_seq_len, derive
 from lmfast.hashing import config_hash
 from lmfast.progress import ProgressFn, no_progress
 from lmfast.training.run import (
     FineTuneResult,
     RunId,
+    explain_plan,
     open_run,
     run_folder,
     run_metrics,
@@ -139,20 +132,6 @@ def _derived(
     return derived.config, shape, [*choices, *derived.choices]
 
 
-def _explained(plan: Any, config: LMFastConfig, shape: DataShape, choices: list[Choice]) -> Any:
-    warnings = list(plan.warnings)  # the plan's own: a peak past the memory budget
-    if plan.total_steps is not None:
-        warning = few_steps_warning(config, plan.total_steps, shape.rows)
-        if warning:
-            warnings.append(warning)
-    summary = Derived(config=config, choices=choices).summary(
-        shape, plan.total_steps, plan.effective_batch_size
-    )
-    return plan.model_copy(
-        update={"choices": choices, "summary": summary if choices else None, "warnings": warnings}
-    )
-
-
 def _trl_trainer(method: str) -> tuple[Any, Any]:
     if method == "orpo":
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
@@ -199,9 +178,7 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     plan = plan_training(
         config, hardware, spec, dataset_tokens=shape.tokens, dataset_rows=shape.rows
     )
-    plan = _explained(plan, config, shape, choices)
-    for line in plan.notes_for_people():
-        progress(0, None, line)
+    plan = explain_plan(plan, config, shape, choices, progress)
 
     key = {
         "config": config.model_dump(mode="json"),

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
-from lmfast.defaults import Choice, Derived, choose_seq_len, derive, few_steps_warning, seq_cap
+from lmfast.defaults import Choice, choose_seq_len, derive, seq_cap
 from lmfast.errors import LMFastError
 from lmfast.hashing import config_hash
 from lmfast.plan import TrainingPlan
@@ -29,6 +29,7 @@ from lmfast.training.run import (
     FineTuneResult,
     RunId,
     TrainingRun,
+    explain_plan,
     open_run,
     run_folder,
     run_metrics,
@@ -186,9 +187,7 @@ def fine_tune(
     )
     if plan.max_seq_length != feed.seq_len:
         plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
-    plan = _explained(plan, config, feed, [*choices, *derived.choices], derived)
-    for line in plan.notes_for_people():
-        progress(0, None, line)
+    plan = explain_plan(plan, config, feed.shape(), [*choices, *derived.choices], progress)
 
     key: dict[str, Any] = {"config": config.model_dump(mode="json"), "data": feed.dataset_version}
     if objective is not None and objective.fingerprint():
@@ -327,27 +326,6 @@ def feed_and_seq(
 
 def _with_training(config: LMFastConfig, **updates: Any) -> LMFastConfig:
     return config.model_copy(update={"training": config.training.model_copy(update=updates)})
-
-
-def _explained(
-    plan: TrainingPlan, config: LMFastConfig, feed: Any, choices: list[Choice], derived: Derived
-) -> TrainingPlan:
-    """The plan with the choices made for it, their one-line summary and its warnings."""
-    shape = feed.shape()
-    warnings = list(plan.warnings)  # the plan's own: a peak past the memory budget
-    if plan.total_steps is not None:
-        warning = few_steps_warning(config, plan.total_steps, feed.rows or 0)
-        if warning:
-            warnings.append(warning)
-    return plan.model_copy(
-        update={
-            "choices": choices,
-            "summary": derived.summary(shape, plan.total_steps, plan.effective_batch_size)
-            if shape and choices
-            else None,
-            "warnings": warnings,
-        }
-    )
 
 
 def _check_launchable(

@@ -28,10 +28,12 @@ from pydantic import BaseModel, Field
 
 from lmfast.artifacts import ArtifactStore, write_atomic
 from lmfast.config import LMFastConfig
+from lmfast.defaults import Choice, DataShape, Derived, few_steps_warning
 from lmfast.hardware import peak_memory_gb, reset_peak_memory
 from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
 from lmfast.plan import TrainingPlan
+from lmfast.progress import ProgressFn
 from lmfast.training.launch import launched
 
 # A folder name under LMFAST_HOME/runs: no '..', no '/'. Shared by every training capability.
@@ -111,6 +113,30 @@ def open_run(folder: Path, request: BaseModel, fresh: bool, *, setup: bool = Tru
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / "request.json", request.model_dump_json(indent=2))
     return TrainingRun(folder, last_complete_checkpoint(folder / "checkpoints"))
+
+
+def explain_plan(
+    plan: TrainingPlan,
+    config: LMFastConfig,
+    shape: DataShape | None,
+    choices: list[Choice],
+    progress: ProgressFn,
+) -> TrainingPlan:
+    """The plan with the settings chosen for it, their one-line summary and its warnings
+    (its own, and too few steps), announced before the run starts."""
+    warnings = list(plan.warnings)  # the plan's own: a peak past the memory budget
+    if plan.total_steps is not None:
+        warning = few_steps_warning(config, plan.total_steps, shape.rows if shape else 0)
+        if warning:
+            warnings.append(warning)
+    summary = None
+    if shape is not None and choices:
+        derived = Derived(config=config, choices=choices)
+        summary = derived.summary(shape, plan.total_steps, plan.effective_batch_size)
+    plan = plan.model_copy(update={"choices": choices, "summary": summary, "warnings": warnings})
+    for line in plan.notes_for_people():
+        progress(0, None, line)
+    return plan
 
 
 def use_threads(plan: TrainingPlan, local_processes: int = 1) -> None:
