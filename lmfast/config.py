@@ -7,6 +7,7 @@ before anything heavy is imported, so a typo fails in milliseconds with the fiel
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -105,16 +106,101 @@ class LoRAConfig(_Section):
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
 
 
-class TrainingConfig(_Section):
-    """Optimisation settings shared by SFT, continued pretraining, distillation and ORPO."""
+# Rewards LMFast ships (lmfast.training.rewards); any other entry is the user's own function.
+BUILTIN_REWARDS = ("exact_answer", "format", "json_valid", "tool_call", "length")
+_USER_REWARD = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$|^.+\.py:[A-Za-z_]\w*$"
 
-    method: Literal["sft", "cpt", "pretrain"] = Field(
+
+class GRPOSettings(_Section):
+    """training.method=grpo: group-relative policy optimisation with reward functions."""
+
+    rewards: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Reward functions, summed (weighted by reward_weights): built-in "
+        f"{', '.join(BUILTIN_REWARDS)}; or your own as module:function or file.py:function, "
+        "called as f(completions: list[str], prompts: list[str], **columns) -> list[float | "
+        "None] (columns: the prompt rows' other fields, one value per completion).",
+    )
+    reward_weights: list[float] | None = Field(
+        None, description="One weight per reward (None: all 1)."
+    )
+    num_generations: int = Field(
+        4,
+        ge=2,
+        le=64,
+        description="Completions sampled per prompt; each is scored against its group's mean "
+        "(4 on a CPU: generation is most of a step's time).",
+    )
+    max_completion_length: int | None = Field(
+        None,
+        ge=4,
+        le=32768,
+        description="Longest completion in tokens. None: twice the longest reference answer "
+        "(the rows' answer field) as a power of two, at least 32; 128 without answers.",
+    )
+    temperature: float = Field(
+        1.0, gt=0.0, le=2.0, description="Sampling temperature of the completions."
+    )
+    beta: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="KL penalty against the starting model (0: no reference model kept, as "
+        "in TRL and DAPO; LoRA's reference is the adapter switched off).",
+    )
+    pattern: str | None = Field(
+        None,
+        max_length=2000,
+        description="The 'format' reward: a regular expression a completion must match in "
+        "full (a row's own pattern field wins).",
+    )
+    target_length: int | None = Field(
+        None,
+        ge=1,
+        le=32768,
+        description="The 'length' reward: completions up to this many tokens score 1, longer "
+        "ones less (target / length).",
+    )
+
+    @model_validator(mode="after")
+    def _rewards_known(self) -> GRPOSettings:
+        for name in self.rewards:
+            if name not in BUILTIN_REWARDS and not re.match(_USER_REWARD, name):
+                raise ValueError(
+                    f"rewards: {name!r} is neither a built-in reward "
+                    f"({', '.join(BUILTIN_REWARDS)}) nor module:function / file.py:function"
+                )
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(
+                f"reward_weights has {len(self.reward_weights)} values for "
+                f"{len(self.rewards)} rewards; give one weight per reward"
+            )
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as e:
+                raise ValueError(f"pattern {self.pattern!r} is not a regex: {e}") from e
+        if "length" in self.rewards and self.target_length is None:
+            raise ValueError("rewards: 'length' needs target_length (tokens)")
+        return self
+
+
+class TrainingConfig(_Section):
+    """Optimisation settings shared by SFT, continued pretraining, distillation, ORPO and
+    GRPO."""
+
+    method: Literal["sft", "cpt", "pretrain", "grpo"] = Field(
         "sft",
         description="'sft': supervised fine-tuning, loss on the assistant's answers of chat "
         "data (every token of raw text); 'cpt': continued pretraining, loss on every token; "
-        "'pretrain': a randomly initialised model.template trained on every token.",
+        "'pretrain': a randomly initialised model.template trained on every token; 'grpo': "
+        "reinforcement learning on prompts scored by training.grpo.rewards.",
     )
     lora: LoRAConfig = Field(default_factory=LoRAConfig, description="Adapter settings.")
+    grpo: GRPOSettings = Field(
+        default_factory=GRPOSettings, description="method=grpo: rewards and sampling."
+    )
     learning_rate: float | None = Field(
         None,
         gt=0.0,
@@ -216,6 +302,11 @@ class TrainingConfig(_Section):
         if micro and eff and eff % micro:
             raise ValueError(
                 f"effective_batch_size={eff} is not a multiple of micro_batch_size={micro}"
+            )
+        if self.method == "grpo" and not self.grpo.rewards:
+            raise ValueError(
+                "method 'grpo' needs training.grpo.rewards: built-in "
+                f"{', '.join(BUILTIN_REWARDS)}, or module:function / file.py:function"
             )
         if self.early_stopping_patience and not (self.eval_steps or self.save_steps):
             raise ValueError(

@@ -48,8 +48,8 @@ SEQ_CAP = {"cpu": 1024, "gpu": 2048}
 WARMUP_RATIO = 0.05
 _REFERENCE_PARAMETERS = 135e6
 
-Method = Literal["sft", "cpt", "pretrain", "distill", "orpo", "dpo"]
-DataKind = Literal["chat", "text", "pairs"]
+Method = Literal["sft", "cpt", "pretrain", "distill", "orpo", "dpo", "grpo"]
+DataKind = Literal["chat", "text", "pairs", "prompts"]
 
 
 class LengthProfile(BaseModel):
@@ -118,7 +118,12 @@ def choose_seq_len(
 
 
 def _noun(kind: DataKind) -> str:
-    return {"chat": "conversations", "text": "texts", "pairs": "preference pairs"}[kind]
+    return {
+        "chat": "conversations",
+        "text": "texts",
+        "pairs": "preference pairs",
+        "prompts": "prompts",
+    }[kind]
 
 
 def learning_rate(method: Method, lora: bool, parameters: int, rank: int) -> Choice:
@@ -134,6 +139,9 @@ def learning_rate(method: Method, lora: bool, parameters: int, rank: int) -> Cho
     else:
         lr = min(1e-4, max(1e-5, 1e-4 * scale))
         why = f"full fine-tuning of a {size} model"
+    if method == "grpo":
+        lr /= 10
+        why += ", a tenth: policy-gradient updates from sampled completions are noisy"
     if method in ("cpt", "dpo"):
         lr /= 2
         why += (
@@ -167,7 +175,7 @@ class Derived(BaseModel):
         parts.append(f"sequence length {t.max_seq_length}")
         batch = batch or t.effective_batch_size or t.target_effective_batch_size
         per_step = round(batch * shape.tokens / shape.rows)
-        unit = "pair" if shape.kind == "pairs" else "row"
+        unit = {"pairs": "pair", "prompts": "completion"}.get(shape.kind, "row")
         parts.append(
             f"{batch} {unit}{'s' if batch != 1 else ''} (about {per_step:,} tokens) a step"
         )

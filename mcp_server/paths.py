@@ -153,3 +153,26 @@ async def client_roots(ctx: Any) -> list[Path]:
         if uri.startswith("file://"):
             roots.append(Path(url2pathname(urlparse(uri).path)))
     return roots
+
+
+def confine_rewards(rewards: Sequence[str] | None, client_roots: Sequence[Path]) -> list | None:
+    """GRPO rewards from a client: built-in names, or file.py:function with the file inside
+    the roots. module:function is refused: importing any installed module on a client's
+    word would run code the user never chose."""
+    from lmfast.config import BUILTIN_REWARDS
+
+    if not rewards:
+        return None
+    kept = []
+    for name in rewards:
+        if name in BUILTIN_REWARDS:
+            kept.append(name)
+            continue
+        file, _, function = name.rpartition(":")
+        if not file.endswith(".py") or not function:
+            raise PathNotAllowedError(
+                f"rewards: {name!r}: over MCP a reward is built-in "
+                f"({', '.join(BUILTIN_REWARDS)}) or file.py:function inside the client's roots"
+            )
+        kept.append(f"{confine_input(file, 'rewards', client_roots)}:{function}")
+    return kept

@@ -15,7 +15,12 @@ import anyio
 from lmfast.guardrails.check import STAGE_HELP, GuardCheckResult, Stage
 from lmfast.mcp_server import jobs
 from lmfast.mcp_server.jobs import JobOutcome
-from lmfast.mcp_server.paths import client_roots, confine_input, confine_model_reference
+from lmfast.mcp_server.paths import (
+    client_roots,
+    confine_input,
+    confine_model_reference,
+    confine_rewards,
+)
 from lmfast.mcp_server.recipes import recipe
 from lmfast.mcp_server.tool_errors import tool_errors
 from mcp.server.mcpserver import Context, MCPServer
@@ -322,10 +327,18 @@ def build_server() -> MCPServer:
             str | None, Field(description="Base model to train (default: the recipe's).")
         ] = None,
         method: Annotated[
-            Literal["sft", "cpt", "pretrain"] | None,
+            Literal["sft", "cpt", "pretrain", "grpo"] | None,
             Field(
-                description="sft (answers; default), cpt (every token) or pretrain (from "
-                "scratch, all weights)."
+                description="sft (answers; default), cpt (every token), pretrain (from "
+                "scratch, all weights) or grpo (prompt rows scored by rewards)."
+            ),
+        ] = None,
+        rewards: Annotated[
+            list[str] | None,
+            Field(
+                max_length=16,
+                description="grpo (implied when given): built-in exact_answer, format, "
+                "json_valid, tool_call, length, or file.py:function inside the client's roots.",
             ),
         ] = None,
         template: Annotated[
@@ -375,13 +388,14 @@ def build_server() -> MCPServer:
             "model.reference": (
                 confine_model_reference(model, client_roots=roots) if model else None
             ),
+            "training.grpo.rewards": confine_rewards(rewards, roots),
             "model.template": template,
             "model.tokenizer": (
                 confine_model_reference(tokenizer, "tokenizer", roots) if tokenizer else None
             ),
             "data.path": data,
             "data.validation_split": validation_split,
-            "training.method": method,
+            "training.method": method or ("grpo" if rewards else None),
             "training.lora.enabled": lora,  # pretraining's all-weights rule is the config's
             "training.lora.rank": lora_rank,
             "training.epochs": epochs,

@@ -22,7 +22,14 @@ def train_command(
     data: Annotated[
         str | None, typer.Option("--data", "-d", help="Dataset artifact id, file, folder, glob.")
     ] = None,
-    method: Annotated[str | None, typer.Option(help="sft, cpt or pretrain.")] = None,
+    method: Annotated[str | None, typer.Option(help="sft, cpt, pretrain or grpo.")] = None,
+    reward: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="GRPO reward (repeatable; implies --method grpo): exact_answer, format, "
+            "json_valid, tool_call, length, or module:function / file.py:function."
+        ),
+    ] = None,
     template: Annotated[
         str | None,
         typer.Option(help="Pretrain this template from scratch (implies --method pretrain)."),
@@ -84,7 +91,8 @@ def train_command(
         flags = {
             "model.reference": model,
             "data.path": data,
-            "training.method": method or ("pretrain" if template else None),
+            "training.method": method or ("pretrain" if template else "grpo" if reward else None),
+            "training.grpo.rewards": reward or None,
             "model.template": template,
             "model.tokenizer": tokenizer,
             "data.streaming": True if streaming else None,

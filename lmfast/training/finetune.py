@@ -124,6 +124,12 @@ def fine_tune(
 
     store = store or ArtifactStore()
     config = request.config
+    if config.training.method == "grpo":
+        if objective is not None or dataset is not None:
+            raise LMFastError("training.method=grpo takes its prompt rows from data.path only")
+        from lmfast.training.grpo import grpo
+
+        return grpo(request, progress, store, callbacks)
     started = time.perf_counter()
     in_launch = launched()
     rank, local_processes, processes = world()

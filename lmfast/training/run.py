@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -288,9 +289,11 @@ def save_trained(
     samples: list[dict[str, Any]],
     metrics: dict[str, float],
     extra: dict[str, Any],
+    plots: Callable[[Path], Any] | None = None,
 ) -> tuple[Any, Path | None]:
     """A trained adapter (LoRA) or model (full) as an artifact whose first parent is the base,
-    with its loss curve, log history and samples; (artifact, loss curve or None)."""
+    with its loss curve, log history and samples (and the method's own `plots`, drawn into
+    the artifact's folder); (artifact, loss curve or None)."""
     from lmfast.observability.plots import loss_curve, training_metrics
 
     lora = config.training.lora.enabled
@@ -323,6 +326,8 @@ def save_trained(
             parts={k: v for k, v in report.shown.items() if k not in ("loss", "eval_loss")},
         )
         training_metrics(report.history, draft.path / "training_metrics.png", title=title)
+        if plots is not None:
+            plots(draft.path)
         (draft.path / "log_history.json").write_text(json.dumps(report.history, indent=2))
         if samples:
             (draft.path / "samples.json").write_text(json.dumps(samples, indent=2))
