@@ -34,27 +34,46 @@ _FUNCTIONS: dict[str, Any] = {
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 
 
+class ExpressionError(ValueError):
+    """Not an expression the calculator reads (arithmetic failures are ArithmeticError)."""
+
+
+# Results past this many bits are refused: '((9**64)**64)**64' would take seconds and memory
+# to build and cannot be printed anyway.
+_MAX_BITS = 4096
+
+
 def evaluate_expression(expression: str) -> float | int:
     """Arithmetic only: numbers, + - * / // % **, parentheses and a few math functions.
     Parsed with `ast` and walked by hand, never `eval`: no names, attributes or calls
-    beyond the listed functions."""
+    beyond the listed functions. ExpressionError for what it cannot read; ArithmeticError
+    (division by zero, a math domain error, a result too large) for what it cannot
+    compute."""
     # Small models often write the equation with their own guess of the result: 'a * b = c'.
     expression = expression.split("=")[0]
     try:
         tree = ast.parse(expression.replace("^", "**").replace("\u00d7", "*"), mode="eval")
     except SyntaxError:
-        raise ValueError(f"{expression!r} is not an arithmetic expression") from None
+        raise ExpressionError(f"{expression!r} is not an arithmetic expression") from None
     return _walk(tree.body)
 
 
+def _checked(value: Any) -> Any:
+    if isinstance(value, int) and value.bit_length() > _MAX_BITS:
+        raise ArithmeticError("the result is too large")
+    if isinstance(value, complex):  # (-8) ** 0.5
+        raise ArithmeticError("the result is not a real number")
+    return value
+
+
 def _walk(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _walk(node.left), _walk(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > 64:
-            raise ValueError("exponents above 64 are refused (the result would be enormous)")
-        return _BINARY[type(node.op)](left, right)
+            raise ArithmeticError("exponents above 64 are refused (the result would be enormous)")
+        return _checked(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_walk(node.operand))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
@@ -65,14 +84,46 @@ def _walk(node: ast.AST) -> Any:
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        return _FUNCTIONS[node.func.id](*(_walk(a) for a in node.args))
-    raise ValueError(f"unsupported in an arithmetic expression: {ast.unparse(node)!r}")
+        args = [_walk(a) for a in node.args]
+        try:
+            return _checked(_FUNCTIONS[node.func.id](*args))
+        except (ValueError, TypeError) as e:  # math domain errors, wrong argument counts
+            raise ArithmeticError(f"{node.func.id}: {e}") from None
+    raise ExpressionError(f"unsupported in an arithmetic expression: {ast.unparse(node)!r}")
 
 
-# Digits, operators and the known function names only (no '=': given one, small models
-# loop on 'a * b = a * b = ...'): held to this by the call grammar, a
-# small model cannot wander off into prose (or close the JSON) inside the expression.
-EXPRESSION = r"^([-+*/%^().,0-9 ]|" + "|".join([*_FUNCTIONS, *_CONSTANTS]) + ")+$"
+def _expression_pattern(depth: int) -> str:
+    """The calculator's call pattern, derived from what `_walk` reads: numbers as Python
+    writes them (no leading zeros, no thousands commas), the constants, unary signs, the
+    operators, parentheses and the functions with the arguments they take, nested up to
+    `depth` levels (a regular expression cannot count brackets; small models rarely nest
+    deeper). Held to it by the call grammar, a model cannot write what the evaluator
+    rejects; no '=' either (given one, small models loop on 'a * b = a * b = ...')."""
+    # '[.]', not an escaped dot: llama-cpp-python's schema converter writes "\." into the
+    # grammar, which llama.cpp's parser rejects.
+    number = r"(0|[1-9][0-9]*)([.][0-9]+)?"
+    constant = "(" + "|".join(_CONSTANTS) + ")"
+    op = r" *(\*\*|//|[-+*/%^]) *"
+    one = "(" + "|".join(f for f in _FUNCTIONS if f not in ("min", "max")) + ")"
+    two = "(" + "|".join(_TWO_ARGUMENTS) + ")"
+
+    def chain(atom: str) -> str:
+        return f"[-+]?{atom}({op}[-+]?{atom})*"
+
+    expr = chain(f"({number}|{constant})")
+    for _ in range(depth):
+        atom = (
+            rf"({number}|{constant}|\( *{expr} *\)|{one}\( *{expr} *\)"
+            rf"|{two}\( *{expr} *, *{expr} *\))"
+        )
+        expr = chain(atom)
+    return f"^{expr} *$"  # a trailing space must not force another operator
+
+
+# Functions called with two arguments (min and max need at least two; round takes one or
+# two, and is listed with the one-argument ones too).
+_TWO_ARGUMENTS = ("min", "max", "round")
+EXPRESSION = _expression_pattern(depth=2)
 
 
 @tool

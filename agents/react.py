@@ -171,16 +171,15 @@ class Agent:
         used = [0, 0]
         self._seen: dict[tuple[str, str], str] = {}
         self._repeated = retry = False
+        retries = 0
         for index in range(self.max_steps):
             if used[0] + used[1] >= self.token_budget:
                 return self._result(None, "token_budget", steps, messages, used)
             grammar = self._first if index == 0 else self._grammar
             params = self.params
+            retries = retries + 1 if retry else 0
             if retry:
-                # After a cut-off or looping reply, greedy decoding would only repeat it.
-                temperature = max(params.temperature, 0.5)
-                params = params.model_copy(update={"temperature": temperature,
-                                                   "seed": (params.seed or 0) + index})  # fmt: skip
+                params = retry_params(params, index, retries)
             if self._repeated and self.constrained:
                 # The model repeated a call (answered from memory): small models loop here
                 # forever, so this step may only answer.
@@ -344,6 +343,21 @@ def _canonical(arguments: str) -> str:
         return json.dumps(json.loads(arguments), sort_keys=True)
     except ValueError:
         return arguments
+
+
+def retry_params(params: SamplingParams, index: int, attempt: int) -> SamplingParams:
+    """Sampling for the `attempt`-th retry in a row after a cut-off or looping reply: greedy
+    decoding would only repeat it, and a peaked small model repeats it even at a mild
+    temperature, so each retry samples hotter (0.7, 0.9, ... up to 1.2), with a seed of its
+    own and a penalty on repeated tokens."""
+    seed = ((params.seed or 0) * 1_000_003 + index * 7_919 + attempt) % 2**32
+    return params.model_copy(
+        update={
+            "temperature": min(1.2, max(params.temperature, 0.5) + 0.2 * attempt),
+            "seed": seed,
+            "repetition_penalty": max(params.repetition_penalty, 1.1 + 0.05 * attempt),
+        }
+    )
 
 
 _CUT_OFF = (

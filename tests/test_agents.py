@@ -136,7 +136,7 @@ def _call(name: str, **arguments: object) -> str:
 
 def test_loop_calls_tools_feeds_errors_back_and_answers() -> None:
     model = Scripted([
-        "Thought: compute it\n" + _call("calculator", expression="17 * 23 +"),
+        "Thought: compute it\n" + _call("calculator", expression="17 * 23 / 0"),
         "Thought: fix it\n" + _call("calculator", expression="17 * 23 + 4"),
         "Thought: wrong tool\n" + _call("weather", city="Paris"),
         "Thought: bad JSON\n<tool_call>{\"name\": \"calculator\", </tool_call>",
@@ -147,12 +147,12 @@ def test_loop_calls_tools_feeds_errors_back_and_answers() -> None:
     assert result.answer == "395" and result.stop_reason == "answer"
     calls = result.calls
     assert [c.valid for c in calls] == [True, True, False, False]
-    assert "not an arithmetic expression" in calls[0].error
+    assert "division by zero" in calls[0].error  # a tool's own failure
     assert calls[1].result == "395"
     assert "no tool named 'weather'" in calls[2].error and "not valid JSON" in calls[3].error
     # The model saw each error as the tool's answer.
     tool_turns = [m.content for m in model.seen[-1] if m.role == "tool"]
-    assert tool_turns[0].startswith("Error: ValueError") and tool_turns[1] == "395"
+    assert tool_turns[0].startswith("Error: ZeroDivisionError") and tool_turns[1] == "395"
     assert {e.kind for e in events} >= {"thought", "tool_call", "observation", "error", "answer"}
     assert result.prompt_tokens == 500 and result.completion_tokens == 50
 
@@ -210,6 +210,62 @@ def test_loops_and_cut_off_replies_are_stopped_and_retried_by_sampling() -> None
     assert "cut off" in model.seen[1][-1].content  # the model is told, then samples
     assert model.params[0].temperature == 0.0 and model.params[1].temperature >= 0.5
     assert model.params[2].temperature == 0.0  # back to greedy after a good step
+
+
+def test_retries_in_a_row_sample_hotter_with_new_seeds() -> None:
+    """A peaked small model repeats a looping reply at a mild temperature: each retry in a
+    row must sample differently from the last (hotter, another seed, repeats penalised)."""
+    looped = Completion(text="Thought: 343 * 30 = 980. " * 6, finish_reason="repetition")
+    model = Scripted([looped, looped, looped, looped, "Answer: 10290"])
+    result = Agent([calculator], model, max_steps=6).run("What is 343 * 30?")
+    assert result.answer == "10290"
+    retries = model.params[1:4]
+    temperatures = [p.temperature for p in retries]
+    assert temperatures == sorted(temperatures) and len(set(temperatures)) == 3
+    assert len({p.seed for p in retries}) == 3
+    assert all(p.repetition_penalty > 1.0 for p in retries)
+
+
+def test_calculator_pattern_admits_only_what_the_evaluator_reads() -> None:
+    """The call grammar holds arguments to the pattern: every string it admits must parse
+    (an arithmetic failure such as 1/0 is the tool's answer, not a misread)."""
+    import random
+    import re
+
+    from lmfast.agents.builtin import EXPRESSION, ExpressionError, evaluate_expression
+
+    pattern = re.compile(EXPRESSION)
+    # What an independent run saw the old pattern admit and the evaluator reject.
+    for text in [", 98765 + 43210", ".+ 55555 + 66666", ".123456.7890123456.7890...", "007"]:
+        assert not pattern.fullmatch(text), text
+    for text in ["(12 + 7) * 3", "sqrt(2) / 4", "max(3, 4)", "round(2.567, 2)", "-2 ** 3"]:
+        assert pattern.fullmatch(text), text
+    rng = random.Random(0)
+    pieces = [*"0123456789+-*/%^(). ,", "pi", "e", "sqrt(", "max(", "round(", "**", "//"]
+    seeds = ["(12 + 7) * 3", "sqrt(2) / 4", "max(3, 4)", "2*(3+(4-1))", "98765 + 43210"]
+    admitted = 0
+    for i in range(40_000):
+        if i % 2:  # random strings of the pattern's own pieces
+            text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        else:  # near misses: valid expressions with a few edits
+            chars = list(rng.choice(seeds))
+            for _ in range(rng.randint(1, 3)):
+                pos = rng.randrange(len(chars))
+                if rng.random() < 0.5:
+                    chars.insert(pos, rng.choice(pieces))
+                else:
+                    del chars[pos]
+            text = "".join(chars)
+        if not pattern.fullmatch(text):
+            continue
+        admitted += 1
+        try:
+            evaluate_expression(text)
+        except ExpressionError as e:
+            raise AssertionError(f"the pattern admits {text!r}; the evaluator: {e}") from e
+        except ArithmeticError:
+            pass  # 1/0, sqrt(-1): computed and refused, an answer the model can read
+    assert admitted > 1000
 
 
 @pytest.fixture
@@ -348,6 +404,21 @@ def test_constrained_calls_from_the_embedded_model_are_schema_valid() -> None:
         step = result.steps[0]
         assert step.calls and step.calls[0].valid, step.text
         _valid_call(tools, step.text)
+
+
+def test_llamacpp_refuses_a_grammar_it_cannot_parse() -> None:
+    """llama.cpp turns an unparseable grammar into a null sampler that crashes the engine
+    when sampling starts: it must be a request error naming the field, and the engine
+    must go on serving."""
+    from lmfast.generation import get_pipeline
+    from lmfast.inference.base import EngineRequest, RequestFieldError
+
+    pipe = get_pipeline("smollm2-135m-instruct")
+    bad = 'root ::= "a\\." "b"'  # an escape llama.cpp's parser does not know
+    with pytest.raises(RequestFieldError, match="grammar"):
+        pipe.engine.submit(EngineRequest(prompt="x", params=SamplingParams(), grammar=bad))
+    reply = pipe.chat([ChatMessage(role="user", content="Say hi.")], SamplingParams(max_tokens=4))
+    assert reply.finish_reason in ("length", "stop") and reply.text
 
 
 def test_transformers_engine_constrains_a_random_model(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]

@@ -29,6 +29,7 @@ from lmfast.inference.base import (
     FinishReason,
     GenerationStream,
     PromptTooLongError,
+    RequestFieldError,
     TokenLogprob,
     ToolSpec,
     check_logit_bias,
@@ -206,9 +207,7 @@ class LlamaCppEngine:
             raise PromptTooLongError(len(prompt), self.context_length)
         check_logit_bias(request.params, self._n_vocab)
         if request.grammar is not None:
-            from llama_cpp.llama_grammar import LlamaGrammar
-
-            LlamaGrammar.from_string(request.grammar, verbose=False)  # raises if invalid
+            _check_grammar(self._model, request.grammar)
         seq = _Seq(
             request=request,
             prompt=prompt,
@@ -459,3 +458,17 @@ class LlamaCppEngine:
             seq.sampler.close()
         self._active.pop(seq.seq_id, None)
         self._free.append(seq.seq_id)
+
+
+def _check_grammar(model: Any, grammar: str) -> None:
+    """Parse the grammar as the sampler will. llama.cpp answers a grammar it cannot parse
+    with a null sampler, which crashes the process when sampling starts (LlamaGrammar.
+    from_string checks nothing), so a bad grammar must be refused here, as a request error."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise RequestFieldError(
+            "grammar", "llama.cpp's GBNF parser rejects it (see the engine's log for where)"
+        )
+    llama_cpp.llama_sampler_free(sampler)

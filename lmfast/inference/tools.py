@@ -29,7 +29,7 @@ def tools_system_prompt(tools: list[ToolSpec]) -> str:
     """Instructions appended to the system message when the template has no tool support."""
     lines = [
         json.dumps(
-            {"name": t.name, "description": t.description, "parameters": t.parameters},
+            {"name": t.name, "description": t.description, "parameters": _shown(t.parameters)},
             ensure_ascii=False,
         )
         for t in tools
@@ -40,6 +40,25 @@ def tools_system_prompt(tools: list[ToolSpec]) -> str:
         + f'\nTo call a function, answer with {OPEN}{{"name": <function name>, '
         f'"arguments": <arguments object>}}{CLOSE}'
     )
+
+
+# A pattern longer than this is a grammar's business, not the model's reading: the
+# calculator's (nesting spelt out level by level) runs to 9,000 characters, which would
+# bury a small model's prompt. The call grammar still holds the arguments to it.
+SHOWN_PATTERN = 200
+
+
+def _shown(schema: Any) -> Any:
+    """The schema as the model reads it: long regular expressions left out."""
+    if isinstance(schema, dict):
+        return {
+            k: _shown(v)
+            for k, v in schema.items()
+            if not (k == "pattern" and isinstance(v, str) and len(v) > SHOWN_PATTERN)
+        }
+    if isinstance(schema, list):
+        return [_shown(v) for v in schema]
+    return schema
 
 
 def tool_call_grammar(tools: list[ToolSpec], parallel: bool = True) -> str:
