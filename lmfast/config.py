@@ -303,6 +303,10 @@ class TrainingConfig(_Section):
             raise ValueError(
                 f"effective_batch_size={eff} is not a multiple of micro_batch_size={micro}"
             )
+        if self.method != "grpo" and self.grpo.rewards:
+            raise ValueError(
+                f"training.grpo.rewards only apply to method 'grpo' (method is {self.method!r})"
+            )
         if self.method == "grpo" and not self.grpo.rewards:
             raise ValueError(
                 "method 'grpo' needs training.grpo.rewards: built-in "

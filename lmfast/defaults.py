@@ -172,7 +172,11 @@ class Derived(BaseModel):
             f"{shape.lengths.documents:,} {_noun(shape.kind)} of {shape.lengths.p50:,}-"
             f"{shape.lengths.p99:,} tokens (median-p99)"
         ]
-        parts.append(f"sequence length {t.max_seq_length}")
+        if shape.kind == "prompts":
+            parts.append(f"{t.grpo.num_generations} completions a prompt of up to "
+                         f"{t.grpo.max_completion_length} tokens")  # fmt: skip
+        else:
+            parts.append(f"sequence length {t.max_seq_length}")
         batch = batch or t.effective_batch_size or t.target_effective_batch_size
         per_step = round(batch * shape.tokens / shape.rows)
         unit = {"pairs": "pair", "prompts": "completion"}.get(shape.kind, "row")

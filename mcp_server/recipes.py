@@ -7,22 +7,25 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-# Recipe settings that name files: set only through confined tool arguments.
+# Recipe settings that name files (or code to import): set only through confined tool
+# arguments.
 PATH_SETTINGS = (
     "data.path",
     "data.sources",
     "model.reference",
     "model.template",
     "model.tokenizer",
+    "training.grpo.rewards",
 )
 
 
 def settable(key: str) -> bool:
     """A recipe field a tool may set from its arguments: not a path (paths come only through
     a tool's own confined arguments), and in the training, data or model section."""
-    return key.split("[")[0] not in PATH_SETTINGS and key.startswith(
-        ("training.", "data.", "model.")
-    )
+    key = key.split("[")[0]
+    # A section above a path setting ('training.grpo') would set it inside its value.
+    names_a_path = any(p == key or p.startswith(key + ".") for p in PATH_SETTINGS)
+    return not names_a_path and key.startswith(("training.", "data.", "model."))
 
 
 def recipe(values: dict[str, Any], overrides: dict[str, Any] | None) -> Any:

@@ -180,9 +180,12 @@ def test_settings_are_derived_from_the_prompts() -> None:
         [{"prompt": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(40)], tok
     )
     cfg = load_config(None, ["training.method=grpo", "training.grpo.rewards=[exact_answer]"])
-    config, shape, choices = derive_grpo(cfg, rows, tok, spec, "cpu")
+    lengths = [20] * 30 + [70] * 9 + [256]  # the model's greedy answers, in tokens
+    config, shape, choices = derive_grpo(cfg, rows, tok, spec, "cpu", lengths)
     t = config.training
-    assert t.grpo.max_completion_length == 32  # answers of 1-2 tokens: the floor
+    assert t.grpo.max_completion_length == 128  # a power of two covering 90 % (70 tokens)
+    short, _, _ = derive_grpo(cfg, rows, tok, spec, "cpu", [3] * 40)
+    assert short.training.grpo.max_completion_length == 32  # the floor
     assert t.effective_batch_size == 16  # 4 prompts x 4 completions on a CPU
     assert t.epochs == 3  # 40 prompts = 10 steps a pass: as many passes as allowed
     assert t.learning_rate == pytest.approx(1e-4)  # a tenth of LoRA SFT's on 135M
@@ -203,7 +206,7 @@ def test_settings_are_derived_from_the_prompts() -> None:
     from lmfast.errors import LMFastError
 
     with pytest.raises(LMFastError, match=r"not a multiple of training\.grpo\.num_generations=4"):
-        derive_grpo(odd, rows, tok, spec, "cpu")
+        derive_grpo(odd, rows, tok, spec, "cpu", lengths)
 
 
 class _Snapshot:
@@ -296,3 +299,19 @@ def test_grpo_raises_the_reward_and_moves_every_trainable_tensor(tmp_path: Path)
     assert art.manifest.extra["method"] == "grpo"
     dataset = ArtifactStore().get(result.dataset_artifact)
     assert dataset.manifest.extra["report"]["format"] == "prompts"
+
+
+def test_cli_reward_flag_means_grpo_and_bad_rewards_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
+
+    data = tmp_path / "p.jsonl"
+    data.write_text('{"prompt": "What is 2 + 2?", "answer": "4"}\n')
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train", "-d", str(data), "--reward", "nope"])
+    assert bad.exit_code == 2
+    assert "'nope' is neither a built-in reward" in bad.stderr
+    mixed = runner.invoke(app, ["train", "-d", str(data), "--reward", "exact_answer",
+                                "--method", "sft"])  # fmt: skip
+    assert mixed.exit_code == 2 and "training.grpo.rewards only apply" in mixed.stderr

@@ -113,8 +113,32 @@ async def test_unknown_arguments_are_refused_with_the_valid_ones() -> None:
 
 async def test_fine_tune_overrides_cannot_reach_paths() -> None:
     async with Client(build_server()) as client:
-        for key in ("data.path", "model.reference", "serve.host"):
+        for key in ("data.path", "model.reference", "serve.host", "training.grpo.rewards"):
             result = await client.call_tool(
                 "fine_tune", {"data": "README.md", "overrides": {key: "/etc/passwd"}}
             )
             assert result.is_error and f"{key!r} cannot be overridden" in _text(result)
+
+
+async def test_grpo_rewards_from_a_client_are_built_in_or_files_inside_the_roots(
+    tmp_path: Path,
+) -> None:
+    """A reward is code LMFast runs: over MCP only the built-in ones, or a file.py:function
+    inside the roots; never an importable module, and never through overrides."""
+    async with Client(build_server()) as client:
+        for rewards in (["os:system"], [f"{tmp_path}/mine.py:score"]):
+            result = await client.call_tool("fine_tune", {"data": "README.md", "rewards": rewards})
+            assert result.is_error, rewards
+            assert "rewards" in _text(result)
+        smuggled = await client.call_tool(
+            "fine_tune",
+            {"data": "README.md", "overrides": {"training.grpo": {"rewards": ["os:system"]}}},
+        )
+        assert smuggled.is_error and "cannot be overridden" in _text(smuggled)
+    from lmfast.mcp_server.paths import confine_rewards
+
+    inside = tmp_path / "mine.py"
+    assert confine_rewards(["exact_answer", f"{inside}:score"], [tmp_path]) == [
+        "exact_answer",
+        f"{inside}:score",
+    ]

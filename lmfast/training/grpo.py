@@ -49,6 +49,9 @@ SHOWN = {
 }
 PROMPTS_FORMAT = "prompts"
 HELD_OUT_MAX = 64  # held-out prompts answered greedily before and after training
+# Longest completion a run derives: the base model's greedy answers are read up to this.
+PROBE_TOKENS = 256
+MIN_COMPLETION = 32
 SHOWN_PROBLEMS = 10
 
 
@@ -67,6 +70,7 @@ def grpo(
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
     from lmfast.training.callbacks import MarkComplete, ProgressReport
+    from lmfast.training.generation import greedy_batch
     from lmfast.training.model import build
     from lmfast.training.rewards import load_rewards
 
@@ -90,26 +94,31 @@ def grpo(
     train_rows, held_out = split_rows(rendered, config.data.validation_split, config.training.seed)
     if config.data.max_samples:
         train_rows = train_rows[: config.data.max_samples]
-    plan = plan_training(config, hardware, spec)
-    config, shape, choices = derive_grpo(config, train_rows, tokenizer, spec, plan.device)
+    plan = plan_training(config, hardware, spec)  # the model's device and dtype
+    use_threads(plan)
+    progress(0, None, f"loading {resolved.name} for GRPO")
+    set_seed(config.training.seed)
+    trainable = build(resolved, config, plan)
+    # Greedy answers to the held-out prompts: the accuracy before training, and how long
+    # this model's answers run, which sizes the completions.
+    measure = held_out or train_rows[:HELD_OUT_MAX]
+    budget = config.training.grpo.max_completion_length or PROBE_TOKENS
+    answers = greedy_batch(trainable.model, trainable.tokenizer, [r["prompt"] for r in measure],
+                           budget)  # fmt: skip
+    config, shape, choices = derive_grpo(
+        config, train_rows, tokenizer, spec, plan.device, [len(ids) for _, ids in answers]
+    )
+    g = config.training.grpo
+    completion_len = int(g.max_completion_length or budget)
+    before = score_answers(rewards, measure, _cut(answers, completion_len, tokenizer))
     plan = plan_training(
         config, hardware, spec, dataset_tokens=shape.tokens, dataset_rows=shape.rows
     )
     plan = _fit_micro_batch(plan, config)
     plan = explain_plan(plan, config, shape, choices, progress)
-    g = config.training.grpo
-
+    progress(0, None, "held-out rewards before: " + _fmt(before))
     key = {"config": config.model_dump(mode="json"), "data": version}
     run = open_run(run_folder("grpo", key, request.run_id), request, request.fresh)
-    use_threads(plan)
-    progress(0, None, f"loading {resolved.name} for GRPO")
-    set_seed(config.training.seed)
-    trainable = build(resolved, config, plan)
-    measure = held_out or train_rows[:HELD_OUT_MAX]
-    completion_len = int(g.max_completion_length or 128)
-    before = held_out_rewards(trainable.model, trainable.tokenizer, rewards, measure,
-                              completion_len)  # fmt: skip
-    progress(0, None, "held-out rewards before: " + _fmt(before))
     tags = run_tags(
         config_hash=config_hash(config.model_dump(mode="json")),
         dataset_artifact=dataset_id,
@@ -162,13 +171,18 @@ def grpo(
             + (f"; resuming from {run.resume.name}" if run.resume else ""),
         )
         output = train(trainer, run, plan.device)
-        after = held_out_rewards(trainer.model, trainable.tokenizer, rewards, measure,
-                                 completion_len)  # fmt: skip
+        after = held_out_rewards(
+            trainer.model, trainable.tokenizer, rewards, measure, completion_len
+        )
         progress(plan.total_steps or 0, plan.total_steps, "held-out rewards after: " + _fmt(after))
         metrics = run_metrics(output, trainer, trainable, report, plan, started)
         metrics.update({f"base_reward_{k}": v for k, v in before.items()})
         metrics.update({f"trained_reward_{k}": v for k, v in after.items()})
         metrics["generation_share"] = trainer.generation_share()
+        metrics["train_seconds"] = float(output.metrics.get("train_runtime", 0.0))
+        metrics["completions_per_second"] = (
+            metrics["steps"] * plan.effective_batch_size / max(metrics["train_seconds"], 1e-9)
+        )
         logged = [h for h in report.history if "reward" in h]
         if logged:
             metrics["last_reward"] = logged[-1]["reward"]
@@ -361,11 +375,17 @@ def _columns(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def derive_grpo(
-    config: LMFastConfig, rows: list[dict[str, Any]], tokenizer: Any, spec: Any, device: str
+    config: LMFastConfig,
+    rows: list[dict[str, Any]],
+    tokenizer: Any,
+    spec: Any,
+    device: str,
+    answer_lengths: list[int] | None = None,
 ) -> tuple[LMFastConfig, DataShape, list[Choice]]:
-    """The unset settings chosen from the prompts: completion length from the reference
-    answers, a batch of 4 prompts' groups (8 on a GPU), enough passes for MIN_STEPS steps,
-    the learning rate (a tenth of SFT's) and warm-up."""
+    """The unset settings chosen from the prompts and the model: the completion length
+    from the model's own greedy answers (`answer_lengths`, tokens up to the end token), a
+    batch of 4 prompts' groups (8 on a GPU), enough passes for MIN_STEPS steps, the
+    learning rate (a tenth of SFT's) and warm-up."""
     import numpy as np
 
     from lmfast.data.tokenize import length_profile
@@ -378,13 +398,17 @@ def derive_grpo(
     updates: dict[str, Any] = {}
     completion = g.max_completion_length
     if completion is None:
-        answers = [str(r["answer"]) for r in sample if r.get("answer") is not None]
-        if answers:
-            longest = max(len(tokenizer(a)["input_ids"]) for a in answers)
-            completion = max(32, 1 << math.ceil(math.log2(2 * longest + 1)))
-            reason = f"twice the longest reference answer ({longest} tokens), a power of two"
+        if answer_lengths:
+            p90 = int(np.percentile(answer_lengths, 90))
+            completion = min(PROBE_TOKENS, max(MIN_COMPLETION, 1 << math.ceil(math.log2(p90))))
+            reason = (
+                f"90 % of the model's greedy answers to {len(answer_lengths)} prompts end "
+                f"within {p90} tokens"
+            )
+            if p90 >= PROBE_TOKENS:
+                reason = f"the model's answers run past {PROBE_TOKENS} tokens: cut there"
         else:
-            completion, reason = 128, "no reference answers to size it from"
+            completion, reason = 128, "the model's answers were not measured"
         choices.append(
             Choice(setting="training.grpo.max_completion_length", value=completion, reason=reason)
         )
@@ -459,17 +483,35 @@ def held_out_rewards(
 ) -> dict[str, float]:
     """Mean of each reward over greedy answers to `rows` (a deterministic measurement)."""
     from lmfast.training.generation import greedy_batch
-    from lmfast.training.rewards import score
 
     prompts = [r["prompt"] for r in rows]
-    answers = greedy_batch(model, tokenizer, prompts, max_new)
+    return score_answers(rewards, rows, greedy_batch(model, tokenizer, prompts, max_new))
+
+
+def score_answers(
+    rewards: list[Any], rows: list[dict[str, Any]], answers: list[tuple[str, list[int]]]
+) -> dict[str, float]:
+    from lmfast.training.rewards import score
+
     return score(
         rewards,
         [_columns(r) for r in rows],
         [a for a, _ in answers],
-        prompts,
+        [r["prompt"] for r in rows],
         [ids for _, ids in answers],
     )
+
+
+def _cut(
+    answers: list[tuple[str, list[int]]], tokens: int, tokenizer: Any
+) -> list[tuple[str, list[int]]]:
+    """Answers as a run limited to `tokens` would have them."""
+    return [
+        (a, ids)
+        if len(ids) <= tokens
+        else (tokenizer.decode(ids[:tokens], skip_special_tokens=True).strip(), ids[:tokens])
+        for a, ids in answers
+    ]
 
 
 def reward_warnings(history: list[dict[str, float]]) -> list[str]:
