@@ -315,3 +315,41 @@ def test_cli_reward_flag_means_grpo_and_bad_rewards_exit_2(tmp_path: Path) -> No
     mixed = runner.invoke(app, ["train", "-d", str(data), "--reward", "exact_answer",
                                 "--method", "sft"])  # fmt: skip
     assert mixed.exit_code == 2 and "training.grpo.rewards only apply" in mixed.stderr
+
+
+@pytest.mark.slow
+def test_an_interrupted_grpo_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    from transformers import TrainerCallback
+
+    from lmfast.training.finetune import FineTuneRequest, fine_tune
+
+    tiny = make_tiny_llama(tmp_path / "tiny")
+    data = tmp_path / "prompts.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": f"Item {i}?", "answer": str(i)}) + "\n" for i in range(8))
+    )
+    cfg = load_config(
+        None,
+        [
+            f"model.reference={tiny}",
+            f"data.path={data}",
+            "training.grpo.rewards=[exact_answer]",
+            "training.method=grpo",
+            "training.grpo.max_completion_length=4",
+            "training.max_steps=4",
+            "training.save_steps=2",
+            "training.tracker=none",
+        ],
+    )
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    request = FineTuneRequest(config=cfg)
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(request, callbacks=[Interrupt()])
+    resumed = fine_tune(request)
+    assert resumed.resumed_from_step == 2
+    assert resumed.metrics["steps"] == 4
