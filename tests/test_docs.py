@@ -132,6 +132,11 @@ def test_quickstart_runs_on_the_embedded_model() -> None:
     assert "prompt_injection" in out
 
 
+def test_the_grpo_reward_snippet_scores_through_the_reward_contract(tmp_path: Path) -> None:
+    out = _run_snippet("grpo_reward.py", tmp_path)
+    assert out.strip() == "[1.0, 0.5]"
+
+
 def test_the_openai_client_snippet_talks_to_lmfast_serve(tmp_path: Path) -> None:
     with running(build_app(None, ServeConfig())) as base:
         out = _run_snippet("openai_client.py", tmp_path, {"LMFAST_BASE_URL": f"{base}/v1"})
