@@ -1,7 +1,7 @@
 """GRPO benchmark: LMFast's `training.method=grpo` with bare defaults against TRL's
 GRPOTrainer used directly with its own defaults, same model, data and reward.
 
-    uv run python bench/grpo_bench.py [--prompts 200] [--trl-steps 6]
+    uv run python bench/grpo_bench.py [--prompts 100] [--trl-steps 3]
 
 The task (built here, seeded): sums of two numbers from 1 to 20 ("What is 13 + 7?"; the
 base model gets about a fifth right, so groups differ and GRPO has a signal), scored by the
@@ -174,8 +174,8 @@ def _print(step: int, total: int | None, message: str, **_: Any) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prompts", type=int, default=200)
-    parser.add_argument("--trl-steps", type=int, default=6)
+    parser.add_argument("--prompts", type=int, default=100)
+    parser.add_argument("--trl-steps", type=int, default=3)
     parser.add_argument("--skip-trl", action="store_true")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)

@@ -180,12 +180,18 @@ def test_settings_are_derived_from_the_prompts() -> None:
         [{"prompt": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(40)], tok
     )
     cfg = load_config(None, ["training.method=grpo", "training.grpo.rewards=[exact_answer]"])
-    lengths = [20] * 30 + [70] * 9 + [256]  # the model's greedy answers, in tokens
+    lengths = [20] * 30 + [70] * 9 + [128]  # the model's greedy answers, in tokens
     config, shape, choices = derive_grpo(cfg, rows, tok, spec, "cpu", lengths)
     t = config.training
     assert t.grpo.max_completion_length == 128  # a power of two covering 90 % (70 tokens)
     short, _, _ = derive_grpo(cfg, rows, tok, spec, "cpu", [3] * 40)
     assert short.training.grpo.max_completion_length == 32  # the floor
+    long = [300] * 40  # rambling answers: cut where sampling stays affordable
+    cpu, _, why = derive_grpo(cfg, rows, tok, spec, "cpu", long)
+    assert cpu.training.grpo.max_completion_length == 128
+    assert "cut at 128" in next(c.reason for c in why if c.setting.endswith("completion_length"))
+    gpu, _, _ = derive_grpo(cfg, rows, tok, spec, "cuda", long)
+    assert gpu.training.grpo.max_completion_length == 512
     assert t.effective_batch_size == 16  # 4 prompts x 4 completions on a CPU
     assert t.epochs == 3  # 40 prompts = 10 steps a pass: as many passes as allowed
     assert t.learning_rate == pytest.approx(1e-4)  # a tenth of LoRA SFT's on 135M

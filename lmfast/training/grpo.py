@@ -49,8 +49,10 @@ SHOWN = {
 }
 PROMPTS_FORMAT = "prompts"
 HELD_OUT_MAX = 64  # held-out prompts answered greedily before and after training
-# Longest completion a run derives: the base model's greedy answers are read up to this.
-PROBE_TOKENS = 256
+# Longest completion a run derives (the base model's greedy answers are read up to this):
+# on a CPU sampling is most of a step's time, and a batch samples until its longest
+# completion ends.
+PROBE_TOKENS = {"cpu": 128, "gpu": 512}
 MIN_COMPLETION = 32
 SHOWN_PROBLEMS = 10
 
@@ -102,7 +104,7 @@ def grpo(
     # Greedy answers to the held-out prompts: the accuracy before training, and how long
     # this model's answers run, which sizes the completions.
     measure = held_out or train_rows[:HELD_OUT_MAX]
-    budget = config.training.grpo.max_completion_length or PROBE_TOKENS
+    budget = config.training.grpo.max_completion_length or _probe_tokens(plan.device)
     answers = greedy_batch(trainable.model, trainable.tokenizer, [r["prompt"] for r in measure],
                            budget)  # fmt: skip
     config, shape, choices = derive_grpo(
@@ -398,15 +400,20 @@ def derive_grpo(
     updates: dict[str, Any] = {}
     completion = g.max_completion_length
     if completion is None:
+        cap = _probe_tokens(device)
         if answer_lengths:
             p90 = int(np.percentile(answer_lengths, 90))
-            completion = min(PROBE_TOKENS, max(MIN_COMPLETION, 1 << math.ceil(math.log2(p90))))
+            completion = min(cap, max(MIN_COMPLETION, 1 << math.ceil(math.log2(p90))))
             reason = (
                 f"90 % of the model's greedy answers to {len(answer_lengths)} prompts end "
                 f"within {p90} tokens"
             )
-            if p90 >= PROBE_TOKENS:
-                reason = f"the model's answers run past {PROBE_TOKENS} tokens: cut there"
+            if p90 >= cap:
+                where = "a CPU" if device == "cpu" else "a GPU"
+                reason = (
+                    f"the model's answers run to {cap} tokens and more: cut at {cap}, the "
+                    f"longest worth sampling on {where}"
+                )
         else:
             completion, reason = 128, "the model's answers were not measured"
         choices.append(
@@ -462,6 +469,10 @@ def derive_grpo(
     config = config.model_copy(update={"training": t.model_copy(update=updates)})
     derived = derive(config, None, "grpo", spec.parameters)  # rate and warm-up
     return derived.config, shape, [*choices, *derived.choices]
+
+
+def _probe_tokens(device: str) -> int:
+    return PROBE_TOKENS["cpu" if device == "cpu" else "gpu"]
 
 
 def _fit_micro_batch(plan: Any, config: LMFastConfig) -> Any:
