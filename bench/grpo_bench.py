@@ -129,7 +129,8 @@ def run_trl(data: Path, steps: int) -> dict[str, Any]:
     lengths = [h["completions/mean_length"] for h in history if "completions/mean_length" in h]
     completions = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
     rewards = load_rewards(GRPOSettings(rewards=["exact_answer"]))
-    after = held_out_rewards(trainer.model, tok, rewards, held, 32)["exact_answer"]
+    # Scored as LMFast's run scores its answers: up to 128 tokens.
+    after = held_out_rewards(trainer.model, tok, rewards, held, 128)["exact_answer"]
     return {
         "steps": steps,
         "seconds_per_step": runtime / steps,
