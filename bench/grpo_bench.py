@@ -94,12 +94,13 @@ def run_trl(data: Path, steps: int) -> dict[str, Any]:
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.loading import load_transformers
     from lmfast.registry import resolve_model
-    from lmfast.training.grpo import held_out_rewards, render_prompts, split_rows
+    from lmfast.training.grpo import held_out_rewards, render_prompts
     from lmfast.training.rewards import exact_answer, load_rewards
+    from lmfast.training.run import split_held_out
 
     rows = [json.loads(x) for x in data.read_text().splitlines()]
     tok = load_tokenizer(MODEL)
-    train_rows, held = split_rows(render_prompts(rows, tok), 0.2, 42)
+    train_rows, held = split_held_out(render_prompts(rows, tok), 0.2, 42, "prompts")
     model, tok = load_transformers(resolve_model(MODEL))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -29,6 +29,7 @@ from lmfast.training.run import (
     run_folder,
     run_metrics,
     save_trained,
+    split_held_out,
     train,
     trained_result,
     training_kwargs,
@@ -76,24 +77,6 @@ class AlignResult(BaseModel):
     preference: dict[str, float] = Field(
         description="base_/aligned_ preference_accuracy (share of pairs where the chosen "
         "answer is likelier) and mean_margin (log-prob difference)."
-    )
-
-
-def _split(pairs: list[dict[str, str]], fraction: float, seed: int) -> tuple[list, list]:
-    import numpy as np
-
-    if not fraction:
-        return pairs, []
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    n_eval = max(1, round(len(pairs) * fraction))
-    if n_eval >= len(pairs):
-        raise DataError(
-            f"data.validation_split={fraction} leaves no training pairs out of {len(pairs)}"
-        )
-    held = {int(i) for i in order[:n_eval]}
-    return (
-        [p for i, p in enumerate(pairs) if i not in held],
-        [p for i, p in enumerate(pairs) if i in held],
     )
 
 
@@ -170,7 +153,9 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     dataset = prepare_preferences(config.data.path, store, progress)
     tokenizer = load_tokenizer(config.model.reference)
     pairs = render_pairs(dataset, tokenizer)
-    train_pairs, held_out = _split(pairs, config.data.validation_split, config.training.seed)
+    train_pairs, held_out = split_held_out(
+        pairs, config.data.validation_split, config.training.seed, "pairs"
+    )
     if config.data.max_samples:
         train_pairs = train_pairs[: config.data.max_samples]
     config, shape, choices = _derived(config, train_pairs, tokenizer, spec, request.method, plan)

@@ -86,3 +86,30 @@ def training_metrics(history: list[dict[str, Any]], path: Path, title: str = "")
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def reward_curve(history: list[dict[str, float]], path: Path) -> Path | None:
+    """Mean reward per logged step with its spread across completions, as a PNG."""
+    points = [(h["step"], h["reward"], h.get("reward_std", 0.0)) for h in history if "reward" in h]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, mean, std = (list(x) for x in zip(*points, strict=True))
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot(steps, mean, label="mean reward", color="#2ca02c")
+    ax.fill_between(steps, [m - s for m, s in zip(mean, std, strict=True)],
+                    [m + s for m, s in zip(mean, std, strict=True)], alpha=0.2,
+                    color="#2ca02c", label="spread (std)")  # fmt: skip
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("reward")
+    ax.set_title("GRPO reward")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

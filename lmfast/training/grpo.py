@@ -34,6 +34,7 @@ from lmfast.training.run import (
     run_folder,
     run_metrics,
     save_trained,
+    split_held_out,
     train,
     trained_result,
     training_kwargs,
@@ -68,6 +69,7 @@ def grpo(
 
     from lmfast.data.tokenize import load_tokenizer
     from lmfast.hardware import PROFILES, detect_hardware
+    from lmfast.observability.plots import reward_curve
     from lmfast.observability.tracking import run_tags, tracked_run
     from lmfast.plan import plan_training
     from lmfast.registry import model_spec, resolve_model
@@ -93,7 +95,10 @@ def grpo(
     rendered = render_prompts(rows, tokenizer)
     nested = frozenset(k for r in rows for k, v in r.items() if isinstance(v, (list, dict)))
     rewards = load_rewards(config.training.grpo, nested - {"prompt"})
-    train_rows, held_out = split_rows(rendered, config.data.validation_split, config.training.seed)
+    train_rows, held_out = split_held_out(
+        rendered, config.data.validation_split, config.training.seed, "prompts"
+    )
+    held_out = held_out[:HELD_OUT_MAX]
     if config.data.max_samples:
         train_rows = train_rows[: config.data.max_samples]
     plan = plan_training(config, hardware, spec)  # the model's device and dtype
@@ -348,22 +353,6 @@ def render_prompts(rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str,
     return out
 
 
-def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list, list]:
-    import numpy as np
-
-    if not fraction:
-        return rows, []
-    order = np.random.default_rng(seed).permutation(len(rows))
-    n_eval = max(1, round(len(rows) * fraction))
-    if n_eval >= len(rows):
-        raise DataError(f"data.validation_split={fraction} leaves no training prompts")
-    held = {int(i) for i in order[:n_eval]}
-    return (
-        [r for i, r in enumerate(rows) if i not in held],
-        [r for i, r in enumerate(rows) if i in held][:HELD_OUT_MAX],
-    )
-
-
 def _columns(row: dict[str, Any]) -> dict[str, Any]:
     """Arrow keeps one type per column: nested values (tools, schemas) travel as JSON text,
     which the built-in rewards read back."""
@@ -547,33 +536,6 @@ def reward_warnings(history: list[dict[str, float]]) -> list[str]:
             "the last); try a higher training.learning_rate or more steps"
         )
     return warnings
-
-
-def reward_curve(history: list[dict[str, float]], path: Path) -> Path | None:
-    """Mean reward per logged step with its spread across completions, as a PNG."""
-    points = [(h["step"], h["reward"], h.get("reward_std", 0.0)) for h in history if "reward" in h]
-    if not points:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps, mean, std = (list(x) for x in zip(*points, strict=True))
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot(steps, mean, label="mean reward", color="#2ca02c")
-    ax.fill_between(steps, [m - s for m, s in zip(mean, std, strict=True)],
-                    [m + s for m, s in zip(mean, std, strict=True)], alpha=0.2,
-                    color="#2ca02c", label="spread (std)")  # fmt: skip
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("reward")
-    ax.set_title("GRPO reward")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def _fmt(values: dict[str, float]) -> str:

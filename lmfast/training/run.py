@@ -341,3 +341,25 @@ def save_trained(
         }
     assert draft.artifact is not None
     return draft.artifact, curve
+
+
+def split_held_out(items: list[Any], fraction: float, seed: int, noun: str) -> tuple[list, list]:
+    """(training, held-out) items: a seeded random `fraction` held out, at least one, and
+    never all of them (a DataError naming data.validation_split and the `noun`)."""
+    import numpy as np
+
+    from lmfast.data.readers import DataError
+
+    if not fraction:
+        return items, []
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_eval = max(1, round(len(items) * fraction))
+    if n_eval >= len(items):
+        raise DataError(
+            f"data.validation_split={fraction} leaves no training {noun} out of {len(items)}"
+        )
+    held = {int(i) for i in order[:n_eval]}
+    return (
+        [x for i, x in enumerate(items) if i not in held],
+        [x for i, x in enumerate(items) if i in held],
+    )
