@@ -67,6 +67,7 @@ class LocalModel:
         self.tool_turns = bool(getattr(engine, "_native_tools", False)) or (
             template_supports_tools(template)
         )
+        self.agent_profile = agent_profile(getattr(pipeline, "model", None))
 
     @classmethod
     def load(
@@ -124,6 +125,30 @@ class LocalModel:
                 )
             )
         return out
+
+
+def agent_profile(reference: str | None) -> dict[str, Any] | None:
+    """The agent settings a specialized model was trained with (`lmfast-agent.json` beside
+    its GGUF or in its adapter folder), or None."""
+    import json
+
+    from lmfast.agents.react import PROFILE_FILE
+
+    from lmfast.registry import resolve_model
+
+    if not reference:
+        return None
+    try:
+        path = resolve_model(reference).path
+    except Exception:  # a model that loaded but does not resolve has no profile
+        return None
+    file = (path if path.is_dir() else path.parent) / PROFILE_FILE
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text())
+    except ValueError:
+        return None
 
 
 def degenerate(text: str, window: int = 24, repeats: int = 3) -> bool:

@@ -46,6 +46,18 @@ REACT_SYSTEM = (
 )
 
 
+# For a model specialized on its tools: they are listed one line each, not as JSON schemas
+# (a quarter of the tokens to train on and to read at every step; the call grammar still
+# holds each call to its schema).
+COMPACT_SYSTEM = (
+    "You solve the user's task with the tools below. Reply with one line 'Thought: ...' "
+    f'and then either one tool call {OPEN}{{"name": ..., "arguments": {{...}}}}{CLOSE} '
+    "or, once you know it, the line 'Answer: ...'. Tool results come back as Observations."
+)
+ToolListing = Literal["schemas", "compact"]
+PROFILE_FILE = "lmfast-agent.json"
+
+
 class CallRecord(BaseModel):
     """One tool call a step asked for, and what came of it."""
 
@@ -110,12 +122,16 @@ class Agent:
         max_steps: int = 6,
         token_budget: int = 16_384,
         constrained: bool | None = None,
-        think: bool = True,
+        think: bool | None = None,
         require_tool_first: bool = False,
         params: SamplingParams | None = None,
         on_event: EventFn | None = None,
+        tool_listing: ToolListing | None = None,
     ) -> None:
         """`model`: an AgentModel, a Pipeline, a model reference or 'http://host/v1#name'.
+        `think`, `tool_listing`: a Thought line before each action (default yes); the tools
+        as JSON schemas (default) or one line each. A model made by `specialize_agent`
+        carries the settings it was trained with, and they are its defaults.
         `constrained`: use the step grammar (default: whenever the model takes grammars).
         `token_budget`: prompt + completion tokens over the whole run.
         `require_tool_first`: the first step must call a tool (by grammar locally, by
@@ -126,13 +142,16 @@ class Agent:
             raise AgentError("tools: an agent needs at least one tool")
         self.by_name = {t.name: t for t in self.tools}
         self.model: AgentModel = resolve_agent_model(model)
+        profile: dict[str, Any] = getattr(self.model, "agent_profile", None) or {}
+        think = profile.get("think", True) if think is None else think
+        self.tool_listing: ToolListing = tool_listing or profile.get("tool_listing", "schemas")
         self.constrained = self.model.constrained if constrained is None else constrained
         if self.constrained and not self.model.constrained:
             raise AgentError(f"{self.model.name} takes no grammar: use constrained=False")
         self.think, self.max_steps, self.token_budget = think, max_steps, token_budget
         self.params = params or SamplingParams(temperature=0.0, max_tokens=256)
         self.on_event = on_event
-        self.system = system or REACT_SYSTEM
+        self.system = system
         self.examples = examples
         native = bool(getattr(self.model, "native_tools", False))
         if require_tool_first and not (self.constrained or native):
@@ -313,14 +332,9 @@ class Agent:
         return [t.spec for t in self.tools]
 
     def _system_prompt(self) -> str:
-        from lmfast.inference.tools import tools_system_prompt
-
-        parts = [self.system]
-        if not getattr(self.model, "native_tools", False):
-            parts.append(tools_system_prompt(self._specs()))
-        if self.examples:
-            parts.append(self.examples)
-        return "\n\n".join(parts)
+        native = bool(getattr(self.model, "native_tools", False))
+        return system_prompt(self.tools, self.system, self.examples, native_tools=native,
+                             listing=self.tool_listing)  # fmt: skip
 
     def _emit(self, step: int, kind: str, text: str, tool: str | None = None) -> None:
         if self.on_event is not None:
@@ -336,6 +350,40 @@ class Agent:
     ) -> AgentResult:
         return AgentResult(answer=answer, stop_reason=reason, steps=steps, transcript=messages,
                            prompt_tokens=used[0], completion_tokens=used[1])  # fmt: skip
+
+
+def system_prompt(
+    tools: list[Tool],
+    system: str | None = None,
+    examples: str | None = None,
+    *,
+    native_tools: bool = False,
+    listing: ToolListing = "schemas",
+) -> str:
+    """The agent's system message: its instructions, the tools (unless the API carries them
+    natively) and any examples. Specialization trains on exactly this text."""
+    from lmfast.inference.tools import tools_system_prompt
+
+    if listing == "compact":
+        parts = [system or COMPACT_SYSTEM, "Tools:\n" + "\n".join(map(compact_line, tools))]
+    else:
+        parts = [system or REACT_SYSTEM]
+    if not native_tools and listing == "schemas":
+        parts.append(tools_system_prompt([t.spec for t in tools]))
+    if examples:
+        parts.append(examples)
+    return "\n\n".join(parts)
+
+
+def compact_line(tool: Tool, max_enum: int = 8) -> str:
+    """`- name(arg, field: a|b|c): description`: arguments by name, short enums spelt out."""
+    props = tool.parameters.get("properties", {})
+    args = []
+    for name, schema in props.items():
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        shown = "|".join(map(str, enum)) if enum and len(enum) <= max_enum else ""
+        args.append(f"{name}: {shown}" if shown else name)
+    return f"- {tool.name}({', '.join(args)}): {tool.description.split(chr(10))[0]}"
 
 
 def _canonical(arguments: str) -> str:

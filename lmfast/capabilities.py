@@ -17,6 +17,7 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
     "merge_adapter": ("merge", "merge_adapter"),
     "distill": ("distill", "distill"),
     "align_orpo": ("align", "align_orpo"),
+    "specialize_agent": ("agent specialize", "specialize_agent"),
     "evaluate": ("eval", "evaluate"),
     "quantize": ("quantize", "quantize"),
     "export": ("export", "export_model"),

@@ -51,7 +51,7 @@ def _instructions() -> str:
         "LMFast runs small language models locally: generate text, list and inspect models, "
         "convert models, prepare datasets, train tokenizers, fine-tune, search "
         "hyper-parameters, distill, align to preferences (ORPO / DPO), merge adapters, "
-        "evaluate, quantize and export models. Long work "
+        "specialize a model for an agent's tools, evaluate, quantize and export models. Long work "
         f"({jobs}) runs as a job: pass wait=true to follow it with progress, or poll "
         "job_status / job_result with the job_id."
     )
@@ -545,10 +545,12 @@ def build_server() -> MCPServer:
 
         return await anyio.to_thread.run_sync(lambda: JobStore().list(status, limit))
 
+    from lmfast.mcp_server.agent_tools import add_agent_tools
     from lmfast.mcp_server.lifecycle_tools import add_lifecycle_tools
     from lmfast.mcp_server.pretrain_tools import add_pretrain_tools
 
     add_lifecycle_tools(mcp)
+    add_agent_tools(mcp)
     add_pretrain_tools(mcp)
     _forbid_unknown_arguments(mcp)
     _resources(mcp)

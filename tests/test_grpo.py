@@ -127,7 +127,7 @@ def test_user_rewards_load_from_files_and_modules(tmp_path: Path) -> None:
     assert fns[0](prompts=["p", "p"], completions=["HI", "hi"]) == [1.0, 0.0]
     from lmfast.errors import LMFastError
 
-    with pytest.raises(LMFastError, match="has no function whisper"):
+    with pytest.raises(LMFastError, match="has no whisper"):
         load_rewards(GRPOSettings(rewards=[f"{tmp_path}/mine.py:whisper"]))
     with pytest.raises(LMFastError, match="cannot import 'no_such_module_xyz'"):
         load_rewards(GRPOSettings(rewards=["no_such_module_xyz:f"]))

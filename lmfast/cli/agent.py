@@ -105,3 +105,82 @@ def run_command(
         print_json(result)
     elif result.answer is None:
         console.print(f"[red]no answer[/] ({result.stop_reason})")
+
+
+@app.command("specialize")
+def specialize_command(
+    tools: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tools",
+            "-t",
+            help="Tools: built-in names (calculator, convert_units), module:name or "
+            "file.py:name (a @tool, function or list), or a .json of OpenAI tool schemas; "
+            "comma-separated or repeated.",
+        ),
+    ] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="Task file (YAML/JSON) of example requests with {slots} and calls."),
+    ] = None,
+    mcp: Annotated[
+        list[str] | None,
+        typer.Option(help="Also an MCP server's tools: its command line (repeatable)."),
+    ] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to specialize.")] = (
+        DEFAULT_MODEL
+    ),
+    train_tasks: Annotated[int, typer.Option(help="Training conversations to draw.")] = 300,
+    held_out: Annotated[int, typer.Option(help="Held-out tasks to score.")] = 40,
+    think: Annotated[bool, typer.Option(help="Train a Thought line before each action.")] = True,
+    listing: Annotated[
+        str, typer.Option(help="Tools in the prompt: compact (one line each) or schemas.")
+    ] = "compact",
+    gguf: Annotated[bool, typer.Option(help="Export the merged model as a GGUF.")] = True,
+    score_base: Annotated[bool, typer.Option(help="Score the base model as well.")] = True,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the conversations.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Peak rate.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for drawing tasks.")] = 0,
+    name: Annotated[str | None, typer.Option(help="Name for the adapter.")] = None,
+    fresh: Annotated[bool, typer.Option(help="Ignore earlier checkpoints.")] = False,
+    background: Annotated[bool, typer.Option("--background", help="Print the job id only.")] = (
+        False
+    ),
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Make MODEL good at your tools, as a job: tasks and correct trajectories drawn from the
+    task file (executing the tools), LoRA SFT in the agent's own format, a merged GGUF, and
+    the base and specialized agents scored on held-out tasks."""
+    from lmfast.agents.specialize import SpecializeRequest
+    from lmfast.cli.jobs import run_job_for_people
+    from lmfast.config import load_config
+
+    names = [n.strip() for t in tools or [] for n in t.split(",") if n.strip()]
+    flags = {
+        "training.max_steps": max_steps,
+        "training.epochs": epochs,
+        "training.learning_rate": learning_rate,
+    }
+    request = SpecializeRequest(
+        tools=names, mcp=mcp or [], tasks=tasks, model=model, train_tasks=train_tasks,
+        held_out_tasks=held_out, think=think, tool_listing=listing, gguf=gguf,  # type: ignore[arg-type]
+        score_base=score_base, seed=seed, config=load_config(None, None, values=flags),
+        name=name, fresh=fresh,
+    )  # fmt: skip
+    result = run_job_for_people("specialize_agent", request, background, json_out)
+    if result is None:
+        return
+    console.print(f"adapter {result['training']['artifact_id']}: {result['training']['path']}")
+    if result["gguf"]:
+        console.print(f"GGUF {result['gguf_artifact']}: {result['gguf']}")
+    for label in ("base", "specialized"):
+        score = result[label]
+        if score:
+            valid = score["valid_call_rate"]
+            shown = "-" if valid is None else f"{valid:.0%}"
+            console.print(
+                f"{label:12} held-out success {score['success']:.0%} of {score['tasks']} "
+                f"{score['success_by_kind']}, valid calls {shown}"
+            )
+    console.print(f"use it: Agent(tools, model={result['gguf'] or result['training']['path']!r})")

@@ -59,6 +59,8 @@ COMMANDS: dict[str, str] = {
     "jobs wait": "follow a job with a progress bar",
     "jobs cancel": "stop a job",
     "agent run": "run a tool-calling agent (ReAct or code) on a task, showing each step",
+    "agent specialize": "make a model good at your tools: tasks and trajectories from the "
+    "tools, SFT, a GGUF, held-out agent scores",
     "attention": "saliency and attention rollout of an output token over the input (PNG)",
     "guard check": "check a text against a guard policy: PII findings, injection risk, the verdict",
     "guard train": "build the learned prompt-injection classifier (otherwise built on first use)",

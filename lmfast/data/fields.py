@@ -141,7 +141,9 @@ def to_preference(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_text(record: dict[str, Any], fmt: Format, field: str | None) -> str | None:
-    """The text filters and dedup see: the field, or the conversation's contents."""
+    """The text filters and dedup see: the field, or the conversation's contents without its
+    system message (a shared system prompt would make every conversation a near duplicate
+    of every other)."""
     if fmt == "preference":
         try:
             pair = to_preference(record)
@@ -157,4 +159,4 @@ def record_text(record: dict[str, Any], fmt: Format, field: str | None) -> str |
     conv = to_conversation(record, fmt)
     if not conv:
         return None
-    return "\n\n".join(m["content"] for m in conv)
+    return "\n\n".join(m["content"] for m in conv if m["role"] != "system")

@@ -72,6 +72,12 @@ KINDS: dict[str, JobKind] = {
             description="Align a model to preference pairs with ORPO or DPO",
         ),
         JobKind(
+            name="specialize_agent",
+            request="lmfast.agents.specialize:SpecializeRequest",
+            function="lmfast.agents.specialize:specialize",
+            description="Make a model good at given tools: tasks, trajectories, SFT, scoring",
+        ),
+        JobKind(
             name="quantize",
             request="lmfast.export.quantize:QuantizeRequest",
             function="lmfast.export.quantize:quantize",

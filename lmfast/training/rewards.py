@@ -12,14 +12,10 @@ with the function's name and the completion it failed on, instead of TRL's bare 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
 import re
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from lmfast.config import GRPOSettings
@@ -218,31 +214,11 @@ def _builtin(name: str, settings: GRPOSettings) -> RewardFn:
 
 def load_user_reward(reference: str) -> RewardFn:
     """module:function or file.py:function; a clear error when either part is missing."""
-    target, _, attr = reference.rpartition(":")
-    if target.endswith(".py"):
-        path = Path(target).expanduser()
-        if not path.is_file():
-            raise LMFastError(f"training.grpo.rewards: {reference!r}: no file {path}")
-        module_name = f"lmfast_reward_{abs(hash(str(path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise LMFastError(f"training.grpo.rewards: {reference!r}: cannot load {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            raise LMFastError(f"training.grpo.rewards: {reference!r}: {path} failed: {e}") from e
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise LMFastError(
-                f"training.grpo.rewards: {reference!r}: cannot import {target!r} ({e})"
-            ) from e
-    fn = getattr(module, attr, None)
+    from lmfast.user_code import load_object
+
+    fn = load_object(reference, "training.grpo.rewards")
     if not callable(fn):
-        raise LMFastError(f"training.grpo.rewards: {reference!r}: {target} has no function {attr}")
+        raise LMFastError(f"training.grpo.rewards: {reference!r} is not a function")
     return fn
 
 

@@ -1,0 +1,236 @@
+"""Agent specialization: task files checked by field, tasks drawn and executed, held-out
+tasks unseen, trajectories in the agent's own run-time format, and (slow) a tiny model
+specialized end to end whose adapter and GGUF the Agent loads, also as an MCP job."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from lmfast.agents import Agent, tool
+from lmfast.agents.builtin import calculator
+from lmfast.agents.react import system_prompt
+from lmfast.agents.taskgen import (
+    TaskFile,
+    TaskFileError,
+    answer_matches,
+    build_tasks,
+    chat_rows,
+    load_task_file,
+    schema_tasks,
+    trajectory,
+)
+
+from lmfast.inference.chat_format import prepare_messages
+from tests.test_agents import Scripted
+
+PRICES = {"apple": 0.5, "pear": 0.75, "plum": 0.25, "fig": 1.5}
+
+
+@tool
+def price(fruit: Literal["apple", "pear", "plum", "fig"]) -> str:
+    """The price of one fruit in euros.
+
+    Args:
+        fruit: Which fruit.
+    """
+    return f"{PRICES[fruit]} EUR"
+
+
+TASKS = """
+values:
+  n: {min: 2, max: 30}
+tasks:
+  - task: ["How much is one {fruit}?", "What does a {fruit} cost?", "Price of a {fruit}?"]
+    calls: [price: {fruit: "{fruit}"}]
+  - task: ["What do {n} of {fruit} cost?", "Cost of {n} times {fruit}?"]
+    calls:
+      - price: {fruit: "{fruit}"}
+      - calculator: {expression: "{number1} * {n}"}
+    answer: "{result} EUR"
+"""
+
+
+def _spec(tmp_path: Path, text: str = TASKS) -> TaskFile:
+    path = tmp_path / "tasks.yaml"
+    path.write_text(text)
+    return load_task_file(path)
+
+
+def test_task_files_are_checked_by_task_and_field(tmp_path: Path) -> None:
+    tools = [price, calculator]
+    cases = [
+        ("tasks:\n  - task: hi\n    calls: [weather: {city: x}]\n",
+         "tasks[0]: calls tool 'weather'"),
+        ("tasks:\n  - task: 'a {z}'\n    calls: [calculator: {expression: '1+{z}'}]\n",
+         "slot {z} has no values"),
+        ("tasks:\n  - task: hi\n    calls: [price: {fruit: fig}]\n    answer: '{result3}'\n",
+         "refers to call 3, but there are 1"),
+        ("tasks:\n  - task: 'x {result1}'\n    calls: [price: {fruit: fig}]\n",
+         "cannot use a tool's result"),
+    ]  # fmt: skip
+    for text, message in cases:
+        with pytest.raises(TaskFileError, match=message.replace("{", r"\{").replace("[", r"\[")):
+            build_tasks(_spec(tmp_path, text), tools, train=10, held_out=0, executable=set())
+    with pytest.raises(TaskFileError, match=r"tasks\.0\.calls: .*at least 1"):
+        _spec(tmp_path, "tasks:\n  - task: hi\n    calls: []\n")
+    with pytest.raises(TaskFileError, match="not valid YAML"):
+        _spec(tmp_path, "tasks: [unclosed\n")
+
+
+def test_tasks_are_executed_and_held_out_tasks_are_unseen(tmp_path: Path) -> None:
+    tools = [price, calculator]
+    sets = build_tasks(_spec(tmp_path), tools, train=60, held_out=8,
+                       executable={"price", "calculator"}, seed=3)  # fmt: skip
+    assert len(sets.train) == 60 and len(sets.held_out) == 8
+    assert {"single", "chain", "refusal"} <= set(sets.by_kind)
+    train_texts = {i.task for i in sets.train}
+    assert not train_texts & {i.task for i in sets.held_out}
+    # A template's last phrasing is kept for held-out tasks only.
+    assert not any(t.startswith(("Price of a", "Cost of")) for t in train_texts)
+    held = [i for i in sets.held_out if i.kind != "refusal"]
+    assert held and all(i.task.startswith(("Price of a", "Cost of")) for i in held)
+    for inst in sets.train + sets.held_out:
+        if inst.kind == "chain":
+            (_, first), (_, second) = inst.calls
+            n = int(re.search(r"\d+", inst.task).group())
+            expected = PRICES[first["fruit"]] * n
+            # The calculator really ran on the looked-up price.
+            assert second["expression"] == f"{PRICES[first['fruit']]:g} * {n}"
+            assert inst.results[0] == f"{PRICES[first['fruit']]} EUR"
+            assert answer_matches(inst.answer, f"It costs {expected} euros")
+        elif inst.kind == "refusal":
+            assert not inst.calls and "none of my tools" in inst.answer
+
+
+def test_said_values_and_skipped_draws(tmp_path: Path) -> None:
+    from lmfast.agents.builtin import convert_units
+
+    text = """
+values:
+  u: [{say: kilometres, value: kilometre}, {say: grams, value: gram}]
+  v: [{say: metres, value: metre}, {say: kilograms, value: kilogram}]
+tasks:
+  - task: "Convert 3 {u} to {v}."
+    calls: [convert_units: {value: 3, from_unit: "{u}", to_unit: "{v}"}]
+"""
+    sets = build_tasks(_spec(tmp_path, text), [convert_units], train=8, held_out=0,
+                       executable={"convert_units"}, seed=1)  # fmt: skip
+    for inst in (i for i in sets.train if i.kind != "refusal"):
+        args = inst.calls[0][1]
+        # Shown in words, passed as the tool's value; pairs that do not convert are redrawn.
+        pair = (args["from_unit"], args["to_unit"])
+        assert pair in {("kilometre", "metre"), ("gram", "kilogram")}
+        assert inst.task in {"Convert 3 kilometres to metres.", "Convert 3 grams to kilograms."}
+    assert sets.skipped > 0
+
+
+def test_schema_tasks_need_values_for_free_text() -> None:
+    spec = schema_tasks([price])
+    assert spec.tasks[0].task == ["The price of one fruit in euros, with fruit {price_fruit}."]
+
+    @tool
+    def search(query: str) -> str:
+        """Search the notes.
+
+        Args:
+            query: What to look for.
+        """
+        return query
+
+    with pytest.raises(TaskFileError, match=r"search\.query is free text"):
+        schema_tasks([search])
+
+
+@pytest.mark.parametrize("listing", ["compact", "schemas"])
+def test_trajectories_are_what_the_agent_exchanges(tmp_path: Path, listing: Any) -> None:
+    """Replaying a trajectory's assistant turns through the Agent gives the same messages,
+    rendered the same way: the model is trained on exactly what it will see."""
+    tools = [price, calculator]
+    sets = build_tasks(_spec(tmp_path), tools, train=30, held_out=0,
+                       executable={"price", "calculator"}, seed=5)  # fmt: skip
+    system = system_prompt(tools, listing=listing)
+    for inst in [next(i for i in sets.train if i.kind == k) for k in ("chain", "refusal")]:
+        expected = trajectory(inst, system, think=True, tool_turns=False)
+        replies = [prepare_messages([m], tools=None, default_system=None, native_tools=False)[0]
+                   ["content"] for m in expected if m.role == "assistant"]  # fmt: skip
+        model = Scripted(replies)
+        model.tool_turns = False
+        model.agent_profile = {"tool_listing": listing}
+        result = Agent(tools, model, max_steps=5).run(inst.task)
+        assert result.answer == inst.answer
+        rendered = prepare_messages(result.transcript, tools=None, default_system=None,
+                                    native_tools=False)  # fmt: skip
+        row = chat_rows([inst], system, think=True, tool_turns=False)[0]["messages"]
+        assert rendered == row
+
+
+def test_compact_listing_is_short_and_names_arguments() -> None:
+    from lmfast.agents.react import compact_line
+
+    line = "- price(fruit: apple|pear|plum|fig): The price of one fruit in euros."
+    assert compact_line(price) == line
+    assert (
+        len(system_prompt([price, calculator], listing="compact"))
+        < len(system_prompt([price, calculator])) / 2
+    )
+
+
+def test_requests_name_their_problem(tmp_path: Path) -> None:
+    from lmfast.agents.specialize import SpecializeRequest, specialize
+    from lmfast.agents.toolsets import ToolsetError
+
+    with pytest.raises(ToolsetError, match="'nope' is not a built-in tool"):
+        specialize(SpecializeRequest(tools=["nope"]))
+    bad = tmp_path / "t.json"
+    bad.write_text(json.dumps([{"type": "function", "function": {"description": "x"}}]))
+    with pytest.raises(ToolsetError, match="item 0 has no function name"):
+        specialize(SpecializeRequest(tools=[str(bad)]))
+    with pytest.raises(Exception, match="has no missing"):
+        specialize(SpecializeRequest(tools=[f"{Path(__file__)}:missing"]))
+    # Relative files become absolute for the job worker.
+    request = SpecializeRequest(tools=["calculator", "tests/test_specialize.py:price"],
+                                tasks="pyproject.toml")  # fmt: skip
+    assert Path(request.tools[1].rpartition(":")[0]).is_absolute()
+    assert Path(request.tasks or "").is_absolute()
+
+
+@pytest.mark.slow
+def test_specialize_end_to_end_gives_an_adapter_and_gguf_the_agent_uses(tmp_path: Path) -> None:
+    from lmfast.agents.specialize import SpecializeRequest, specialize
+
+    from lmfast.config import LMFastConfig
+    from tests.tiny_models import make_tiny_llama
+
+    tiny = make_tiny_llama(tmp_path / "tiny")
+    (tmp_path / "tasks.yaml").write_text(TASKS)
+    config = LMFastConfig()
+    config.training.max_steps = 3
+    progress: list[str] = []
+    result = specialize(
+        SpecializeRequest(
+            tools=[f"{Path(__file__)}:price", "calculator"], tasks=str(tmp_path / "tasks.yaml"),
+            model=str(tiny), train_tasks=24, held_out_tasks=4, config=config,
+        ),
+        lambda step, total=None, message="", **m: progress.append(message),
+    )  # fmt: skip
+    assert result.tools == ["price", "calculator"] and result.train_tasks == 24
+    rows = [json.loads(x) for x in Path(result.data).read_text().splitlines()]
+    assert len(rows) == 24 and rows[0]["messages"][0]["content"].startswith("You solve")
+    assert any(m.startswith("plan: 24 training conversations") for m in progress)
+    assert any(m.startswith("train: step") for m in progress)
+    assert any(m.startswith("score specialized") for m in progress)
+    assert result.training.kind == "adapter" and result.training.metrics
+    assert result.base is not None and result.specialized is not None
+    assert result.specialized.tasks == 4 and 0 <= result.specialized.success <= 1
+    assert result.gguf and Path(result.gguf).is_file()
+    for model in (result.gguf, result.training.path):
+        # The agent settings travel with the model: the Agent picks them up.
+        agent = Agent([price, calculator], model, max_steps=2)
+        assert agent.tool_listing == "compact" and agent.think
+        run = agent.run("How much is one fig?")
+        assert run.stop_reason in ("answer", "max_steps", "truncated")
+        assert all(c.valid for c in run.calls)  # the grammar holds even a random model
