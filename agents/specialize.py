@@ -257,8 +257,9 @@ def score_agent(
     try:
         for n, inst in enumerate(tasks):
             progress(n, len(tasks), f"score {label}: {inst.task[:60]}")
-            steps = max(3, len(inst.calls) + 2)
-            result = Agent(tools, local, max_steps=steps, **agent).run(inst.task)
+            steps = agent.get("max_steps") or max(3, len(inst.calls) + 2)
+            settings = {**agent, "max_steps": steps}
+            result = Agent(tools, local, **settings).run(inst.task)
             calls = [(c.name, _args(c.arguments)) for c in result.calls]
             attempts += len(result.calls)
             valid += sum(c.valid for c in result.calls)

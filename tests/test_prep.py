@@ -186,6 +186,22 @@ def test_exact_and_near_duplicates(tmp_path: Path) -> None:
     assert off.report.documents_out == 22
 
 
+def test_a_shared_system_prompt_does_not_make_chats_duplicates(tmp_path: Path) -> None:
+    """Dedup compares what the conversations say, not the system prompt every row repeats
+    (an agent's tool listing would otherwise make them all near duplicates)."""
+    system = prose(1000) + " " + prose(1001)
+    rows = [
+        {"messages": [{"role": "system", "content": system},
+                      {"role": "user", "content": f"What is {i} times {i + 7}?"},
+                      {"role": "assistant", "content": f"It is {i * (i + 7)}."}]}
+        for i in range(12)
+    ]  # fmt: skip
+    rows.append(rows[0])  # a real duplicate is still one
+    result = _run(tmp_path, rows, format="messages")
+    assert result.report.documents_out == 12 and result.report.exact_duplicates == 1
+    assert result.report.near_duplicates == 0
+
+
 # -- readers and bad input ----------------------------------------------------------------
 def test_readers_all_formats(tmp_path: Path) -> None:
     import pyarrow as pa

@@ -27,6 +27,14 @@ from lmfast.agents.taskgen import (
 from lmfast.inference.chat_format import prepare_messages
 from tests.test_agents import Scripted
 
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
 PRICES = {"apple": 0.5, "pear": 0.75, "plum": 0.25, "fig": 1.5}
 
 
@@ -234,3 +242,83 @@ def test_specialize_end_to_end_gives_an_adapter_and_gguf_the_agent_uses(tmp_path
         run = agent.run("How much is one fig?")
         assert run.stop_reason in ("answer", "max_steps", "truncated")
         assert all(c.valid for c in run.calls)  # the grammar holds even a random model
+
+
+TOY = '''
+from typing import Literal
+from lmfast.agents import tool
+
+@tool
+def price(fruit: Literal["apple", "pear", "plum", "fig"]) -> str:
+    """The price of one fruit in euros.
+
+    Args:
+        fruit: Which fruit.
+    """
+    return {"apple": "0.5", "pear": "0.75", "plum": "0.25", "fig": "1.5"}[fruit] + " EUR"
+'''
+
+
+def _mcp_text(result: Any) -> str:
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+async def test_mcp_specialize_confines_tools_and_files(lmfast_home: Path) -> None:
+    from lmfast.mcp_server import build_server
+    from mcp import Client
+
+    async with Client(build_server()) as client:
+        for arguments, message in [
+            ({"tools": ["os:system"]}, "over MCP a tool is built-in"),
+            ({"tools": ["/etc/x.py:f"]}, "outside the allowed roots"),
+            ({"tools": ["calculator"], "tasks": "/etc/passwd"}, "outside the allowed roots"),
+            ({"tools": []}, "tools"),
+        ]:
+            refused = await client.call_tool("specialize_agent", arguments)
+            assert refused.is_error and message in _mcp_text(refused), _mcp_text(refused)
+
+
+@pytest.mark.slow
+async def test_mcp_specialize_runs_as_a_job_with_progress_and_cancel(lmfast_home: Path) -> None:
+    import anyio
+    from lmfast.mcp_server import build_server
+    from mcp import Client
+
+    from tests.tiny_models import make_tiny_llama
+
+    tiny = make_tiny_llama(lmfast_home / "tiny")
+    (lmfast_home / "toy.py").write_text(TOY)
+    (lmfast_home / "tasks.yaml").write_text(TASKS)
+    arguments = {
+        "tools": [f"{lmfast_home / 'toy.py'}:price", "calculator"],
+        "tasks": str(lmfast_home / "tasks.yaml"), "model": str(tiny), "train_tasks": 12,
+        "held_out_tasks": 2, "max_steps": 2, "gguf": False, "score_base": False,
+    }  # fmt: skip
+    messages: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(build_server()) as client:
+        done = await client.call_tool("specialize_agent", {**arguments, "wait": True},
+                                      progress_callback=on_progress)  # fmt: skip
+        assert not done.is_error, _mcp_text(done)
+        out = done.structured_content
+        assert out["status"] == "succeeded", out
+        assert out["result"]["training"]["kind"] == "adapter"
+        assert out["result"]["specialized"]["tasks"] == 2
+        assert any(m.startswith("plan: 12 training conversations") for m in messages)
+        assert any(m.startswith("train: step") for m in messages)
+        # A second run, cancelled while it trains: a job like every other.
+        started = await client.call_tool("specialize_agent", {**arguments, "max_steps": 400,
+                                                              "name": "cancelled"})  # fmt: skip
+        job_id = started.structured_content["job_id"]
+        for _ in range(600):
+            status = (await client.call_tool("job_status", {"job_id": job_id})).structured_content
+            if status["status"] == "running" and "train" in (status["message"] or ""):
+                break
+            await anyio.sleep(0.1)
+        cancelled = await client.call_tool("cancel_job", {"job_id": job_id})
+        assert cancelled.structured_content["status"] == "cancelled"
+        result = await client.call_tool("job_result", {"job_id": job_id})
+        assert result.structured_content["status"] == "cancelled"
