@@ -74,6 +74,30 @@ REFUSALS = [
     "What should I cook for dinner?",
     "Order a pizza with extra cheese.",
     "Describe the smell of rain.",
+    "Hi! How are you today?",
+    "Can you help me write a birthday message for my sister?",
+    "What are the rules of chess?",
+    "Tell me a bedtime story about a dragon.",
+    "Which programming language should I learn first?",
+    "Fix the grammar in this sentence: 'me and him goes to school'.",
+    "What do you think about modern art?",
+    "Remind me to call my mother tomorrow.",
+    "Write a haiku about autumn leaves.",
+    "Why is the sky blue?",
+    "Suggest a name for my new puppy.",
+    "Who was the first person on the moon?",
+    "Give me a motivational quote.",
+    "Turn off the lights in the kitchen.",
+    "Plan a three-day trip to the mountains.",
+    "What's a good gift for a ten-year-old?",
+    "Explain how vaccines work.",
+    "Write a tweet announcing our new product.",
+    "Are you a human or a computer?",
+    "List the planets of the solar system.",
+    "How can I sleep better?",
+    "Compose a short song about friendship.",
+    "What is the capital of Mongolia?",
+    "Help me choose between two job offers.",
 ]
 REFUSAL_ANSWER = "I cannot help with that: none of my tools ({tools}) fits this request."
 
@@ -373,7 +397,7 @@ def build_tasks(
     held_out: int,
     executable: set[str],
     seed: int = 0,
-    refusal_share: float = 0.08,
+    refusal_share: float = 0.1,
 ) -> TaskSets:
     """`train` and `held_out` instances spread evenly over the templates (and refusals),
     no held-out task text seen in training; held-out tasks use each template's last
@@ -450,12 +474,16 @@ def build_tasks(
 # -- conversations in the agent's run-time format ------------------------------------------
 
 
-def thought_for(step: int, tool: str | None) -> str:
-    """The short Thought a specialized model learns to write (the agent's format asks for
-    one; a fixed form costs a few tokens and keeps the model from 'computing' in it)."""
-    if tool is None:
+def thought_for(step: int, tools: list[str]) -> str:
+    """The short Thought a specialized model learns to write. The first one is the plan,
+    the tools in order ("I need lookup_city, then calculator."), so a chain is decided
+    from the request and then followed; later ones name the next tool. A fixed form costs
+    a few tokens and keeps the model from 'computing' in it."""
+    if step >= len(tools):
         return "I have what I need to answer."
-    return f"I will use {tool}." if step == 0 else f"Next I will use {tool}."
+    if step == 0:
+        return f"I need {', then '.join(tools)}."
+    return f"Next: {tools[step]}."
 
 
 def trajectory(
@@ -466,10 +494,11 @@ def trajectory(
         ChatMessage(role="system", content=system),
         ChatMessage(role="user", content=inst.task),
     ]
+    names = [name for name, _ in inst.calls]
     for step, ((name, args), result) in enumerate(zip(inst.calls, inst.results, strict=True)):
         call = ToolCall(id=new_call_id(), function=ToolCallFunction(
             name=name, arguments=json.dumps(args, ensure_ascii=False)))  # fmt: skip
-        thought = f"Thought: {thought_for(step, name)}" if think else None
+        thought = f"Thought: {thought_for(step, names)}" if think else None
         messages.append(ChatMessage(role="assistant", content=thought, tool_calls=[call]))
         if result is None:
             return messages
@@ -482,7 +511,7 @@ def trajectory(
         thought = (
             "None of my tools fits this request."
             if inst.kind == "refusal"
-            else (thought_for(len(inst.calls), None))
+            else (thought_for(len(inst.calls), names))
         )
         final = f"Thought: {thought}\n{final}"
     messages.append(ChatMessage(role="assistant", content=final))

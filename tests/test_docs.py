@@ -137,6 +137,13 @@ def test_the_grpo_reward_snippet_scores_through_the_reward_contract(tmp_path: Pa
     assert out.strip() == "[1.0, 0.5]"
 
 
+def test_the_specialize_preview_snippet_draws_executed_tasks(tmp_path: Path) -> None:
+    out = _run_snippet("specialize_preview.py", tmp_path)
+    assert out.startswith("20 training tasks") and "3 held out" in out
+    assert "user: Observation (opening_hours): " in out
+    assert "Answer: The " in out and " is open " in out
+
+
 def test_the_openai_client_snippet_talks_to_lmfast_serve(tmp_path: Path) -> None:
     with running(build_app(None, ServeConfig())) as base:
         out = _run_snippet("openai_client.py", tmp_path, {"LMFAST_BASE_URL": f"{base}/v1"})

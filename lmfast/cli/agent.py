@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from contextlib import ExitStack
 from typing import Annotated
 
@@ -24,8 +23,9 @@ def run_command(
     tools: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated built-in tools: calculator, convert_units, python "
-            "[default: calculator,convert_units; none with --data]."
+            help="Comma-separated tools: built-in calculator, convert_units, python; "
+            "module:name or file.py:name (a @tool, function or list); a .json of tool "
+            "schemas [default: calculator,convert_units; none with --data]."
         ),
     ] = None,
     data: Annotated[
@@ -49,8 +49,12 @@ def run_command(
         bool, typer.Option(help="The first step must call a tool (local models).")
     ] = False,
     think: Annotated[
-        bool, typer.Option(help="A Thought line before each action (--no-think for tiny models).")
-    ] = True,
+        bool | None,
+        typer.Option(
+            help="A Thought line before each action (--no-think for tiny models) [default: "
+            "yes, or what a specialized model was trained with]."
+        ),
+    ] = None,
     constrained: Annotated[
         bool, typer.Option(help="Grammar-constrained steps (local models).")
     ] = True,
@@ -58,10 +62,10 @@ def run_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run an agent on TASK. With --guard, the task and every tool result are checked."""
-    from lmfast.agents import Agent, CodeAgent, MCPToolset
-    from lmfast.agents.builtin import BUILTIN
+    from lmfast.agents import Agent, CodeAgent
     from lmfast.agents.models import resolve_agent_model
     from lmfast.agents.react import AgentEvent
+    from lmfast.agents.toolsets import ToolsetError, resolve_tools
 
     def show(e: AgentEvent) -> None:
         label = f"[{e.step + 1}] {e.kind}" + (f" {e.tool}" if e.tool else "")
@@ -71,19 +75,14 @@ def run_command(
     if tools is None:
         tools = "" if data else "calculator,convert_units"
     names = [n.strip() for n in tools.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BUILTIN and n != "python"]
-    if unknown:
-        raise typer.BadParameter(
-            f"{unknown} not built in; choose from {', '.join([*BUILTIN, 'python'])}",
-            param_hint="--tools",
-        )
     remote = model.startswith(("http://", "https://"))
     on_event = None if json_out else show
     with ExitStack() as stack:
-        chosen = [BUILTIN[n] for n in names if n != "python"]
-        for command in mcp or []:
-            argv = shlex.split(command)
-            chosen += stack.enter_context(MCPToolset.stdio(argv[0], argv[1:])).tools
+        refs = [n for n in names if n != "python"]
+        try:
+            chosen = resolve_tools(refs, mcp or [], stack)[0] if refs or mcp else []
+        except ToolsetError as e:
+            raise typer.BadParameter(str(e).removeprefix("tools: "), param_hint="--tools") from None
         agent_model = resolve_agent_model(model, backend, guard=guard)
         common = {
             "max_steps": max_steps,
@@ -95,7 +94,7 @@ def run_command(
         elif data is not None:
             from lmfast.agents.data_agent import DataAgent
 
-            agent = DataAgent(agent_model, root=data, extra_tools=chosen, think=think,
+            agent = DataAgent(agent_model, root=data, extra_tools=chosen, think=think is not False,
                               require_tool_first=require_tool, **common)  # fmt: skip
         else:
             agent = Agent(chosen, agent_model, require_tool_first=require_tool, think=think,
