@@ -127,12 +127,14 @@ class LocalModel:
         return out
 
 
+# The agent settings a specialized model was trained with, beside its weights.
+PROFILE_FILE = "lmfast-agent.json"
+
+
 def agent_profile(reference: str | None) -> dict[str, Any] | None:
     """The agent settings a specialized model was trained with (`lmfast-agent.json` beside
     its GGUF or in its adapter folder), or None."""
     import json
-
-    from lmfast.agents.react import PROFILE_FILE
 
     from lmfast.registry import resolve_model
 

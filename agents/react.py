@@ -55,7 +55,6 @@ COMPACT_SYSTEM = (
     "or, once you know it, the line 'Answer: ...'. Tool results come back as Observations."
 )
 ToolListing = Literal["schemas", "compact"]
-PROFILE_FILE = "lmfast-agent.json"
 
 
 class CallRecord(BaseModel):

@@ -19,7 +19,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from lmfast.agents.react import PROFILE_FILE, ToolListing
+from lmfast.agents.models import PROFILE_FILE
+from lmfast.agents.react import ToolListing
 from lmfast.agents.taskgen import TaskInstance, TaskSets, answer_matches
 from lmfast.agents.tools import Tool
 from pydantic import BaseModel, Field, model_validator

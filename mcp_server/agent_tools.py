@@ -73,6 +73,7 @@ def add_agent_tools(mcp: MCPServer) -> None:
         epochs: Annotated[float | None, Field(gt=0, le=100, description="Passes.")] = None,
         gguf: Annotated[bool, Field(description="Export a merged GGUF.")] = True,
         score_base: Annotated[bool, Field(description="Score the base model too.")] = True,
+        seed: Annotated[int, Field(description="Seed for drawing tasks.")] = 0,
         name: Annotated[str | None, Field(max_length=200, description="Adapter name.")] = None,
         wait: Annotated[bool, Field(description="Follow the job to the end.")] = False,
     ) -> JobOutcome:
@@ -85,7 +86,7 @@ def add_agent_tools(mcp: MCPServer) -> None:
             tasks=confine_input(tasks, "tasks", roots) if tasks else None,
             model=confine_model_reference(model, "model", roots),
             train_tasks=train_tasks, held_out_tasks=held_out_tasks, think=think,
-            tool_listing=tool_listing, gguf=gguf, score_base=score_base, name=name,
+            tool_listing=tool_listing, gguf=gguf, score_base=score_base, name=name, seed=seed,
             config=recipe({"training.max_steps": max_steps, "training.epochs": epochs}, None),
         )  # fmt: skip
         return await jobs.start_job("specialize_agent", request, wait, ctx)

@@ -201,6 +201,10 @@ NOT_OFFERED: dict[tuple[str, str, str], str] = {
     ("cli", "align_orpo", "run_id"): "internal: the job system names runs",
     ("mcp", "align_orpo", "run_id"): "internal: the job system names runs",
     ("mcp", "align_orpo", "fresh"): "agents start new runs by name",
+    ("cli", "specialize_agent", "run_id"): "internal: the job system names runs",
+    ("mcp", "specialize_agent", "run_id"): "internal: the job system names runs",
+    ("mcp", "specialize_agent", "fresh"): "agents start new runs by name",
+    ("mcp", "specialize_agent", "mcp"): "MCP servers are commands to run: not on a client's word",
 }
 # CLI parameters named differently from their request field.
 CLI_NAMES = {
@@ -213,6 +217,8 @@ CLI_NAMES = {
     ("convert_model", "name"): "model",
     ("convert_model", "label"): "name",
     ("train_tokenizer", "special_token"): "special_tokens",
+    ("specialize_agent", "held_out"): "held_out_tasks",
+    ("specialize_agent", "listing"): "tool_listing",
 }
 GENERIC_SETTERS = {("cli", "prep_dataset"): "setting", ("mcp", "prep_dataset"): "settings"}
 
