@@ -24,6 +24,7 @@ from lmfast.agents.taskgen import (
     trajectory,
 )
 
+from lmfast.inference.base import SamplingParams
 from lmfast.inference.chat_format import prepare_messages
 from tests.test_agents import Scripted
 
@@ -237,7 +238,8 @@ def test_specialize_end_to_end_gives_an_adapter_and_gguf_the_agent_uses(tmp_path
     assert result.gguf and Path(result.gguf).is_file()
     for model in (result.gguf, result.training.path):
         # The agent settings travel with the model: the Agent picks them up.
-        agent = Agent([price, calculator], model, max_steps=2)
+        agent = Agent([price, calculator], model, max_steps=2,
+                      params=SamplingParams(temperature=0.0, max_tokens=24))  # fmt: skip
         assert agent.tool_listing == "compact" and agent.think
         run = agent.run("How much is one fig?")
         assert run.stop_reason in ("answer", "max_steps", "truncated")
