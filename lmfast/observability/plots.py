@@ -33,15 +33,8 @@ def loss_curve(
         points = [(h["step"], h[key]) for h in history if key in h]
         if points:
             ax.plot(*zip(*points, strict=True), "--", label=label)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats/token)" if parts else "cross-entropy (nats/token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    ylabel = "loss (nats/token)" if parts else "cross-entropy (nats/token)"
+    return _finish(fig, ax, path, ylabel, title)
 
 
 # Panels of the training dashboard: (logged keys, y label); a panel with no data is left out.
@@ -104,9 +97,16 @@ def reward_curve(history: list[dict[str, float]], path: Path) -> Path | None:
     ax.fill_between(steps, [m - s for m, s in zip(mean, std, strict=True)],
                     [m + s for m, s in zip(mean, std, strict=True)], alpha=0.2,
                     color="#2ca02c", label="spread (std)")  # fmt: skip
+    return _finish(fig, ax, path, "reward", "GRPO reward")
+
+
+def _finish(fig: Any, ax: Any, path: Path, ylabel: str, title: str) -> Path:
+    """Label a per-step plot, save it and free the figure."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("reward")
-    ax.set_title("GRPO reward")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
