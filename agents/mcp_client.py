@@ -45,12 +45,16 @@ class MCPToolset:
 
     def __enter__(self) -> MCPToolset:
         import anyio.from_thread
+        from lmfast.agents.mcp_tasks import TaskResults
         from mcp import Client
 
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
         try:
-            self._client_cm = self._portal.wrap_async_context_manager(Client(self.server))
+            self._client_cm = self._portal.wrap_async_context_manager(
+                # a tool a tasks server runs as a task is followed to its result
+                Client(self.server, extensions=[TaskResults()])
+            )
             self._client = self._client_cm.__enter__()
             listed = self._portal.call(self._client.list_tools).tools
         except OSError as e:  # the server's command is missing or cannot start

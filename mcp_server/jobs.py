@@ -45,9 +45,16 @@ async def follow(job_id: str, ctx: Context | None) -> JobOutcome:
 
 
 async def start_job(kind: str, request: BaseModel, wait: bool, ctx: Context | None) -> JobOutcome:
+    from lmfast.mcp_server.confirm import confirm
+    from lmfast.mcp_server.tasks import task_sink
+
     from lmfast.jobs import submit
 
+    await confirm(kind, request, ctx)  # a long, too big or destructive job asks first
     job_id = await anyio.to_thread.run_sync(submit, kind, request)
+    if (sink := task_sink()) is not None:  # the call becomes a task: the client polls it
+        sink.append(job_id)
+        return JobOutcome(job_id=job_id, status="queued")
     if not wait:
         return JobOutcome(job_id=job_id, status="queued")
     return await follow(job_id, ctx)

@@ -87,7 +87,11 @@ class _StrictMCPServer(MCPServer):
 
 
 def build_server() -> MCPServer:
-    mcp = _StrictMCPServer("lmfast", instructions=INSTRUCTIONS, version=__version__)
+    from lmfast.mcp_server.tasks import JobTasks
+
+    mcp = _StrictMCPServer(
+        "lmfast", instructions=INSTRUCTIONS, version=__version__, extensions=[JobTasks()]
+    )
 
     # -- generation --------------------------------------------------------------------
     @mcp.tool(

@@ -29,13 +29,32 @@ def mcp_command(
         ),
     ] = None,
     guard: GuardOpt = None,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            envvar="LMFAST_MCP_CONFIRM",
+            help="Ask the person before a job the plan estimates past --confirm-minutes, past "
+            "the memory budget, or that deletes a run's checkpoints (--no-confirm: scripts).",
+        ),
+    ] = True,
+    confirm_minutes: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            envvar="LMFAST_MCP_CONFIRM_MINUTES",
+            help="Estimated training minutes that need a yes.",
+        ),
+    ] = 60.0,
 ) -> None:
     """Serve LMFast's tools over MCP (stdio, or streamable HTTP at /mcp). --guard applies to
     the generate tool; clients cannot change it."""
     from lmfast.guardrails.guard import GUARD_ENV
     from lmfast.guardrails.policy import load_policy
     from lmfast.mcp_server import run
+    from lmfast.mcp_server.confirm import CONFIRM_ENV, MINUTES_ENV
 
+    os.environ[CONFIRM_ENV] = "on" if confirm else "off"  # the tools read these
+    os.environ[MINUTES_ENV] = str(confirm_minutes)
     if guard is not None:
         load_policy(guard)  # a bad policy stops here, not in the first tool call
         os.environ[GUARD_ENV] = guard  # generate's pipelines read it

@@ -71,6 +71,7 @@ class JobInfo(BaseModel):
     created_at: float = Field(description="Unix time of submission.")
     started_at: float | None = Field(description="Unix time the worker started.")
     finished_at: float | None = Field(description="Unix time it ended.")
+    updated_at: float = Field(description="Unix time of the latest change (progress included).")
     pid: int | None = Field(None, description="Worker process id while running.")
 
     @property
@@ -212,6 +213,7 @@ class JobStore:
             created_at=row["created_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            updated_at=row["updated_at"],
             pid=row["pid"],
         )
 
