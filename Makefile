@@ -1,11 +1,11 @@
 # The two commands the README promises: `make install` and `make test`.
 UV := python3 -m uv
 
-.PHONY: install test docs
+.PHONY: install test docs dist
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.8"
-	$(UV) sync --locked
+	$(UV) sync --locked --extra all
 	npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
 	$(UV) sync --locked --project tests/phoenix --quiet
 
@@ -18,3 +18,9 @@ test:
 docs:
 	$(UV) run --locked typer lmfast.cli.app utils docs --name lmfast --title "Command reference" --output docs/commands.md
 	NO_MKDOCS_2_WARNING=1 $(UV) run --locked mkdocs build --strict
+
+# Wheels to install LMFast without a checkout (README, MCP): lmfast, and its Rust core as one
+# abi3 wheel for every Python from 3.10. The sdist comes first so no stale build/ leaks in.
+dist:
+	$(UV) build --out-dir dist .
+	$(UV) build --wheel --out-dir dist native

@@ -74,6 +74,8 @@ class Finding:
 def _load_spacy(ner: str) -> Any:
     import spacy
 
+    from lmfast.extras import install_hint
+
     if ner == "off":
         return spacy.blank("en")
     try:
@@ -86,8 +88,8 @@ def _load_spacy(ner: str) -> Any:
     except OSError as e:
         raise PIIConfigError(
             f"pii.ner={ner!r}: no installed spaCy pipeline of that name or path ({e}). "
-            f"LMFast installs {DEFAULT_NER!r}; use it, install yours, or set pii.ner: off "
-            "(pattern recognizers only)"
+            f"LMFast's default is {DEFAULT_NER!r} (the 'ner' extra: {install_hint('ner')}); "
+            "install it or yours, or set pii.ner: off (pattern recognizers only)"
         ) from None
 
 

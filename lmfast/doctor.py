@@ -10,6 +10,7 @@ from importlib import metadata
 
 from pydantic import BaseModel, Field
 
+from lmfast.extras import EXTRAS
 from lmfast.hardware import HardwareProfile, detect_hardware
 
 # (import name, distribution name, why it matters)
@@ -68,6 +69,9 @@ class DoctorReport(BaseModel):
     training_backend_reason: str = Field(description="Why that backend.")
     packages: list[PackageStatus]
     accelerators: list[PackageStatus]
+    extras: list[PackageStatus] = Field(
+        description="Optional parts of the install (pip install 'lmfast[NAME]')."
+    )
     lmfast_home: str
     hub_offline: bool
     llama_cpu: LlamaCpuReport
@@ -158,6 +162,10 @@ def doctor(recheck: bool = False) -> DoctorReport:
         training_backend_reason=reason,
         packages=[_status(*p) for p in PACKAGES],
         accelerators=[_status(*p) for p in ACCELERATORS],
+        extras=[
+            _status(module, module, purpose).model_copy(update={"name": f"lmfast[{extra}]"})
+            for extra, (module, purpose) in EXTRAS.items()
+        ],
         lmfast_home=str(lmfast_home()),
         hub_offline=os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"),
         llama_cpu=llama_cpu_report(recheck),

@@ -3,6 +3,9 @@ it to the end, relaying progress to the client as notifications."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -10,6 +13,21 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from lmfast.jobs.store import JobStatus
+
+# Set while a tasks-capable client's tool call runs (mcp_server/tasks.py): `start_job` records
+# the job it submitted here and returns at once instead of following it (`wait` is moot).
+_task_jobs: ContextVar[list[str] | None] = ContextVar("lmfast_task_jobs", default=None)
+
+
+@contextmanager
+def collect_task_jobs() -> Iterator[list[str]]:
+    """Within this block, job tools start their job and report its id here."""
+    started: list[str] = []
+    token = _task_jobs.set(started)
+    try:
+        yield started
+    finally:
+        _task_jobs.reset(token)
 
 
 class JobOutcome(BaseModel):
@@ -46,13 +64,12 @@ async def follow(job_id: str, ctx: Context | None) -> JobOutcome:
 
 async def start_job(kind: str, request: BaseModel, wait: bool, ctx: Context | None) -> JobOutcome:
     from lmfast.mcp_server.confirm import confirm
-    from lmfast.mcp_server.tasks import task_sink
 
     from lmfast.jobs import submit
 
     await confirm(kind, request, ctx)  # a long, too big or destructive job asks first
     job_id = await anyio.to_thread.run_sync(submit, kind, request)
-    if (sink := task_sink()) is not None:  # the call becomes a task: the client polls it
+    if (sink := _task_jobs.get()) is not None:  # the call becomes a task: the client polls it
         sink.append(job_id)
         return JobOutcome(job_id=job_id, status="queued")
     if not wait:

@@ -12,13 +12,12 @@ methods plus a `tools/call` interceptor) is exactly the hook this needs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+from lmfast.mcp_server.jobs import JobOutcome, collect_task_jobs
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
 from mcp.shared.exceptions import MCPError
@@ -30,25 +29,6 @@ from lmfast.jobs.store import JobInfo, JobNotFoundError, JobStore
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 # Training jobs run for minutes to hours; polling faster than this only costs SQLite reads.
 POLL_INTERVAL_MS = 1000
-
-# Set while a tasks-capable client's tool call runs: `start_job` records the job id it
-# submitted here and returns at once instead of following the job (`wait` is moot).
-_submitted: ContextVar[list[str] | None] = ContextVar("lmfast_task_jobs", default=None)
-
-
-def task_sink() -> list[str] | None:
-    """Where a job tool reports the job it started when the call becomes a task."""
-    return _submitted.get()
-
-
-@contextmanager
-def _collect_jobs() -> Iterator[list[str]]:
-    jobs: list[str] = []
-    token = _submitted.set(jobs)
-    try:
-        yield jobs
-    finally:
-        _submitted.reset(token)
 
 
 class TaskParams(RequestParams):
@@ -76,7 +56,6 @@ def _status_message(info: JobInfo) -> str:
 def detailed_task(store: JobStore, job_id: str) -> dict[str, Any]:
     """The spec's `DetailedTask` for a job: working, completed (with the tool's result, a
     failed job included, as `isError`), or cancelled."""
-    from lmfast.mcp_server.jobs import JobOutcome
     from lmfast.mcp_server.links import outcome_result
 
     info = store.get(job_id)
@@ -135,7 +114,7 @@ class JobTasks(Extension):
         asked = pending_question.set(questions)
         try:
             if _client_declares_tasks(ctx):
-                with _collect_jobs() as jobs:
+                with collect_task_jobs() as jobs:
                     result = await call_next(ctx)
             else:
                 jobs, result = [], await call_next(ctx)

@@ -74,7 +74,7 @@ def doctor_command(
     pkgs = Table(title="Packages")
     for col in ("package", "version", "purpose"):
         pkgs.add_column(col)
-    for p in [*report.packages, *report.accelerators]:
+    for p in [*report.packages, *report.accelerators, *report.extras]:
         version = p.version or ("installed" if p.installed else "[dim]not installed[/]")
         pkgs.add_row(p.name, version, p.purpose)
     console.print(pkgs)

@@ -131,6 +131,9 @@ def evaluate(request: EvaluateRequest, progress: ProgressFn = no_progress) -> Ev
     if len(set(names)) != len(names):
         raise LMFastError(f"tasks: two tasks share a name ({names}); rename one in its YAML")
     if request.harness_tasks:
+        from lmfast.extras import require
+
+        require("eval", "harness_tasks")  # before any model loads
         from lmfast.evaluation.harness import harness_task_manager
 
         progress(0, None, "indexing lm-evaluation-harness tasks")

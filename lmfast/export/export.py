@@ -73,6 +73,9 @@ def export(
             bytes=_folder_bytes(folder), lineage=[*source.lineage, converted.artifact_id],
             details={"parameters": converted.parameters, "type": request.dtype},
         )  # fmt: skip
+    from lmfast.extras import require
+
+    require("onnx", "format='onnx'")
     from lmfast.export.onnx_export import export_onnx
 
     with store.create(

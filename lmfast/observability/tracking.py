@@ -29,6 +29,10 @@ def report_to(choice: str) -> list[str]:
     if choice == "none":
         return []
     if choice != "auto":
+        if choice == "mlflow":
+            from lmfast.extras import require
+
+            require("mlflow", "training.tracker='mlflow'")
         return [choice]
     return ["mlflow"] if importlib.util.find_spec("mlflow") is not None else []
 
