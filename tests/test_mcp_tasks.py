@@ -145,6 +145,48 @@ async def test_tools_call_becomes_a_task_only_for_clients_that_declare_it(
             await client.call_tool("cancel_job", {"job_id": job["job_id"]})
 
 
+async def test_every_job_tool_answers_with_a_task(
+    lmfast_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe: each tool that runs a job hands a tasks client a task of its own kind
+    (jobs are recorded, not run: no worker starts)."""
+    import lmfast.jobs
+    from lmfast.capabilities import CAPABILITIES
+    from lmfast.jobs.kinds import KINDS
+
+    monkeypatch.setattr(
+        lmfast.jobs, "submit", lambda kind, request: JobStore().create(kind, request.model_dump())
+    )
+    chats = str(_chats(lmfast_home))
+    pairs = lmfast_home / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    model = "smollm2-135m-instruct"
+    args: dict[str, dict[str, Any]] = {
+        "convert_model": {},
+        "prep_dataset": {"inputs": [chats]},
+        "fine_tune": {"data": chats},
+        "train_tokenizer": {"corpus": [chats]},
+        "tune": {"data": chats, "space": {"training.lora.rank": {"choices": [2, 4]}}},
+        "merge_adapter": {"adapter": _artifact("adapter")},
+        "distill": {"data": chats},
+        "align_orpo": {"data": str(pairs)},
+        "specialize_agent": {"tools": ["calculator"]},
+        "quantize": {"model": model},
+        "export_model": {"model": model},
+        "evaluate": {"models": [model], "tasks": ["capitals"]},
+    }
+    tools = {CAPABILITIES[kind][1]: kind for kind in KINDS}
+    assert set(tools) == set(args)  # a new job tool joins the probe
+    async with Client(build_server(), mode=MODERN, extensions=[TaskResults()]) as client:
+        for tool, kind in tools.items():
+            created = await client.session.call_tool(tool, args[tool], allow_claimed=True)
+            assert not isinstance(created, CallToolResult), (tool, created)
+            assert created.result_type == "task", tool
+            assert JobStore().get(created.task_id).kind == kind
+            state = await get_task(client.session, created.task_id)
+            assert (state.status, state.status_message) == ("working", "queued")
+
+
 def test_links_name_each_existing_artifact_once(lmfast_home: Path) -> None:
     adapter, dataset = _artifact("adapter"), _artifact("dataset", None)
     structured = {
