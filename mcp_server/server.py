@@ -88,10 +88,12 @@ class _StrictMCPServer(MCPServer):
 
 def build_server() -> MCPServer:
     from lmfast.mcp_server.tasks import JobTasks
+    from lmfast.mcp_server.watch import add_resource_updates
 
     mcp = _StrictMCPServer(
         "lmfast", instructions=INSTRUCTIONS, version=__version__, extensions=[JobTasks()]
     )
+    add_resource_updates(mcp)  # subscribers to jobs://{id} and artifacts://index hear changes
 
     # -- generation --------------------------------------------------------------------
     @mcp.tool(

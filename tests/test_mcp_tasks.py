@@ -353,3 +353,49 @@ def test_typescript_ext_tasks_client(lmfast_home: Path, tmp_path: Path) -> None:
 async def test_server_advertises_the_extension() -> None:
     server = build_server()
     assert TASKS_EXTENSION in server._lowlevel_server.extensions
+
+
+# -- resource updates -----------------------------------------------------------------------
+
+
+async def test_subscribers_hear_a_job_move_on_both_connection_kinds(lmfast_home: Path) -> None:
+    import anyio
+    from mcp_types import ServerNotification
+
+    store = JobStore()
+    job = store.create("fine_tune", {})
+    uri = f"jobs://{job}"
+
+    async with (
+        Client(build_server(), mode=MODERN) as client,
+        client.listen(resource_subscriptions=[uri, "artifacts://index"]) as events,
+    ):
+        store.update(job, status="running", step=1, total=4, message="step 1/4")
+        with anyio.fail_after(10):
+            first = await events.__anext__()
+        assert getattr(first, "uri", None) == uri
+        _artifact()
+        with anyio.fail_after(10):
+            second = await events.__anext__()
+        assert getattr(second, "uri", None) == "artifacts://index"
+
+    heard: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ServerNotification):
+            params = getattr(message, "params", None)
+            if getattr(message, "method", "") == "notifications/resources/updated":
+                heard.append(str(params.uri))
+
+    async with Client(build_server(), mode="legacy", message_handler=on_message) as client:
+        assert client.server_capabilities.resources.subscribe
+        await client.subscribe_resource(uri)
+        store.update(job, step=2, message="step 2/4")
+        with anyio.fail_after(10):
+            while uri not in heard:
+                await anyio.sleep(0.1)
+        await client.unsubscribe_resource(uri)
+        count = len(heard)
+        store.update(job, step=3, message="step 3/4")
+        await anyio.sleep(2.5)
+        assert len(heard) == count  # unsubscribed: nothing more

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
 """
 
 
@@ -146,6 +147,15 @@ class JobStore:
         with self._connect() as db:
             rows = db.execute(query, args).fetchall()
         return [self._info(self._reconcile(r)) for r in rows]
+
+    def changed_since(self, since: float) -> tuple[list[str], float]:
+        """Jobs written after `since` (Unix time), and the time to ask from next."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, updated_at FROM jobs WHERE updated_at > ? ORDER BY updated_at",
+                (since,),
+            ).fetchall()
+        return [r["id"] for r in rows], max([since, *(r["updated_at"] for r in rows)])
 
     def update(self, job_id: str, **fields: Any) -> None:
         fields["updated_at"] = time.time()
