@@ -53,7 +53,9 @@ def _instructions() -> str:
         "hyper-parameters, distill, align to preferences (ORPO / DPO), merge adapters, "
         "specialize a model for an agent's tools, evaluate, quantize and export models. Long work "
         f"({jobs}) runs as a job: pass wait=true to follow it with progress, or poll "
-        "job_status / job_result with the job_id."
+        "job_status / job_result with the job_id; clients with the tasks extension "
+        "(io.modelcontextprotocol/tasks) get a task to poll instead. A job estimated to train "
+        "for over an hour, or past the memory budget, asks the user first."
     )
 
 
