@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
     ElicitRequest,
     ElicitRequestFormParams,
@@ -97,6 +98,10 @@ def reasons(request: BaseModel) -> list[str]:
     config = getattr(request, "config", None)
     if not isinstance(config, LMFastConfig):
         return found
+    model = getattr(request, "model", None)
+    if isinstance(model, str) and model:  # specialize names its model beside the recipe
+        config = config.model_copy(deep=True)
+        config.model.reference = model
     tokens = _data_tokens(config)
     if tokens is None and hasattr(request, "train_tasks"):
         tokens = request.train_tasks * _TOKENS_PER_AGENT_TASK  # type: ignore[attr-defined]
@@ -171,13 +176,17 @@ async def confirm(kind: str, request: BaseModel, ctx: Context | None) -> None:
             raise ToolError(f"{message} This client cannot answer; set {CONFIRM_ENV}=off.")
         holder.append(question)
         raise ToolError("waiting for confirmation")  # replaced by the question on the wire
+    cannot_ask = ToolError(
+        f"{message} The client cannot ask the person (no elicitation support): start "
+        f"the server with --no-confirm (or {CONFIRM_ENV}=off) to run such jobs unasked, "
+        "or make the run smaller."
+    )
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.elicitation is None:
-        raise ToolError(
-            f"{message} The client cannot ask the person (no elicitation support): start "
-            f"the server with --no-confirm (or {CONFIRM_ENV}=off) to run such jobs unasked, "
-            "or make the run smaller."
-        )
-    result = await ctx.elicit(message, Confirm)
+        raise cannot_ask
+    try:
+        result = await ctx.elicit(message, Confirm)
+    except MCPError:  # it declared elicitation but has no way to answer
+        raise cannot_ask from None
     if result.action != "accept" or not result.data.proceed:
         raise declined
