@@ -65,7 +65,7 @@ def detailed_task(store: JobStore, job_id: str) -> dict[str, Any]:
         "statusMessage": _status_message(info),
         "createdAt": _iso(info.created_at),
         "lastUpdatedAt": _iso(info.updated_at),
-        # Jobs are kept until `lmfast jobs` removes them: no expiry to announce.
+        # Jobs stay in the store once finished: no expiry to announce.
         "ttlMs": None,
         "pollIntervalMs": POLL_INTERVAL_MS,
     }
