@@ -105,7 +105,9 @@ class AgentEvent(BaseModel):
 EventFn = Callable[[AgentEvent], None]
 
 _THOUGHT = re.compile(r"^\s*Thought:\s*(.*)$", re.MULTILINE)
-_ANSWER = re.compile(r"^\s*(?:Final )?Answer:\s*(.*)", re.MULTILINE | re.DOTALL | re.IGNORECASE)
+ANSWER_LINE = re.compile(
+    r"^\s*(?:Final )?Answer:\s*(.*)", re.MULTILINE | re.DOTALL | re.IGNORECASE
+)
 
 
 class Agent:
@@ -309,7 +311,7 @@ class Agent:
                 step.calls.append(CallRecord(name="?", arguments=raw, valid=False, error=error))
         for name, arguments in calls:
             step.calls.append(self._check_call(name, arguments))
-        if not step.calls and (m := _ANSWER.search(text)):
+        if not step.calls and (m := ANSWER_LINE.search(text)):
             step.answer = m.group(1).strip()
         return step
 

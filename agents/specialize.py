@@ -58,6 +58,11 @@ class SpecializeRequest(BaseModel):
         "compact", description="How the agent's prompt lists the tools: one line each "
         "(compact: a quarter of the tokens to train on) or as JSON schemas.",
     )  # fmt: skip
+    grpo_steps: int = Field(
+        0, ge=0, le=10_000, description="GRPO steps after SFT on the agent's turns, rewarding "
+        "the right call with the right arguments and the right final answer (0: SFT only). "
+        "Each step samples 4 turns x 4 completions.",
+    )  # fmt: skip
     gguf: bool = Field(True, description="Also export the merged model as a GGUF (llama.cpp).")
     score_base: bool = Field(True, description="Score the base model on the held-out tasks.")
     seed: int = Field(0, description="Seed for drawing tasks and slot values.")
@@ -107,11 +112,16 @@ class SpecializeResult(BaseModel):
     tasks_by_kind: dict[str, int]
     skipped_draws: int = Field(description="Draws a tool refused (redrawn).")
     data: str = Field(description="The training conversations (JSONL).")
-    training: FineTuneResult
+    training: FineTuneResult = Field(description="The SFT stage.")
+    grpo: FineTuneResult | None = Field(None, description="The GRPO stage, when it ran.")
     gguf: str | None = Field(None, description="The merged GGUF for llama.cpp.")
     gguf_artifact: str | None = None
+    sft_gguf: str | None = Field(None, description="The SFT stage's GGUF, when GRPO followed.")
     base: AgentScore | None = None
-    specialized: AgentScore | None = None
+    sft: AgentScore | None = Field(
+        None, description="The SFT adapter alone, scored when a GRPO stage followed it."
+    )
+    specialized: AgentScore | None = Field(None, description="The final model (SFT [+ GRPO]).")
     seconds: dict[str, float]
 
 
@@ -139,7 +149,8 @@ def specialize(request: SpecializeRequest, progress: ProgressFn = no_progress) -
         spec = load_task_file(request.tasks) if request.tasks else schema_tasks(tools)
         sets = build_tasks(spec, tools, train=request.train_tasks,
                            held_out=request.held_out_tasks, executable=runnable,
-                           seed=request.seed)  # fmt: skip
+                           seed=request.seed,
+                           extra=grpo_tasks(request.grpo_steps))  # fmt: skip
         tokenizer = load_tokenizer(request.model)
         tool_turns = template_supports_tools(getattr(tokenizer, "chat_template", None))
         system = system_prompt(tools, listing=request.tool_listing)
@@ -183,32 +194,102 @@ def specialize(request: SpecializeRequest, progress: ProgressFn = no_progress) -
                               "tools": [t.name for t in tools]}, indent=1)  # fmt: skip
         # The agent settings travel with the model, so Agent(tools, model) uses them.
         write_atomic(Path(training.path) / PROFILE_FILE, profile)
-        gguf = gguf_artifact = None
-        if request.gguf:
-            from lmfast.export.export import ExportRequest, export
-
+        grpo = None
+        if request.grpo_steps:
             t0 = time.perf_counter()
-            progress(0, None, "export: merging the adapter into a GGUF")
-            exported = export(ExportRequest(model=training.artifact_id, format="gguf"))
-            gguf, gguf_artifact = exported.path, exported.artifact_id
-            write_atomic(Path(gguf).parent / PROFILE_FILE, profile)
+            grpo = _grpo_stage(request, training, sets, tools, system, tool_turns, folder,
+                               name, progress)  # fmt: skip
+            write_atomic(Path(grpo.path) / PROFILE_FILE, profile)
+            seconds["grpo"] = round(time.perf_counter() - t0, 1)
+        final = grpo or training
+        gguf = gguf_artifact = sft_gguf = None
+        if request.gguf:
+            t0 = time.perf_counter()
+            gguf, gguf_artifact = _export_gguf(final, profile, progress)
+            if grpo is not None:  # the SFT stage, to compare and to score
+                sft_gguf, _ = _export_gguf(training, profile, progress)
             seconds["export"] = round(time.perf_counter() - t0, 1)
-        base = specialized = None
+        base = sft = specialized = None
         if sets.held_out:
             t0 = time.perf_counter()
             if request.score_base:
                 base = score_agent(request.model, tools, sets.held_out, progress, "base",
                                    think=request.think, tool_listing="schemas")  # fmt: skip
-            specialized = score_agent(gguf or training.artifact_id, tools, sets.held_out,
+            if grpo is not None:
+                sft = score_agent(sft_gguf or training.artifact_id, tools, sets.held_out,
+                                  progress, "SFT")  # fmt: skip
+            specialized = score_agent(gguf or final.artifact_id, tools, sets.held_out,
                                       progress, "specialized")  # fmt: skip
             seconds["score"] = round(time.perf_counter() - t0, 1)
     seconds["total"] = round(time.perf_counter() - started, 1)
     return SpecializeResult(
         tools=[t.name for t in tools], train_tasks=len(sets.train),
         held_out_tasks=len(sets.held_out), tasks_by_kind=sets.by_kind,
-        skipped_draws=sets.skipped, data=str(data), training=training, gguf=gguf,
-        gguf_artifact=gguf_artifact, base=base, specialized=specialized, seconds=seconds,
+        skipped_draws=sets.skipped, data=str(data), training=training, grpo=grpo, gguf=gguf,
+        gguf_artifact=gguf_artifact, sft_gguf=sft_gguf, base=base, sft=sft,
+        specialized=specialized, seconds=seconds,
     )  # fmt: skip
+
+
+GRPO_TURNS_PER_STEP = 4  # prompts a GRPO step samples (the CPU default of derive_grpo)
+
+
+def grpo_tasks(steps: int) -> int:
+    """Tasks to draw for `steps` GRPO steps: one pass over their turns (about two a task)."""
+    return 0 if not steps else max(20, steps * GRPO_TURNS_PER_STEP // 2)
+
+
+def _grpo_stage(
+    request: SpecializeRequest,
+    sft: FineTuneResult,
+    sets: TaskSets,
+    tools: list[Tool],
+    system: str,
+    tool_turns: bool,
+    folder: Path,
+    name: str,
+    progress: ProgressFn,
+) -> FineTuneResult:
+    """GRPO from the SFT adapter on the turns of tasks neither SFT nor the held-out set
+    saw, with `agent_turn` as the reward."""
+    from lmfast.agents.specialize_grpo import REWARD, step_rows
+
+    from lmfast.artifacts import write_atomic
+    from lmfast.training.finetune import FineTuneRequest, fine_tune
+
+    rows = step_rows(sets.extra, system, [t.openai for t in tools], think=request.think,
+                     tool_turns=tool_turns)  # fmt: skip
+    data = folder / "grpo_turns.jsonl"
+    write_atomic(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    progress(0, None, f"plan: GRPO from the SFT adapter, {request.grpo_steps} steps over "
+             f"{len(rows)} turns of {len(sets.extra)} new tasks")  # fmt: skip
+    config = request.config.model_copy(deep=True)
+    config.model.reference = sft.artifact_id
+    config.data.path = str(data)
+    config.data.validation_split = 0.0
+    config.training.grpo.rewards = [REWARD]
+    config.training.method = "grpo"
+    config.training.max_steps = request.grpo_steps
+    config.training.epochs = None
+
+    def grpo_progress(step: float, total: float | None = None, message: str = "",
+                      **metrics: float) -> None:  # fmt: skip
+        progress(step, total, message if message.startswith(("plan: ", "warning: "))
+                 else f"grpo: {message}", **metrics)  # fmt: skip
+
+    stage = FineTuneRequest(config=config, name=f"{name} (GRPO)"[:200], fresh=request.fresh)
+    return fine_tune(stage, grpo_progress)
+
+
+def _export_gguf(trained: FineTuneResult, profile: str, progress: ProgressFn) -> tuple[str, str]:
+    """The adapter merged into a GGUF, with the agent profile beside it: (path, artifact)."""
+    from lmfast.artifacts import write_atomic
+    from lmfast.export.export import ExportRequest, export
+
+    progress(0, None, "export: merging the adapter into a GGUF")
+    exported = export(ExportRequest(model=trained.artifact_id, format="gguf"))
+    write_atomic(Path(exported.path).parent / PROFILE_FILE, profile)
+    return exported.path, exported.artifact_id
 
 
 def _absolute_file_ref(ref: str, absolute: Any) -> str:

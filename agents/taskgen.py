@@ -386,6 +386,9 @@ class TaskSets:
     train: list[TaskInstance]
     held_out: list[TaskInstance]
     skipped: int = 0
+    # More training-worded tasks, drawn after the held-out ones (so `train` and `held_out`
+    # are the same with or without them): the prompts of a GRPO stage.
+    extra: list[TaskInstance] = field(default_factory=list)
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -398,10 +401,12 @@ def build_tasks(
     executable: set[str],
     seed: int = 0,
     refusal_share: float = 0.1,
+    extra: int = 0,
 ) -> TaskSets:
     """`train` and `held_out` instances spread evenly over the templates (and refusals),
     no held-out task text seen in training; held-out tasks use each template's last
-    phrasing when it has two or more."""
+    phrasing when it has two or more. `extra`: more training-worded instances, texts seen
+    in neither set."""
     check_task_file(spec, tools)
     by_name = {t.name: t for t in tools}
     refusals = REFUSALS if spec.refuse is None else spec.refuse
@@ -414,6 +419,7 @@ def build_tasks(
     held_refusals, train_refusals = refusal_pool[:split], refusal_pool[split:]
     skipped = 0
     seen: set[str] = set()
+    held_texts: set[str] = set()
 
     def draw(count: int, held: bool, pool: list[str]) -> list[TaskInstance]:
         nonlocal skipped
@@ -445,9 +451,11 @@ def build_tasks(
                 if inst.task in seen:
                     # Training takes a repeat only when new text is hard to find (a small
                     # template); held-out tasks are never seen in training.
-                    repeat = repeat or (None if held else inst)
+                    repeat = repeat or (None if held or inst.task in held_texts else inst)
                     continue
                 seen.add(inst.task)
+                if held:
+                    held_texts.add(inst.task)
                 out.append(inst)
                 break
             else:
@@ -465,10 +473,13 @@ def build_tasks(
     train_set = draw(train, False, train_refusals)
     held_set = draw(held_out, True, held_refusals or train_refusals)
     rng.shuffle(train_set)
+    extra_set = draw(extra, False, train_refusals) if extra else []
+    rng.shuffle(extra_set)
     kinds: dict[str, int] = {}
     for inst in train_set:
         kinds[inst.kind] = kinds.get(inst.kind, 0) + 1
-    return TaskSets(train=train_set, held_out=held_set, skipped=skipped, by_kind=kinds)
+    return TaskSets(train=train_set, held_out=held_set, skipped=skipped, by_kind=kinds,
+                    extra=extra_set)  # fmt: skip
 
 
 # -- conversations in the agent's run-time format ------------------------------------------

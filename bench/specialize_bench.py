@@ -2,6 +2,7 @@
 tasks it never trained on, against the base model.
 
     uv run python bench/specialize_bench.py [--sets city,shop] [--train-tasks 300]
+        [--grpo-steps 30]
 
 Set "city": the agent benchmark's tools (calculator, convert_units, lookup_city), trained
 from bench/specialize/city_tasks.yaml; held out: the agent benchmark's own 34 tasks
@@ -11,7 +12,8 @@ bench/specialize/shop_tools.py), trained from bench/specialize/shop_tasks.yaml; 
 24 tasks written here in other words, 4 of them requests no tool fits.
 
 Each set runs the specialization end to end with its defaults (tasks, LoRA SFT, merged
-GGUF, its own held-out scoring), timed. Then on the independent held-out suite: the base
+GGUF, its own held-out scoring), timed; with --grpo-steps, GRPO on the agent's turns
+follows SFT and both stages are scored. Then on the independent held-out suite: the base
 model as the agent benchmark runs it best (constrained, first step a tool call, no Thought
 line, tools as JSON schemas), the base model with the Agent's defaults, and the
 specialized model with the settings it carries. Success: the final answer holds the
@@ -130,6 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sets", default="city,shop")
     parser.add_argument("--train-tasks", type=int, default=300)
+    parser.add_argument("--grpo-steps", type=int, default=0)
     args = parser.parse_args()
     out_path = HERE / "results" / "specialize.json"
     out: dict[str, Any] = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -146,7 +149,8 @@ def main() -> None:
         started = time.perf_counter()
         result = specialize(
             SpecializeRequest(
-                tools=spec["tools"], tasks=spec["tasks"], train_tasks=args.train_tasks
+                tools=spec["tools"], tasks=spec["tasks"], train_tasks=args.train_tasks,
+                grpo_steps=args.grpo_steps,
             ),
             lambda step, total=None, message="", **m: (
                 print(f"  {message}", flush=True) if not message.startswith("score") else None
@@ -161,8 +165,10 @@ def main() -> None:
                 DEFAULT_MODEL, {"think": False, "require_tool_first": True,
                                 "tool_listing": "schemas"}),
             "base, Agent defaults": (DEFAULT_MODEL, {"tool_listing": "schemas", "think": True}),
-            "specialized (SFT)": (result.gguf, {}),
+            "specialized (SFT)": (result.sft_gguf or result.gguf, {}),
         }  # fmt: skip
+        if result.grpo is not None:
+            runs["specialized (SFT + GRPO)"] = (result.gguf, {})
         scores = {}
         for label, (model, settings) in runs.items():
             print(f"== {name}: held-out suite, {label}", flush=True)
@@ -182,8 +188,14 @@ def main() -> None:
                 "summary": result.training.plan.summary,
                 "metrics": result.training.metrics,
             },
+            "grpo": None if result.grpo is None else {
+                "steps": result.grpo.plan.total_steps,
+                "summary": result.grpo.plan.summary,
+                "metrics": result.grpo.metrics,
+            },
             "template_held_out": {
                 "base": result.base.model_dump() if result.base else None,
+                "sft": result.sft.model_dump() if result.sft else None,
                 "specialized": result.specialized.model_dump() if result.specialized else None,
             },
             "suite": scores,

@@ -8,12 +8,10 @@ the model as quantized, which makes `save_pretrained` refuse or write a bogus
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from lmfast.errors import ModelNotFoundError
-from lmfast.registry import ResolvedModel, resolve_model
+from lmfast.registry import ResolvedModel, adapter_base, resolve_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -60,14 +58,8 @@ def load_transformers(
     else:
         from peft import PeftModel
 
-        adapter_cfg = json.loads((resolved.path / "adapter_config.json").read_text())
-        base_ref = adapter_cfg.get("base_model_name_or_path")
-        if not base_ref:
-            raise ModelNotFoundError(
-                f"adapter {resolved.path} does not name its base model "
-                "(base_model_name_or_path in adapter_config.json)"
-            )
-        base, tokenizer = load_transformers(base_ref, dtype=dtype, device=device)
+        base, tokenizer = load_transformers(adapter_base(resolved.path), dtype=dtype,
+                                            device=device)  # fmt: skip
         if (resolved.path / "tokenizer_config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(str(resolved.path))
         hf_model = PeftModel.from_pretrained(base, str(resolved.path))

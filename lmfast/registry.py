@@ -373,12 +373,27 @@ def list_models(store: ArtifactStore | None = None) -> list[ModelListing]:
     return rows
 
 
+def adapter_base(adapter: Path) -> str:
+    """The base model a LoRA adapter folder applies to (its adapter_config.json)."""
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise ModelNotFoundError(
+            f"adapter {adapter} does not name its base model "
+            "(base_model_name_or_path in adapter_config.json)"
+        )
+    return str(base)
+
+
 def model_spec(reference: str | None = None, *, store: ArtifactStore | None = None) -> ModelSpec:
-    """Architecture numbers for planning; aliases need neither weights nor network."""
+    """Architecture numbers for planning (an adapter's are its base's); aliases need neither
+    weights nor network."""
     alias = ALIASES.get((reference or DEFAULT_MODEL).strip().lower())
     if alias is not None:
         return KNOWN_SPECS[alias.spec_key]
     info = model_info(reference, store=store)
+    if info.format == "adapter" and info.spec is None:
+        return model_spec(adapter_base(resolve_model(reference, store=store).path), store=store)
     if info.spec is None:
         raise ModelNotFoundError(
             f"cannot read the architecture of {reference!r} ({info.format}); "

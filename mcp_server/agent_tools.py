@@ -51,7 +51,8 @@ def add_agent_tools(mcp: MCPServer) -> None:
         "task file of example requests with {slots} (YAML/JSON; without one, requests are "
         "worded from the schemas), it draws tasks with correct trajectories by executing the "
         "tools (single calls, chains, answers from observations, refusals), fine-tunes a LoRA "
-        "adapter on them in the agent's own format, exports a merged GGUF and scores the base "
+        "adapter on them in the agent's own format (then, with grpo_steps, GRPO on the agent's "
+        "turns), exports a merged GGUF and scores the base "
         "and specialized agents on held-out tasks worded differently. A job with progress; "
         "the result names the adapter, the GGUF and both scores."
     )
@@ -71,6 +72,9 @@ def add_agent_tools(mcp: MCPServer) -> None:
         ] = "compact",
         max_steps: Annotated[int | None, Field(ge=1, le=1_000_000, description="Steps.")] = None,
         epochs: Annotated[float | None, Field(gt=0, le=100, description="Passes.")] = None,
+        grpo_steps: Annotated[
+            int, Field(ge=0, le=10_000, description="GRPO steps after SFT (0: SFT only).")
+        ] = 0,
         gguf: Annotated[bool, Field(description="Export a merged GGUF.")] = True,
         score_base: Annotated[bool, Field(description="Score the base model too.")] = True,
         seed: Annotated[int, Field(description="Seed for drawing tasks.")] = 0,
@@ -87,6 +91,7 @@ def add_agent_tools(mcp: MCPServer) -> None:
             model=confine_model_reference(model, "model", roots),
             train_tasks=train_tasks, held_out_tasks=held_out_tasks, think=think,
             tool_listing=tool_listing, gguf=gguf, score_base=score_base, name=name, seed=seed,
+            grpo_steps=grpo_steps,
             config=recipe({"training.max_steps": max_steps, "training.epochs": epochs}, None),
         )  # fmt: skip
         return await jobs.start_job("specialize_agent", request, wait, ctx)

@@ -324,9 +324,14 @@ def test_cli_reward_flag_means_grpo_and_bad_rewards_exit_2(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_an_interrupted_grpo_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+def test_an_interrupted_grpo_run_resumes_and_its_adapter_trains_on(tmp_path: Path) -> None:
+    """Resume from the last checkpoint; then a run whose model is that adapter goes on
+    training it (its weights as they were, all moving), saved over the same base."""
+    import torch
+    from safetensors.torch import load_file
     from transformers import TrainerCallback
 
+    from lmfast.artifacts import ArtifactStore
     from lmfast.training.finetune import FineTuneRequest, fine_tune
 
     tiny = make_tiny_llama(tmp_path / "tiny")
@@ -334,14 +339,20 @@ def test_an_interrupted_grpo_run_resumes_from_its_checkpoint(tmp_path: Path) -> 
     data.write_text(
         "".join(json.dumps({"prompt": f"Item {i}?", "answer": str(i)}) + "\n" for i in range(8))
     )
+    # A reward with spread in every group, so each step moves the weights.
+    (tmp_path / "even.py").write_text(
+        "def even(completion_ids, **_):\n"
+        "    return [sum(i % 2 == 0 for i in ids) / max(1, len(ids)) for ids in completion_ids]\n"
+    )
     cfg = load_config(
         None,
         [
             f"model.reference={tiny}",
             f"data.path={data}",
-            "training.grpo.rewards=[exact_answer]",
+            f"training.grpo.rewards=[{tmp_path}/even.py:even]",
             "training.method=grpo",
             "training.grpo.max_completion_length=4",
+            "training.learning_rate=0.01",
             "training.max_steps=4",
             "training.save_steps=2",
             "training.tracker=none",
@@ -359,3 +370,17 @@ def test_an_interrupted_grpo_run_resumes_from_its_checkpoint(tmp_path: Path) -> 
     resumed = fine_tune(request)
     assert resumed.resumed_from_step == 2
     assert resumed.metrics["steps"] == 4
+
+    on = cfg.model_copy(deep=True)
+    on.model.reference = resumed.artifact_id
+    on.training.max_steps = 2
+    snapshot = _Snapshot()
+    further = fine_tune(FineTuneRequest(config=on), callbacks=[snapshot.callback])
+    saved = load_file(str(Path(resumed.path) / "adapter_model.safetensors"))
+    started = {n.replace(".default", ""): p for n, p in snapshot.before.items()}
+    assert started.keys() == saved.keys()
+    assert all(torch.equal(started[k], saved[k]) for k in saved)
+    assert all(not torch.equal(snapshot.before[n], snapshot.after[n]) for n in snapshot.before)
+    adapter_cfg = json.loads((Path(further.path) / "adapter_config.json").read_text())
+    assert Path(adapter_cfg["base_model_name_or_path"]) == tiny.resolve()
+    assert ArtifactStore().get(further.artifact_id).manifest.parents[0] == resumed.artifact_id

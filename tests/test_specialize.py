@@ -115,6 +115,69 @@ def test_tasks_are_executed_and_held_out_tasks_are_unseen(tmp_path: Path) -> Non
             assert not inst.calls and "none of my tools" in inst.answer
 
 
+def test_extra_tasks_leave_the_other_sets_alone_and_stay_unseen(tmp_path: Path) -> None:
+    """GRPO's tasks are drawn after the others: SFT and held-out sets are the same with or
+    without them, and none of their texts is a held-out one."""
+    tools = [price, calculator]
+    plain = build_tasks(_spec(tmp_path), tools, train=40, held_out=8,
+                        executable={"price", "calculator"}, seed=5)  # fmt: skip
+    more = build_tasks(_spec(tmp_path), tools, train=40, held_out=8,
+                       executable={"price", "calculator"}, seed=5, extra=30)  # fmt: skip
+    assert [i.task for i in more.train] == [i.task for i in plain.train]
+    assert [i.task for i in more.held_out] == [i.task for i in plain.held_out]
+    assert len(more.extra) == 30 and not plain.extra
+    assert not {i.task for i in more.extra} & {i.task for i in more.held_out}
+
+
+def test_turn_prompts_and_the_turn_reward(tmp_path: Path) -> None:
+    """One GRPO prompt per assistant turn of a correct trajectory; the correct turn earns
+    the full reward and each kind of mistake earns less, in the order that teaches."""
+    from lmfast.agents.specialize_grpo import agent_turn, step_rows
+
+    tools = [price, calculator]
+    sets = build_tasks(_spec(tmp_path), tools, train=20, held_out=0,
+                       executable={"price", "calculator"}, seed=1)  # fmt: skip
+    chain = next(i for i in sets.train if i.kind == "chain")
+    refusal = next(i for i in sets.train if i.kind == "refusal")
+    system = system_prompt(tools, listing="compact")
+    schemas = [t.openai for t in tools]
+    rows = step_rows([chain, refusal], system, schemas, think=True, tool_turns=False)
+    assert [(r["tool"], r["answer"] is not None) for r in rows] == [
+        ("price", False), ("calculator", False), (None, True), (None, True)
+    ]
+    full = prepare_messages(trajectory(chain, system, think=True, tool_turns=False), tools=None,
+                            default_system=None, native_tools=False)  # fmt: skip
+    turns = [m["content"] for m in full if m["role"] == "assistant"]
+    assert len(turns) == 3
+    for row in rows[:3]:
+        assert row["prompt"][-1]["role"] != "assistant" and row["prompt"][0]["role"] == "system"
+        assert full[: len(row["prompt"])] == row["prompt"]  # the conversation before the turn
+
+    def score(row: dict[str, Any], completion: str) -> float:
+        columns = {k: [row[k]] for k in ("tools", "tool", "arguments", "answer", "kind")}
+        return agent_turn([completion], **columns)[0]
+
+    call, second, final = rows[:3]
+    fruit = call["arguments"]["fruit"]
+    other = next(f for f in PRICES if f != fruit)
+    assert [score(r, t) for r, t in zip(rows[:3], turns, strict=True)] == [1.0, 1.0, 1.0]
+
+    def calling(name: str, args: dict[str, Any]) -> str:
+        call = json.dumps({"name": name, "arguments": args})
+        return f"Thought: x\n<tool_call>\n{call}\n</tool_call>"
+
+    assert score(call, calling("price", {"fruit": other})) == 0.5  # right tool, other item
+    assert score(call, calling("calculator", {"expression": "1 + 1"})) == 0.1  # other tool
+    assert score(call, calling("price", {"fruit": "kiwi"})) == 0.0  # outside the schema
+    assert score(call, "Answer: 3 EUR") == 0.0  # answered instead of looking it up
+    spaced = second["arguments"]["expression"].replace(" ", "")
+    assert score(second, calling("calculator", {"expression": spaced})) == 1.0
+    assert score(final, calling("calculator", {"expression": "2 * 2"})) == 0.0  # one call too many
+    assert score(final, "Thought: done\nAnswer: 123456 EUR") == 0.2  # wrong answer
+    assert score(final, "I think it is cheap") == 0.0  # no Answer line
+    assert score(rows[3], "Answer: none of my tools can do that") == 1.0  # a refusal
+
+
 def test_said_values_and_skipped_draws(tmp_path: Path) -> None:
     from lmfast.agents.builtin import convert_units
 
@@ -218,11 +281,12 @@ def test_specialize_end_to_end_gives_an_adapter_and_gguf_the_agent_uses(tmp_path
     (tmp_path / "tasks.yaml").write_text(TASKS)
     config = LMFastConfig()
     config.training.max_steps = 3
+    config.training.grpo.max_completion_length = 16
     progress: list[str] = []
     result = specialize(
         SpecializeRequest(
             tools=[f"{Path(__file__)}:price", "calculator"], tasks=str(tmp_path / "tasks.yaml"),
-            model=str(tiny), train_tasks=24, held_out_tasks=4, config=config,
+            model=str(tiny), train_tasks=24, held_out_tasks=2, config=config, grpo_steps=2,
         ),
         lambda step, total=None, message="", **m: progress.append(message),
     )  # fmt: skip
@@ -234,9 +298,21 @@ def test_specialize_end_to_end_gives_an_adapter_and_gguf_the_agent_uses(tmp_path
     assert any(m.startswith("score specialized") for m in progress)
     assert result.training.kind == "adapter" and result.training.metrics
     assert result.base is not None and result.specialized is not None
-    assert result.specialized.tasks == 4 and 0 <= result.specialized.success <= 1
+    assert result.specialized.tasks == 2 and 0 <= result.specialized.success <= 1
+    # GRPO went on from the SFT adapter: one adapter over the same base, descended from it.
+    assert result.grpo is not None and result.sft is not None and result.sft.tasks == 2
+    assert result.grpo.metrics["steps"] == 2 and "base_reward_agent_turn" in result.grpo.metrics
+    assert any(m.startswith("grpo: ") for m in progress)
+    from lmfast.artifacts import ArtifactStore
+
+    grpo_art = ArtifactStore().get(result.grpo.artifact_id)
+    assert grpo_art.manifest.parents[0] == result.training.artifact_id
+    adapter_cfg = json.loads((Path(result.grpo.path) / "adapter_config.json").read_text())
+    assert Path(adapter_cfg["base_model_name_or_path"]) == tiny.resolve()
+    turns = [json.loads(x) for x in (Path(result.data).parent / "grpo_turns.jsonl").open()]
+    assert len(turns) >= 20 and all(r["tools"] and "prompt" in r for r in turns)
     assert result.gguf and Path(result.gguf).is_file()
-    for model in (result.gguf, result.training.path):
+    for model in (result.gguf, result.grpo.path):
         # The agent settings travel with the model: the Agent picks them up.
         agent = Agent([price, calculator], model, max_steps=2,
                       params=SamplingParams(temperature=0.0, max_tokens=24))  # fmt: skip

@@ -135,6 +135,9 @@ def specialize_command(
     listing: Annotated[
         str, typer.Option(help="Tools in the prompt: compact (one line each) or schemas.")
     ] = "compact",
+    grpo_steps: Annotated[
+        int, typer.Option(help="GRPO steps after SFT on the agent's turns (0: SFT only).")
+    ] = 0,
     gguf: Annotated[bool, typer.Option(help="Export the merged model as a GGUF.")] = True,
     score_base: Annotated[bool, typer.Option(help="Score the base model as well.")] = True,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
@@ -149,8 +152,9 @@ def specialize_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Make MODEL good at your tools, as a job: tasks and correct trajectories drawn from the
-    task file (executing the tools), LoRA SFT in the agent's own format, a merged GGUF, and
-    the base and specialized agents scored on held-out tasks."""
+    task file (executing the tools), LoRA SFT in the agent's own format, optionally GRPO on
+    the agent's turns (--grpo-steps), a merged GGUF, and the base and specialized agents
+    scored on held-out tasks."""
     from lmfast.agents.specialize import SpecializeRequest
     from lmfast.cli.jobs import run_job_for_people
     from lmfast.config import load_config
@@ -164,16 +168,18 @@ def specialize_command(
     request = SpecializeRequest(
         tools=names, mcp=mcp or [], tasks=tasks, model=model, train_tasks=train_tasks,
         held_out_tasks=held_out, think=think, tool_listing=listing, gguf=gguf,  # type: ignore[arg-type]
-        score_base=score_base, seed=seed, config=load_config(None, None, values=flags),
+        grpo_steps=grpo_steps, score_base=score_base, seed=seed,
+        config=load_config(None, None, values=flags),
         name=name, fresh=fresh,
     )  # fmt: skip
     result = run_job_for_people("specialize_agent", request, background, json_out)
     if result is None:
         return
-    console.print(f"adapter {result['training']['artifact_id']}: {result['training']['path']}")
+    final = result["grpo"] or result["training"]
+    console.print(f"adapter {final['artifact_id']}: {final['path']}")
     if result["gguf"]:
         console.print(f"GGUF {result['gguf_artifact']}: {result['gguf']}")
-    for label in ("base", "specialized"):
+    for label in ("base", "sft", "specialized"):
         score = result[label]
         if score:
             valid = score["valid_call_rate"]
@@ -182,4 +188,4 @@ def specialize_command(
                 f"{label:12} held-out success {score['success']:.0%} of {score['tasks']} "
                 f"{score['success_by_kind']}, valid calls {shown}"
             )
-    console.print(f"use it: Agent(tools, model={result['gguf'] or result['training']['path']!r})")
+    console.print(f"use it: Agent(tools, model={result['gguf'] or final['path']!r})")

@@ -98,9 +98,25 @@ def _load_base(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan
 
 
 def build(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan) -> TrainableModel:
-    """Load the base model and make the right parameters trainable."""
+    """Load the base model and make the right parameters trainable. An adapter as the
+    model goes on training as itself with LoRA (its own rank and targets; GRPO after SFT),
+    or is merged into its base for full fine-tuning."""
+    from lmfast.registry import adapter_base, resolve_model
+
     backend, reason = choose_backend(plan.device)
-    model, tokenizer = _load_base(resolved, config, plan)
+    adapter = resolved.path if resolved.format == "adapter" else None
+    base = resolve_model(adapter_base(resolved.path)) if adapter else resolved
+    model, tokenizer = _load_base(base, config, plan)
+    if adapter is not None and (adapter / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    if adapter is not None and not config.training.lora.enabled:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     model.config.use_cache = False  # no KV cache while training
     total = sum(p.numel() for p in model.parameters())
     lora = config.training.lora
@@ -114,7 +130,11 @@ def build(resolved: ResolvedModel, config: LMFastConfig, plan: TrainingPlan) -> 
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if lora.enabled:
             model.enable_input_require_grads()
-    if lora.enabled:
+    if lora.enabled and adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    elif lora.enabled:
         from peft import LoraConfig, get_peft_model
 
         targets = lora.target_modules

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from lmfast.artifacts import ArtifactStore, write_atomic
 from lmfast.config import LMFastConfig
 from lmfast.defaults import Choice, DataShape, Derived, few_steps_warning
+from lmfast.errors import LMFastError
 from lmfast.hardware import peak_memory_gb, reset_peak_memory
 from lmfast.hashing import config_hash
 from lmfast.home import lmfast_home
@@ -302,10 +303,18 @@ def save_trained(
     base = config.tokenizer_reference if scratch else config.model.reference
     if Path(base).expanduser().exists():
         base = str(Path(base).expanduser().resolve())
+    origin = [base]
+    if lora and not scratch and _is_adapter(base, store):
+        # An adapter trained further: the new one descends from it and, like it, applies
+        # to the adapter's own base (it holds the old weights plus the new training).
+        from lmfast.registry import adapter_base, resolve_model
+
+        base = adapter_base(resolve_model(base, store=store).path)
+        origin = [config.model.reference, base]
     with store.create(
         "adapter" if lora else "model",
         name=name,
-        parents=[base, *parents],
+        parents=[*origin, *parents],
         config=config.model_dump(mode="json"),
         dataset_version=dataset_version,
     ) as draft:
@@ -363,3 +372,12 @@ def split_held_out(items: list[Any], fraction: float, seed: int, noun: str) -> t
         [x for i, x in enumerate(items) if i not in held],
         [x for i, x in enumerate(items) if i in held],
     )
+
+
+def _is_adapter(reference: str, store: Any) -> bool:
+    from lmfast.registry import resolve_model
+
+    try:
+        return resolve_model(reference, store=store).format == "adapter"
+    except LMFastError:  # a hub id or an alias not on disk: not an adapter of ours
+        return False
