@@ -178,16 +178,10 @@ def specialize(request: SpecializeRequest, progress: ProgressFn = no_progress) -
         if config.data.validation_split == LMFastConfig().data.validation_split:
             config.data.validation_split = 0.0  # the held-out agent tasks are the validation
         t0 = time.perf_counter()
-
-        def train_progress(step: float, total: float | None = None, message: str = "",
-                           **metrics: float) -> None:  # fmt: skip
-            progress(step, total, message if message.startswith(("plan: ", "warning: "))
-                     else f"train: {message}", **metrics)  # fmt: skip
-
         name = request.name or f"{request.model} specialized for {', '.join(t.name for t in tools)}"
         training = fine_tune(
             FineTuneRequest(config=config, name=name[:200], run_id=None, fresh=request.fresh),
-            train_progress,
+            _stage(progress, "train"),
         )
         seconds["train"] = round(time.perf_counter() - t0, 1)
         profile = json.dumps({"think": request.think, "tool_listing": request.tool_listing,
@@ -269,16 +263,28 @@ def _grpo_stage(
     config.data.validation_split = 0.0
     config.training.grpo.rewards = [REWARD]
     config.training.method = "grpo"
+    # The recipe's steps, rate and batch are SFT's: GRPO derives its own.
     config.training.max_steps = request.grpo_steps
     config.training.epochs = None
-
-    def grpo_progress(step: float, total: float | None = None, message: str = "",
-                      **metrics: float) -> None:  # fmt: skip
-        progress(step, total, message if message.startswith(("plan: ", "warning: "))
-                 else f"grpo: {message}", **metrics)  # fmt: skip
-
+    config.training.learning_rate = None
+    config.training.warmup_ratio = None
+    config.training.effective_batch_size = None
+    config.training.micro_batch_size = None
+    config.training.gradient_accumulation_steps = None
+    config.training.max_seq_length = None
     stage = FineTuneRequest(config=config, name=f"{name} (GRPO)"[:200], fresh=request.fresh)
-    return fine_tune(stage, grpo_progress)
+    return fine_tune(stage, _stage(progress, "grpo"))
+
+
+def _stage(progress: ProgressFn, label: str) -> ProgressFn:
+    """A training stage's progress, labelled; its plan and warnings pass as they are."""
+
+    def report(step: float, total: float | None = None, message: str = "",
+               **metrics: float) -> None:  # fmt: skip
+        shown = message if message.startswith(("plan: ", "warning: ")) else f"{label}: {message}"
+        progress(step, total, shown, **metrics)
+
+    return report
 
 
 def _export_gguf(trained: FineTuneResult, profile: str, progress: ProgressFn) -> tuple[str, str]:

@@ -136,8 +136,8 @@ class GRPOSettings(_Section):
         None,
         ge=4,
         le=32768,
-        description="Longest completion in tokens. None: twice the longest reference answer "
-        "(the rows' answer field) as a power of two, at least 32; 128 without answers.",
+        description="Longest completion in tokens. None: the p90 length of the model's own "
+        "greedy answers to the prompts, as a power of two, 32 to 128 on a CPU (512 on a GPU).",
     )
     temperature: float = Field(
         1.0, gt=0.0, le=2.0, description="Sampling temperature of the completions."

@@ -281,6 +281,12 @@ def test_what_needs_a_yes(lmfast_home: Path) -> None:
     wipe = reasons(request("training.max_steps=10", run_id="mine", fresh=True))
     assert wipe == [f"fresh=true deletes the checkpoints of run 'mine' ({checkpoints.parent})"]
     assert reasons(request("training.max_steps=10", run_id="mine")) == []
+    # Specialization counts its tasks and its GRPO steps.
+    from lmfast.agents.specialize import SpecializeRequest
+
+    assert reasons(SpecializeRequest(tools=["calculator"], train_tasks=300)) == []
+    grpo = reasons(SpecializeRequest(tools=["calculator"], train_tasks=300, grpo_steps=2000))
+    assert len(grpo) == 1 and "hours of training" in grpo[0]
 
 
 # -- the official TypeScript tasks client --------------------------------------------------
