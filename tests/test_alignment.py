@@ -12,6 +12,7 @@ import pytest
 
 from lmfast.config import load_config
 from lmfast.data.readers import DataError
+from lmfast.errors import LMFastError
 from tests.tiny_models import make_tiny_llama
 
 COLOURS = ["red", "blue", "green", "black", "white", "pink", "grey", "gold"]
@@ -96,6 +97,19 @@ def test_bad_preference_rows_are_named_by_line(tmp_path: Path) -> None:
     assert "bad.jsonl:3: chosen and rejected are the same answer" in text
     assert "bad.jsonl:4:" in text
     assert "bad.jsonl:5: missing 'prompt'" in text
+
+
+def test_dpo_on_an_adapter_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    """LoRA DPO's reference is the adapter switched off: for an SFT adapter that is the
+    model before SFT, so LMFast says to merge first (ORPO has no reference)."""
+    from lmfast.alignment import align
+
+    adapter = tmp_path / "sft-adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x"}))
+    with pytest.raises(LMFastError, match="Merge it first") as err:
+        align(_request(adapter, tmp_path / "pairs.jsonl", method="dpo"))
+    assert "model.reference" in str(err.value) and "orpo" in str(err.value)
 
 
 def test_prep_normalises_preference_pairs(pairs: Path) -> None:

@@ -19,6 +19,7 @@ from lmfast.artifacts import ArtifactStore
 from lmfast.config import LMFastConfig
 from lmfast.data.readers import DataError
 from lmfast.defaults import Choice, DataShape, LengthProfile, choose_seq_len, derive
+from lmfast.errors import LMFastError
 from lmfast.hashing import config_hash
 from lmfast.progress import ProgressFn, no_progress
 from lmfast.training.run import (
@@ -147,6 +148,15 @@ def align(request: AlignRequest, progress: ProgressFn = no_progress) -> AlignRes
     if not config.data.path:
         raise DataError("data.path: give preference pairs (a JSONL file, folder or dataset id)")
     resolved = resolve_model(config.model.reference, store=store)
+    if resolved.format == "adapter" and request.method == "dpo" and config.training.lora.enabled:
+        # DPO's reference would be the adapter switched off, the model before SFT, not the
+        # SFT model the pairs should be judged against.
+        raise LMFastError(
+            f"model.reference: {config.model.reference!r} is a LoRA adapter; DPO with LoRA "
+            "judges against the adapter switched off (its base, before this adapter's "
+            "training). Merge it first (`lmfast merge ADAPTER`) and align the merged model, "
+            "or use method orpo, which needs no reference"
+        )
     spec = model_spec(config.model.reference)
     hardware = detect_hardware()
     plan = plan_training(config, hardware, spec)

@@ -123,7 +123,8 @@ def grpo(
     )
     plan = _fit_micro_batch(plan, config)
     plan = explain_plan(plan, config, shape, choices, progress)
-    progress(0, None, "held-out rewards before: " + _fmt(before))
+    measured = f"{'held-out' if held_out else 'training'} rewards ({len(measure)} prompts, greedy)"
+    progress(0, None, f"{measured} before: " + _fmt(before))
     key = {"config": config.model_dump(mode="json"), "data": version}
     run = open_run(run_folder("grpo", key, request.run_id), request, request.fresh)
     tags = run_tags(
@@ -181,7 +182,7 @@ def grpo(
         after = held_out_rewards(
             trainer.model, trainable.tokenizer, rewards, measure, completion_len
         )
-        progress(plan.total_steps or 0, plan.total_steps, "held-out rewards after: " + _fmt(after))
+        progress(plan.total_steps or 0, plan.total_steps, f"{measured} after: " + _fmt(after))
         metrics = run_metrics(output, trainer, trainable, report, plan, started)
         metrics.update({f"base_reward_{k}": v for k, v in before.items()})
         metrics.update({f"trained_reward_{k}": v for k, v in after.items()})
