@@ -63,9 +63,10 @@ def _same_value(expected: Any, got: Any) -> bool:
                                                      for k, v in expected.items())  # fmt: skip
     if isinstance(expected, list) and isinstance(got, list):
         return len(expected) == len(got) and all(map(_same_value, expected, got))
-    numbers = (int, float)
-    if isinstance(expected, numbers) and isinstance(got, numbers):
-        return not isinstance(expected, bool) and math.isclose(expected, got, rel_tol=1e-9)
+    if isinstance(expected, bool) or isinstance(got, bool):  # bools are ints to Python
+        return expected is got
+    if isinstance(expected, (int, float)) and isinstance(got, (int, float)):
+        return math.isclose(expected, got, rel_tol=1e-9)
     if isinstance(expected, str) and isinstance(got, str):
         return "".join(expected.split()).lower() == "".join(got.split()).lower()
     return bool(expected == got)

@@ -132,7 +132,7 @@ def test_extra_tasks_leave_the_other_sets_alone_and_stay_unseen(tmp_path: Path) 
 def test_turn_prompts_and_the_turn_reward(tmp_path: Path) -> None:
     """One GRPO prompt per assistant turn of a correct trajectory; the correct turn earns
     the full reward and each kind of mistake earns less, in the order that teaches."""
-    from lmfast.agents.specialize_grpo import agent_turn, step_rows
+    from lmfast.agents.specialize_grpo import COLUMNS, _same_value, agent_turn, step_rows
 
     tools = [price, calculator]
     sets = build_tasks(_spec(tmp_path), tools, train=20, held_out=0,
@@ -154,7 +154,7 @@ def test_turn_prompts_and_the_turn_reward(tmp_path: Path) -> None:
         assert full[: len(row["prompt"])] == row["prompt"]  # the conversation before the turn
 
     def score(row: dict[str, Any], completion: str) -> float:
-        columns = {k: [row[k]] for k in ("tools", "tool", "arguments", "answer", "kind")}
+        columns = {k: [row[k]] for k in COLUMNS}
         return agent_turn([completion], **columns)[0]
 
     call, second, final = rows[:3]
@@ -176,6 +176,8 @@ def test_turn_prompts_and_the_turn_reward(tmp_path: Path) -> None:
     assert score(final, "Thought: done\nAnswer: 123456 EUR") == 0.2  # wrong answer
     assert score(final, "I think it is cheap") == 0.0  # no Answer line
     assert score(rows[3], "Answer: none of my tools can do that") == 1.0  # a refusal
+    assert _same_value({"on": True, "n": 2}, {"on": True, "n": 2.0})
+    assert not _same_value({"on": True}, {"on": 1}) and not _same_value(False, 0)
 
 
 def test_said_values_and_skipped_draws(tmp_path: Path) -> None:
