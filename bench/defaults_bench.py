@@ -1,7 +1,7 @@
 """Do bare defaults learn? `lmfast train -d FILE` against the shipped recipe and a tuned one.
 
     uv run python bench/defaults_bench.py [--sizes 200,2000] [--tasks ledger,order,yaml]
-        [--configs bare,recipe,tuned] [--cpt] [--align] [--memory]
+        [--configs bare,recipe,tuned,planned] [--cpt] [--align] [--memory]
 
 Three chat tasks the embedded SmolLM2-135M-Instruct fails at (made-up formats: it scores
 0-2 % before training), each at the given sizes, with 60 held-out conversations drawn apart
@@ -14,13 +14,16 @@ from the training ones:
 For each, the held-out exact match (`lmfast eval`, greedy), optimizer steps, training time
 and peak memory against the plan, for: bare defaults (`lmfast train -d FILE`, nothing
 else), the shipped recipe (`-c examples/chat_sft_cpu.yaml`) and the best of a small
-learning-rate x epochs grid (`--configs tuned`, the same runs `lmfast tune` would make).
+learning-rate x epochs grid (`--configs tuned`, the same runs `lmfast tune` would make);
+`--configs planned` records only what bare defaults would do (`lmfast plan -d FILE`), for
+sets too large to train here.
 `--cpt`: continued pretraining on text nobody here wrote (the docstrings of Python's own
-standard library modules), held-out perplexity of other modules' docstrings, bare against
-the shipped recipe. `--align`: `lmfast align -d pairs.jsonl` on date questions (chosen: the
-ISO date; rejected: the date in words or a wrong ISO date), greedy answers equal to the
-chosen one on held-out prompts, bare against `--max-steps 60 --lr 1e-3`. Every run is a
-separate `lmfast` process. Results: bench/results/defaults.json.
+standard library modules, about 400,000 characters), held-out perplexity of other modules'
+docstrings, bare against the shipped recipe. `--align`: `lmfast align -d pairs.jsonl` on
+date questions (chosen: the ISO date; rejected: the date in words or a wrong ISO date),
+greedy answers equal to the chosen one on held-out prompts, bare against
+`--max-steps 60 --lr 1e-3`. Every run is a separate `lmfast` process. Results:
+bench/results/defaults.json.
 """
 
 from __future__ import annotations
@@ -208,12 +211,23 @@ def chat_tasks(sizes: list[int], tasks: list[str], configs: list[str], out: dict
             train_file, held_file = write_task(task, size)
             key = f"{task}-{size}"
             row = out.setdefault("chat", {}).setdefault(key, {})
-            if "base" not in out.setdefault("base", {}).get(task, {}):
+            if configs != ["planned"] and "base" not in out.setdefault("base", {}).get(task, {}):
                 out["base"].setdefault(task, {})["base"] = score("smollm2-135m-instruct", held_file)
             for name in configs:
                 if name in row:
                     continue
-                if name == "tuned":
+                if name == "planned":  # what bare defaults would do, without training
+                    plan = lmfast("plan", "-d", str(train_file))
+                    row[name] = {
+                        "steps": plan["total_steps"],
+                        "estimated_minutes": plan["estimated_training_time_minutes"],
+                        "planned_peak_memory_gb": plan["estimated_peak_memory_gb"],
+                        "seq_len": plan["max_seq_length"],
+                        "batch": plan["effective_batch_size"],
+                        "summary": plan["summary"],
+                        "warnings": plan["warnings"],
+                    }
+                elif name == "tuned":
                     trials = []
                     for lr, epochs in GRID:
                         r = train(train_file, "--lr", lr, "--epochs", epochs)
@@ -229,6 +243,10 @@ def chat_tasks(sizes: list[int], tasks: list[str], configs: list[str], out: dict
                     row[name] = r
                 print(key, name, json.dumps(row[name]), flush=True)
                 save(out)
+
+
+CPT_TRAIN_CHARS = 400_000
+CPT_HELD_CHARS = 150_000
 
 
 def cpt(out: dict) -> None:
@@ -250,11 +268,23 @@ def cpt(out: dict) -> None:
             texts.append(doc)
     rng = random.Random(0)
     rng.shuffle(texts)
-    held, train_texts = texts[:12], texts[12:]
+    held, rest = texts[:12], texts[12:]
+    # A domain corpus a 2-core CPU trains one pass over in about a quarter of an hour
+    # (the whole standard library's ~3.4 M characters would take over an hour a run).
+    train_texts, size = [], 0
+    for t in rest:
+        if size + len(t) > CPT_TRAIN_CHARS:
+            continue
+        train_texts.append(t)
+        size += len(t)
     train_file, held_file = folder / "train.jsonl", folder / "heldout.txt"
     train_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in train_texts))
-    held_file.write_text("\n\n".join(held)[:400_000])
-    row = out.setdefault("cpt", {"documents": len(train_texts), "held_out_documents": len(held)})
+    held_file.write_text("\n\n".join(held)[:CPT_HELD_CHARS])
+    row = out.setdefault(
+        "cpt",
+        {"documents": len(train_texts), "characters": size, "held_out_documents": len(held),
+         "held_out_characters": min(CPT_HELD_CHARS, len(held_file.read_text()))},
+    )  # fmt: skip
     if "base" not in row:
         row["base"] = score("smollm2-135m-instruct", held_file, "perplexity")
     for name, extra in {
@@ -364,6 +394,13 @@ def table(out: dict) -> str:
     for key, row in out.get("chat", {}).items():
         task = key.split("-")[0]
         base = out.get("base", {}).get(task, {}).get("base")
+        if "planned" in row:
+            r = row["planned"]
+            lines.append(
+                f"| {key} | | bare, planned only (`lmfast plan -d`; not trained here) | - | "
+                f"{r['steps']} | about {r['estimated_minutes'] * 60:.0f} (estimate) | - "
+                f"({r['planned_peak_memory_gb']:.2f}) |"
+            )
         for name in ("bare", "recipe", "tuned"):
             r = row.get(name)
             if not r:

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from lmfast.config import LMFastConfig
-from lmfast.defaults import Choice, seq_cap
+from lmfast.defaults import Choice, seq_cap, trainer_steps
 from lmfast.errors import PlanError
 from lmfast.hardware import GPUInfo, HardwareProfile
 from lmfast.modelspec import ModelSpec
@@ -307,7 +307,7 @@ def plan_training(
     if t.max_steps:
         steps: int | None = t.max_steps
     elif dataset_rows:
-        steps = math.ceil((t.epochs or 1.0) * dataset_rows / effective)
+        steps = trainer_steps(dataset_rows, effective, t.epochs or 1.0, processes)
     elif dataset_tokens:
         steps = math.ceil((t.epochs or 1.0) * dataset_tokens / tokens_per_step)
     else:

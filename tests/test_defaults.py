@@ -191,3 +191,48 @@ def test_plan_counts_steps_from_rows_and_shows_the_choices() -> None:
     # before the data is known, the plan uses the longest length it would derive
     assert plan_training(load_config(), PROFILES["cpu"], spec).max_seq_length == 1024
     assert plan_training(load_config(), PROFILES["t4"], spec).max_seq_length == 2048
+
+
+def _feed(losses: list[float], total: int = 40) -> tuple[list[str], list[str]]:
+    """The losses logged one step apart through LearningCheck; its warnings and the
+    progress messages it sent."""
+    from types import SimpleNamespace
+
+    from lmfast.training.callbacks import LearningCheck
+
+    sent: list[str] = []
+    check = LearningCheck(lambda step, total, message=None: sent.append(message or ""))
+    args = SimpleNamespace(learning_rate=2e-6)
+    for step, loss in enumerate(losses, start=1):
+        state = SimpleNamespace(global_step=step, max_steps=total)
+        check.on_log(args, state, None, logs={"loss": loss, "learning_rate": 2e-6})
+    return check.warnings, sent
+
+
+def test_a_loss_that_has_not_moved_is_said_with_the_rate_to_raise() -> None:
+    warnings, sent = _feed([2.50, 2.49, 2.51, 2.48, 2.50, 2.47, 2.49, 2.50, 2.49, 2.48, 2.49,
+                            2.48, 2.47, 2.49])  # fmt: skip
+    (warning,) = warnings  # once, at 30 % of the run (step 12 of 40)
+    assert "the loss has not moved" in warning and "2.500 at the start" in warning
+    assert "training.learning_rate (now 2e-06; --lr)" in warning
+    assert sent == [f"warning: {warning}"]
+
+
+def test_a_loss_that_falls_or_starts_near_zero_raises_nothing() -> None:
+    falling = [2.5 * 0.93**i for i in range(20)]
+    assert _feed(falling) == ([], [])
+    assert _feed([0.05] * 20) == ([], [])  # the data is already known: nothing to lose
+    # before 30 % of the run nothing is judged, however flat
+    assert _feed([2.5] * 11) == ([], [])
+
+
+def test_steps_are_counted_as_the_trainer_counts_them() -> None:
+    """Whole steps per epoch, the last one short: the plan's count is the run's count."""
+    spec = model_spec("smollm2-135m-instruct")
+    values = {"training.effective_batch_size": 6, "training.epochs": 2}
+    cfg = load_config(values={**values, "training.max_seq_length": 256})
+    assert total_steps(cfg, 200) == 2 * 34 == 68  # not ceil(400 / 6) = 67
+    plan = plan_training(cfg, PROFILES["cpu"], spec, dataset_tokens=200 * 180, dataset_rows=200)
+    assert plan.total_steps == 68
+    half = load_config(values={"training.effective_batch_size": 6, "training.epochs": 1.5})
+    assert total_steps(half, 200) == math.ceil(1.5 * 34) == 51

@@ -378,14 +378,23 @@ async def test_mcp_fine_tune_job_with_progress_and_cancel(
 def test_bare_defaults_derive_the_run_from_the_data(tiny: Path, chats: Path) -> None:
     """Nothing but a model and data: the sequence length, batch, epochs and rate come from
     the 120 short chats, with enough steps to learn and the reasons in the plan."""
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
     from lmfast.defaults import MIN_STEPS
     from lmfast.training import FineTuneRequest, fine_tune
 
+    # `lmfast plan --data` shows what the run will choose, without training
+    shown = CliRunner().invoke(app, ["plan", "-m", str(tiny), "-d", str(chats), "--json"])
+    assert shown.exit_code == 0, shown.output
+    preview = json.loads(shown.stdout)
     cfg = load_config(None, [f"model.reference={tiny}", f"data.path={chats}",
                              "training.tracker=none"])  # fmt: skip
     result = fine_tune(FineTuneRequest(config=cfg))
     plan = result.plan
     chosen = {c.setting: c.value for c in plan.choices}
+    assert {c["setting"]: c["value"] for c in preview["choices"]} == chosen
+    assert preview["total_steps"] == plan.total_steps and preview["summary"] == plan.summary
     assert chosen["training.max_seq_length"] == plan.max_seq_length == 128  # not 1,024
     assert chosen["training.learning_rate"] == 1e-3
     assert chosen["training.epochs"] > 1  # 120 chats are too few for one pass

@@ -93,20 +93,43 @@ def plan_command(
         int | None,
         typer.Option(min=1, help="Training tokens per epoch, for the time estimate."),
     ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Base model.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Prepare this data (cached for the run) and derive the settings the recipe "
+            "leaves open from it, as `lmfast train` would, without training.",
+        ),
+    ] = None,
+    method: Annotated[str | None, typer.Option(help="sft, cpt or pretrain.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Resolve a config for this machine and show the plan with memory and time estimates."""
+    """Resolve a config for this machine and show the plan with memory and time estimates;
+    with --data, the settings `lmfast train` would derive from that data, with reasons."""
     from lmfast.config import load_config
     from lmfast.errors import ConfigError
     from lmfast.hardware import PROFILES, detect_hardware
     from lmfast.plan import plan_training
-    from lmfast.training.pretrain import recipe_spec
 
-    cfg = load_config(config, overrides or [])
+    values = {"model.reference": model, "data.path": data, "training.method": method}
+    cfg = load_config(config, overrides or [], values=values)
     if profile is not None and profile not in PROFILES:
         raise ConfigError([("--profile", f"{profile!r} is not one of {', '.join(PROFILES)}")])
-    hardware = PROFILES[profile] if profile else detect_hardware()
-    plan = plan_training(cfg, hardware, recipe_spec(cfg), dataset_tokens)
+    if data is not None:
+        from lmfast.training.finetune import FineTuneRequest, plan_run
+
+        if dataset_tokens is not None:
+            raise ConfigError([("--dataset-tokens", "give the data or its token count, not both")])
+        with console.status("preparing the data and deriving the plan"):
+            request = FineTuneRequest(config=cfg, profile=profile)  # type: ignore[arg-type]
+            plan = plan_run(request).plan
+    else:
+        from lmfast.training.pretrain import recipe_spec
+
+        hardware = PROFILES[profile] if profile else detect_hardware()
+        plan = plan_training(cfg, hardware, recipe_spec(cfg), dataset_tokens)
     if json_out:
         print_json(plan)
         return
@@ -137,6 +160,15 @@ def plan_command(
     for k, v in rows.items():
         table.add_row(k, v)
     console.print(table)
+    if plan.choices:
+        chosen = Table(title="Chosen from the data", show_header=True)
+        for col in ("setting", "value", "why"):
+            chosen.add_column(col)
+        for c in plan.choices:
+            chosen.add_row(c.setting, str(c.value), c.reason)
+        console.print(chosen)
+    if plan.summary:
+        console.print(plan.summary)
     for note in plan.notes:
         console.print(f"[dim]- {note}[/]")
     for warning in plan.warnings:

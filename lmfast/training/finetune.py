@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,17 +115,11 @@ def fine_tune(
     several processes, this process prepares the data and launches them (lmfast.training.
     launch); inside them, rank 0 saves the result and the other ranks return None.
     `callbacks`: more transformers TrainerCallbacks (tune's pruning)."""
-    from lmfast.data.tokenize import load_tokenizer
-    from lmfast.hardware import PROFILES, detect_hardware
     from lmfast.observability.tracking import run_tags, tracked_run
-    from lmfast.plan import plan_training
-    from lmfast.registry import model_spec, resolve_model
-    from lmfast.training import data as training_data
     from lmfast.training.model import build
 
     store = store or ArtifactStore()
-    config = request.config
-    if config.training.method == "grpo":
+    if request.config.training.method == "grpo":
         if objective is not None or dataset is not None:
             raise LMFastError("training.method=grpo takes its prompt rows from data.path only")
         from lmfast.training.grpo import grpo
@@ -132,68 +127,11 @@ def fine_tune(
         return grpo(request, progress, store, callbacks)
     started = time.perf_counter()
     in_launch = launched()
-    rank, local_processes, processes = world()
-    if request.launch.distributed and not in_launch:
-        processes = request.launch.num_processes
-        _check_launchable(request, dataset, objective)
-    hardware = PROFILES[request.profile] if request.profile else detect_hardware()
-    scratch = None
-    if config.training.method == "pretrain":
-        from lmfast.training.pretrain import from_scratch
-
-        scratch = from_scratch(config)  # the template, its tokenizer and its shape
-        resolved, spec, model_name = None, scratch.spec, scratch.name
-    else:
-        resolved = resolve_model(config.model.reference, store=store)
-        spec, model_name = model_spec(config.model.reference), resolved.name
-    # contradictions fail before any loading
-    plan = plan_training(config, hardware, spec, processes=processes)
-    if scratch is not None:
-        scratch.check_plan(plan)
-    if (config.training.max_seq_length or 0) > spec.context_length:
-        raise LMFastError(
-            f"training.max_seq_length={config.training.max_seq_length} exceeds "
-            f"{model_name}'s context of {spec.context_length}; use at most that"
-        )
-    if config.eval.tasks:  # bad task files fail now, not after the model has loaded
-        from lmfast.evaluation.tasks import load_task
-
-        for task in config.eval.tasks:
-            load_task(task)
-
-    if config.data.streaming:
-        training_data.check_streaming(config)
-    progress(0, None, f"tokenizer of {model_name}")
-    tokenizer = scratch.tokenizer if scratch else load_tokenizer(config.model.reference)
-    method = objective.method if objective else config.training.method
-    config, feed, choices = feed_and_seq(
-        config, tokenizer, spec, plan.device != "cpu", progress, dataset, store
-    )
-    if scratch is not None and scratch.template.seq2seq:
-        from lmfast.training.pretrain import seq2seq_feed
-
-        feed = seq2seq_feed(feed, scratch, config.training.seed)
-    derived = derive(
-        config,
-        feed.shape(),
-        "distill" if method.startswith("distill") else method,  # type: ignore[arg-type]
-        spec.parameters,
-        processes=processes,
-    )
-    config = derived.config
-    request = request.model_copy(update={"config": config})
-    plan = plan_training(
-        config,
-        hardware,
-        spec,
-        dataset_tokens=feed.tokens_per_epoch,
-        processes=processes,
-        dataset_rows=feed.rows,
-        labelled_share=feed.labelled_share,
-    )
-    if plan.max_seq_length != feed.seq_len:
-        plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
-    plan = explain_plan(plan, config, feed.shape(), [*choices, *derived.choices], progress)
+    rank, local_processes, _ = world()
+    planned = plan_run(request, progress, dataset=dataset, store=store, objective=objective)
+    request, config, plan, feed = planned.request, planned.config, planned.plan, planned.feed
+    scratch, resolved, method = planned.scratch, planned.resolved, planned.method
+    model_name, processes = planned.model_name, planned.processes
 
     key: dict[str, Any] = {"config": config.model_dump(mode="json"), "data": feed.dataset_version}
     if objective is not None and objective.fingerprint():
@@ -273,6 +211,121 @@ def fine_tune(
         )
         tracked.finish(metrics, run.files(result.path))
     return with_tracking(result, tracked)
+
+
+@dataclass
+class PlannedRun:
+    """What fine_tune settles before it loads the model: the recipe with every derived
+    setting filled in, the hardware plan with its reasons, and the prepared data."""
+
+    request: FineTuneRequest
+    config: LMFastConfig
+    plan: TrainingPlan
+    feed: Any  # training.data.Feed
+    method: str
+    model_name: str
+    processes: int
+    resolved: Any = None  # registry.ResolvedModel; None when pretraining from scratch
+    scratch: Any = None  # training.pretrain.Scratch when pretraining from scratch
+
+
+def plan_run(
+    request: FineTuneRequest,
+    progress: ProgressFn = no_progress,
+    *,
+    dataset: Any = None,
+    store: ArtifactStore | None = None,
+    objective: TrainingObjective | None = None,
+) -> PlannedRun:
+    """Everything fine_tune decides before training: check the recipe, prepare the data
+    (cached as dataset artifacts, which the run then reuses) and derive the settings the
+    recipe leaves open. `lmfast plan --data` shows it without training."""
+    from lmfast.data.tokenize import load_tokenizer
+    from lmfast.hardware import PROFILES, detect_hardware
+    from lmfast.plan import plan_training
+    from lmfast.registry import model_spec, resolve_model
+    from lmfast.training import data as training_data
+
+    store = store or ArtifactStore()
+    config = request.config
+    if config.training.method == "grpo":
+        raise LMFastError(
+            "training.method=grpo: its steps and batch come from the prompts and the "
+            "generations per prompt at run time; plan it with `lmfast plan` without --data"
+        )
+    _, _, processes = world()
+    if request.launch.distributed and not launched():
+        processes = request.launch.num_processes
+        _check_launchable(request, dataset, objective)
+    hardware = PROFILES[request.profile] if request.profile else detect_hardware()
+    scratch = None
+    if config.training.method == "pretrain":
+        from lmfast.training.pretrain import from_scratch
+
+        scratch = from_scratch(config)  # the template, its tokenizer and its shape
+        resolved, spec, model_name = None, scratch.spec, scratch.name
+    else:
+        resolved = resolve_model(config.model.reference, store=store)
+        spec, model_name = model_spec(config.model.reference), resolved.name
+    # contradictions fail before any loading
+    plan = plan_training(config, hardware, spec, processes=processes)
+    if scratch is not None:
+        scratch.check_plan(plan)
+    if (config.training.max_seq_length or 0) > spec.context_length:
+        raise LMFastError(
+            f"training.max_seq_length={config.training.max_seq_length} exceeds "
+            f"{model_name}'s context of {spec.context_length}; use at most that"
+        )
+    if config.eval.tasks:  # bad task files fail now, not after the model has loaded
+        from lmfast.evaluation.tasks import load_task
+
+        for task in config.eval.tasks:
+            load_task(task)
+
+    if config.data.streaming:
+        training_data.check_streaming(config)
+    progress(0, None, f"tokenizer of {model_name}")
+    tokenizer = scratch.tokenizer if scratch else load_tokenizer(config.model.reference)
+    method = objective.method if objective else config.training.method
+    config, feed, choices = feed_and_seq(
+        config, tokenizer, spec, plan.device != "cpu", progress, dataset, store
+    )
+    if scratch is not None and scratch.template.seq2seq:
+        from lmfast.training.pretrain import seq2seq_feed
+
+        feed = seq2seq_feed(feed, scratch, config.training.seed)
+    derived = derive(
+        config,
+        feed.shape(),
+        "distill" if method.startswith("distill") else method,  # type: ignore[arg-type]
+        spec.parameters,
+        processes=processes,
+    )
+    config = derived.config
+    request = request.model_copy(update={"config": config})
+    plan = plan_training(
+        config,
+        hardware,
+        spec,
+        dataset_tokens=feed.tokens_per_epoch,
+        processes=processes,
+        dataset_rows=feed.rows,
+        labelled_share=feed.labelled_share,
+    )
+    if plan.max_seq_length != feed.seq_len:
+        plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
+    plan = explain_plan(plan, config, feed.shape(), [*choices, *derived.choices], progress)
+    return PlannedRun(
+        request=request,
+        config=config,
+        plan=plan,
+        feed=feed,
+        method=method,
+        model_name=model_name,
+        processes=processes,
+        resolved=resolved,
+        scratch=scratch,
+    )
 
 
 def feed_and_seq(
