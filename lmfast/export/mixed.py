@@ -122,6 +122,10 @@ def plan_mixed(
     arch, permute, config = check_supported(hf_folder)
     candidates = _candidates(f32_gguf, work, progress)
     fixed = sum(b for n, b in tensor_bytes(f32_gguf).items() if n not in candidates)
+    # An impossible budget is refused before the model loads and the sensitivity sweep runs.
+    _check_budget(
+        budget_bytes - fixed, sum(min(s for s, _ in c.values()) for c in candidates.values())
+    )
 
     model = AutoModelForCausalLM.from_pretrained(str(hf_folder), dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(hf_folder))
@@ -239,15 +243,19 @@ def _tensor_order(name: str) -> tuple[int, str]:
     return (int(parts[1]) if parts[0] == "blk" else -1, name)
 
 
+def _check_budget(budget: int, smallest: int) -> None:
+    if smallest > budget:
+        raise QuantizeError(
+            f"size budget: {budget / 1e6:.1f} MB of tensor data is below the smallest plan "
+            f"({smallest / 1e6:.1f} MB at the lowest types)"
+        )
+
+
 def _allocate(options: dict[str, list[tuple[str, int, float]]], budget: int) -> dict[str, int]:
     """Greedy marginal-gain allocation: upgrades in order of error removed per extra byte."""
     choice = {n: 0 for n in options}
     used = sum(o[0][1] for o in options.values())
-    if used > budget:
-        raise QuantizeError(
-            f"size budget: {budget / 1e6:.1f} MB of tensor data is below the smallest plan "
-            f"({used / 1e6:.1f} MB at the lowest types)"
-        )
+    _check_budget(budget, used)
     while True:
         best: tuple[float, str, int] | None = None
         for name, opts in options.items():
