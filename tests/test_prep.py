@@ -347,6 +347,19 @@ def test_chat_labels_token_by_token(tokenizer: Any) -> None:
 
 
 @pytest.mark.slow
+def test_end_of_turn_ids_are_the_vocabularys_own(tokenizer: Any) -> None:
+    """Looked up token by token (not through the whole vocabulary per conversation): the same
+    ids, and a token the vocabulary lacks is not mistaken for the unknown token."""
+    from lmfast.data.tokenize import _EOT_TOKENS, end_of_turn_ids
+
+    vocab = tokenizer.get_vocab()
+    want = {tokenizer.eos_token_id} | {vocab[t] for t in _EOT_TOKENS if t in vocab}
+    assert end_of_turn_ids(tokenizer) == want
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in want
+    assert "<|eot_id|>" not in vocab and len(want) < len(_EOT_TOKENS)
+
+
+@pytest.mark.slow
 def test_chat_packing_keeps_conversations_whole(tmp_path: Path, tokenizer: Any) -> None:
     """Best-fit packing: no conversation is cut, no separator after <|im_end|>, padding is the
     pad token with no loss, and positions restart at each conversation."""
