@@ -352,6 +352,13 @@ class DataConfig(_Section):
     text_field: str | None = Field(
         None, description="Field holding raw text (detected when None: text, content, ...)."
     )
+    filters: Literal["auto", "web", "document", "minimal", "off"] = Field(
+        "auto",
+        description="Quality filters applied as the data is prepared for training (lmfast prep's "
+        "presets). 'auto': 'document' (length, repetition, bad words) when pretraining from "
+        "scratch on raw text, else 'minimal' (length and bad words): a corpus or a chat set "
+        "given to fine-tuning is what the user chose to learn.",
+    )
     validation_split: float = Field(
         0.0, ge=0.0, le=0.5, description="Fraction held out for evaluation during training."
     )

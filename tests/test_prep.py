@@ -480,6 +480,28 @@ def test_most_dropped_warns(tmp_path: Path) -> None:
     assert "too_short" in result.report.warnings[0]
 
 
+def test_most_of_the_text_dropped_warns_though_most_documents_are_kept(tmp_path: Path) -> None:
+    """Three long pages dropped among eight short ones: 27 % of the documents but most of the
+    text (pydoc pages lost to dup_line_frac did this unannounced). Shares are counted in
+    characters, so accented text is not inflated by its UTF-8 bytes."""
+    short = [{"text": prose(i).replace("a", "á")} for i in range(8)]
+    long = [{"text": " ".join(prose(100 + i * 10 + j) for j in range(10))} for i in range(3)]
+    result = _run(
+        tmp_path,
+        short + long,
+        filters=FilterSettings(length={"max_words": 300}),
+        dedup={"exact": False, "near": False},
+    )
+    r = result.report
+    assert r.documents_out == 8 and r.dropped["too_long"] == 3
+    assert r.characters_in == sum(len(d["text"]) for d in short + long) < r.bytes_in
+    assert r.characters_out == sum(len(t) for t in _kept(result))
+    share = 1 - r.characters_out / r.characters_in
+    assert share > 0.7
+    assert len(r.warnings) == 1 and f"{share:.0%} of the text" in r.warnings[0]
+    assert "27% of the documents (3 of 11)" in r.warnings[0] and "too_long (3)" in r.warnings[0]
+
+
 def test_default_filters_keep_ordinary_short_paragraphs(tmp_path: Path) -> None:
     """Four-sentence paragraphs of plain prose survive the default (auto) filters; the web
     preset (datatrove's FineWeb thresholds, C4 needs five sentences) still drops them."""

@@ -143,7 +143,10 @@ def test_turn_prompts_and_the_turn_reward(tmp_path: Path) -> None:
     schemas = [t.openai for t in tools]
     rows = step_rows([chain, refusal], system, schemas, think=True, tool_turns=False)
     assert [(r["tool"], r["answer"] is not None) for r in rows] == [
-        ("price", False), ("calculator", False), (None, True), (None, True)
+        ("price", False),
+        ("calculator", False),
+        (None, True),
+        (None, True),
     ]
     full = prepare_messages(trajectory(chain, system, think=True, tool_turns=False), tools=None,
                             default_system=None, native_tools=False)  # fmt: skip

@@ -405,6 +405,23 @@ def test_bare_defaults_derive_the_run_from_the_data(tiny: Path, chats: Path) -> 
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
 
 
+def test_what_prep_skipped_is_a_plan_warning(tiny: Path, chats: Path, tmp_path: Path) -> None:
+    """Lines prep could not read are skipped, and the person training hears it before the
+    run (the plan's warnings reach the CLI, the job's progress and the result)."""
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
+
+    data = tmp_path / "chats.jsonl"
+    data.write_text(chats.read_text() + '{"messages": [\n' + "not json at all\n")
+    shown = CliRunner().invoke(app, ["plan", "-m", str(tiny), "-d", str(data), "--json"])
+    assert shown.exit_code == 0, shown.output
+    warnings = json.loads(shown.stdout)["warnings"]
+    skipped = [w for w in warnings if w.startswith("data: skipped")]
+    assert len(skipped) == 1 and "2 malformed_json" in skipped[0], warnings
+    assert "chats.jsonl:121" in skipped[0]
+
+
 def test_masked_loss_equals_the_models_own_loss(tiny: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model

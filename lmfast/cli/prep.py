@@ -16,8 +16,11 @@ def show_report(report: dict[str, Any]) -> None:
     table.add_column("value")
     table.add_row("format", f"{report['format']} (field {report['text_field']})")
     table.add_row("documents", f"{report['documents_in']} in -> {report['documents_out']} kept")
+    chars_in, chars_out = report["characters_in"], report["characters_out"]
     table.add_row(
-        "text", f"{human_bytes(report['bytes_in'])} in -> {human_bytes(report['bytes_out'])} kept"
+        "text",
+        f"{chars_in:,} characters ({human_bytes(report['bytes_in'])}) in -> {chars_out:,} kept"
+        f" ({chars_out / max(chars_in, 1):.0%})",
     )
     for reason, n in sorted(report["dropped"].items(), key=lambda kv: -kv[1]):
         table.add_row(f"  dropped: {reason}", str(n))

@@ -56,7 +56,8 @@ class PrepReport(BaseModel):
     documents_in: int
     bytes_in: int
     documents_out: int
-    bytes_out: int
+    characters_in: int = Field(description="Characters of text read, before cleaning.")
+    characters_out: int = Field(description="Characters of text kept, after cleaning.")
     dropped: dict[str, int] = Field(description="Documents dropped, per reason.")
     read_issues: dict[str, int] = Field(description="Malformed lines, binary files, ...")
     issue_examples: list[str] = Field(description="Where the first read issues were.")
@@ -198,8 +199,9 @@ def prep_dataset(
         dedup, dropped, docs_in, bytes_in, shards = _dedup(
             work, stats, request, ctx, near_fn, progress
         )
-    kept_count = int(dedup.keep.sum())
-    warnings = _drop_warnings(docs_in, kept_count, dropped, request)
+    _fail_if_nothing_kept(docs_in, int(dedup.keep.sum()), dropped)
+    # Shards resumed from a run before characters were counted know only their bytes.
+    chars_in = sum(s.get("chars", s["bytes"]) for s in stats)
 
     params = request.model_dump(mode="json")
     digests = lmfast_native.hash_files([str(f) for f in files]) if files else []
@@ -214,7 +216,8 @@ def prep_dataset(
         config=params,
         dataset_version=version,
     ) as draft:
-        kept_docs, bytes_out, hist = write_kept(work, shards, dedup, draft.path / "data.jsonl")
+        kept_docs, chars_out, hist = write_kept(work, shards, dedup, draft.path / "data.jsonl")
+        warnings = _drop_warnings(docs_in, kept_docs, dropped, request, chars_in, chars_out)
         tables = write_tables(work, shards, dedup, draft.path)
         progress(85, 100, f"{kept_docs} documents kept")
         tok_report: dict[str, Any] = {}
@@ -234,7 +237,8 @@ def prep_dataset(
             documents_in=docs_in,
             bytes_in=bytes_in,
             documents_out=kept_docs,
-            bytes_out=bytes_out,
+            characters_in=chars_in,
+            characters_out=chars_out,
             dropped=dict(dropped),
             read_issues=dict(issues.counts),
             issue_examples=issues.examples,
@@ -256,7 +260,8 @@ def prep_dataset(
             "documents_in": docs_in,
             "documents_out": kept_docs,
             "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
+            "characters_in": chars_in,
+            "characters_out": chars_out,
             **({"tokens": tok_report["tokens"]} if tok_report else {}),
         }
         draft.extra = {"report": report.model_dump(), "inputs": inputs[:1000]}
@@ -370,25 +375,46 @@ def run_shards(
             finish_one()
 
 
-def _drop_warnings(
-    docs_in: int, kept: int, dropped: Counter[str], request: PrepRequest
-) -> list[str]:
-    """Fail when nothing is left, warn when most was dropped: both name the top reasons."""
-    top = ", ".join(f"{r} ({n})" for r, n in dropped.most_common(3) if n)
-    hint = (
-        "filters='minimal' keeps nearly everything, filters='document' suits non-web text, "
-        "and any threshold can be relaxed with a setting such as "
-        "filters.c4.min_sentences=1"
-    )
+DROP_HINT = (
+    "filters='minimal' keeps nearly everything, filters='document' suits non-web text, "
+    "and any threshold can be relaxed with a setting such as filters.c4.min_sentences=1"
+)
+
+
+def _top_reasons(dropped: Counter[str]) -> str:
+    return ", ".join(f"{r} ({n})" for r, n in dropped.most_common(3) if n)
+
+
+def _fail_if_nothing_kept(docs_in: int, kept: int, dropped: Counter[str]) -> None:
     if docs_in and kept == 0:
         raise DataError(
-            f"every one of the {docs_in} documents was dropped (top reasons: {top}); "
-            f"nothing to save. {hint}"
+            f"every one of the {docs_in} documents was dropped (top reasons: "
+            f"{_top_reasons(dropped)}); nothing to save. {DROP_HINT}"
         )
-    share = 1 - kept / docs_in if docs_in else 0.0
-    if share > request.warn_drop_fraction:
-        return [f"{share:.0%} of {docs_in} documents were dropped (top reasons: {top}). {hint}"]
-    return []
+
+
+def _drop_warnings(
+    docs_in: int,
+    kept: int,
+    dropped: Counter[str],
+    request: PrepRequest,
+    chars_in: int,
+    chars_out: int,
+) -> list[str]:
+    """Warn when most documents, or most of the text, was dropped, naming the top reasons.
+
+    Both shares count: a filter that drops a few long documents (pydoc pages with repeated
+    lines, say) can remove most of a corpus while most documents survive.
+    """
+    docs_share = 1 - kept / docs_in if docs_in else 0.0
+    text_share = 1 - chars_out / chars_in if chars_in else 0.0
+    if max(docs_share, text_share) <= request.warn_drop_fraction:
+        return []
+    return [
+        f"{text_share:.0%} of the text ({chars_in - chars_out:,} of {chars_in:,} characters) "
+        f"and {docs_share:.0%} of the documents ({docs_in - kept} of {docs_in}) were dropped "
+        f"(top reasons: {_top_reasons(dropped)}). {DROP_HINT}"
+    ]
 
 
 def _tokenize(folder: Path, request: PrepRequest, chat: bool, field: str | None) -> dict[str, Any]:

@@ -217,7 +217,8 @@ class PrepRequest(_S):
         ge=0,
         le=1,
         description="Warn (in the report and the terminal) when filters and dedup drop more "
-        "than this share of documents. A run that keeps nothing always fails.",
+        "than this share of the documents or of the text. A run that keeps nothing always "
+        "fails.",
     )
     name: str | None = Field(None, max_length=200, description="Name for the dataset artifact.")
 

@@ -124,7 +124,12 @@ def run_shard(work: Path, spec: ShardSpec, ctx: ShardContext) -> dict[str, Any]:
         }
         stats = _write(work, spec.index, records, arrays, out["kept_ids"], kept_src,
                        out["drop_ids"], drop_src, out["drop_reasons"])  # fmt: skip
-        stats.update(documents=out["documents"], bytes=out["text_bytes"], issues=issues)
+        stats.update(
+            documents=out["documents"],
+            bytes=out["text_bytes"],
+            chars=out["text_chars"],
+            issues=issues,
+        )
         return stats
     return _run_records(work, spec, ctx)
 
@@ -138,7 +143,7 @@ def _run_records(work: Path, spec: ShardSpec, ctx: ShardContext) -> dict[str, An
     drop_ids: list[str] = []
     drop_src: list[str] = []
     drop_reasons: list[str] = []
-    nbytes = 0
+    nbytes = nchars = 0
     for rec, source in spec.records:
         rid = record_id(rec, ctx.id_field, source)
         t = record_text(rec, ctx.fmt, ctx.field)
@@ -150,6 +155,7 @@ def _run_records(work: Path, spec: ShardSpec, ctx: ShardContext) -> dict[str, An
         texts.append(t)
         rows.append((rec, rid, source))
         nbytes += len(t.encode("utf-8", "replace"))
+        nchars += len(t)
     out_texts, reasons, exact, sigs = lmfast_native.process_batch(texts, ctx.config)
     lines: list[str] = []
     kept: list[int] = []
@@ -176,7 +182,7 @@ def _run_records(work: Path, spec: ShardSpec, ctx: ShardContext) -> dict[str, An
     body = ("\n".join(lines) + "\n").encode() if lines else b""
     stats = _write(work, spec.index, body, arrays, [rows[i][1] for i in kept],
                    [rows[i][2] for i in kept], drop_ids, drop_src, drop_reasons)  # fmt: skip
-    stats.update(documents=len(spec.records), bytes=nbytes, issues=[])
+    stats.update(documents=len(spec.records), bytes=nbytes, chars=nchars, issues=[])
     return stats
 
 

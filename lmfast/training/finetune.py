@@ -314,7 +314,9 @@ def plan_run(
     )
     if plan.max_seq_length != feed.seq_len:
         plan = plan.model_copy(update={"max_seq_length": feed.seq_len})
-    plan = explain_plan(plan, config, feed.shape(), [*choices, *derived.choices], progress)
+    plan = explain_plan(
+        plan, config, feed.shape(), [*choices, *derived.choices], progress, feed.warnings
+    )
     return PlannedRun(
         request=request,
         config=config,
@@ -355,12 +357,15 @@ def feed_and_seq(
         )
         config = _with_training(config, max_seq_length=seq)
         return config, training_data.streaming_feed(config, tokenizer, store), [choice]
+    config, choices = _filters_choice(config)
     seq = t.max_seq_length or seq_cap(spec.context_length, gpu)
     feed = training_data.prepared_feed(
         config, tokenizer, spec.context_length, progress, dataset, store, seq_len=seq
     )
+    if feed.seq_fixed:  # a tokenized dataset artifact: prepared before, not filtered here
+        choices = []
     if t.max_seq_length:
-        return config, feed, []
+        return config, feed, choices
     if feed.seq_fixed:
         choice = Choice(
             setting="training.max_seq_length",
@@ -380,7 +385,26 @@ def feed_and_seq(
                 store,
                 seq_len=int(choice.value),
             )
-    return _with_training(config, max_seq_length=feed.seq_len), feed, [choice]
+    return _with_training(config, max_seq_length=feed.seq_len), feed, [*choices, choice]
+
+
+def _filters_choice(config: LMFastConfig) -> tuple[LMFastConfig, list[Choice]]:
+    """The prep preset for data prepared here, recorded in the config with its reason."""
+    from lmfast.training.data import training_filters
+
+    if config.data.filters != "auto":
+        return config, []
+    preset = training_filters(config)
+    reason = (
+        "pretraining from scratch: prep's filters for raw text (length, repetition, bad words)"
+        if preset == "document"
+        else "the data is what you chose to learn: only length and bad-word filters "
+        "(data.filters=document also drops repeated lines and boilerplate)"
+    )
+    data = config.data.model_copy(update={"filters": preset})
+    return config.model_copy(update={"data": data}), [
+        Choice(setting="data.filters", value=preset, reason=reason)
+    ]
 
 
 def _with_training(config: LMFastConfig, **updates: Any) -> LMFastConfig:

@@ -123,10 +123,13 @@ def explain_plan(
     shape: DataShape | None,
     choices: list[Choice],
     progress: ProgressFn,
+    data_warnings: list[str] | None = None,
 ) -> TrainingPlan:
     """The plan with the settings chosen for it, their one-line summary and its warnings
-    (its own, and too few steps), announced before the run starts."""
+    (its own, what prep found in the data, and too few steps), announced before the run
+    starts."""
     warnings = list(plan.warnings)  # the plan's own: a peak past the memory budget
+    warnings += [w for w in data_warnings or [] if w not in warnings]
     if plan.total_steps is not None:
         warning = few_steps_warning(config, plan.total_steps, shape.rows if shape else 0)
         if warning:

@@ -61,6 +61,9 @@ pub struct LineResult {
     pub line: u64,
     pub invalid_utf8: bool,
     pub text_bytes: u64,
+    /// Characters of the text as read, so the share of text that filtering removes can be
+    /// told in the same unit as the kept documents' lengths.
+    pub text_chars: u64,
     pub outcome: Outcome,
 }
 
@@ -100,6 +103,7 @@ fn process_line(raw: &[u8], n: u64, cfg: &ShardConfig) -> LineResult {
         line: n,
         invalid_utf8: false,
         text_bytes: 0,
+        text_chars: 0,
         outcome: Outcome::Blank,
     };
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
@@ -134,6 +138,11 @@ fn process_line(raw: &[u8], n: u64, cfg: &ShardConfig) -> LineResult {
         return res;
     };
     res.text_bytes = text.len() as u64;
+    res.text_chars = if text.is_ascii() {
+        text.len() as u64
+    } else {
+        text.chars().count() as u64
+    };
     match clean(&text, cfg.pipeline) {
         Err(reason) => res.outcome = Outcome::Dropped { id, reason },
         Ok(c) => {

@@ -208,12 +208,13 @@ fn process_jsonl<'py>(
     let (mut exact, mut chars, mut sigs) = (Vec::new(), Vec::new(), Vec::new());
     let (mut drop_ids, mut drop_lines, mut drop_reasons) = (Vec::new(), Vec::new(), Vec::new());
     let mut issues: Vec<(&str, u64, String)> = Vec::new();
-    let (mut documents, mut text_bytes) = (0u64, 0u64);
+    let (mut documents, mut text_bytes, mut text_chars) = (0u64, 0u64, 0u64);
     for r in results {
         if r.invalid_utf8 {
             issues.push(("invalid_utf8", r.line, "bytes replaced with U+FFFD".into()));
         }
         text_bytes += r.text_bytes;
+        text_chars += r.text_chars;
         match r.outcome {
             Outcome::Blank => {}
             Outcome::Malformed(msg) => issues.push(("malformed_json", r.line, msg)),
@@ -253,6 +254,7 @@ fn process_jsonl<'py>(
     d.set_item("issues", issues)?;
     d.set_item("documents", documents)?;
     d.set_item("text_bytes", text_bytes)?;
+    d.set_item("text_chars", text_chars)?;
     Ok(d)
 }
 

@@ -41,7 +41,7 @@ def process_jsonl(
     string per document. Keys: records (kept records, every field kept, text cleaned,
     `_source` added, newline-terminated), kept_ids, kept_lines, exact (u64 LE), chars
     (u32 LE), signatures (u32 LE, row-major), drop_ids, drop_lines, drop_reasons, issues
-    ((kind, line, message)), documents, text_bytes."""
+    ((kind, line, message)), documents, text_bytes, text_chars."""
 
 class Bpe:
     """Byte-level BPE with the same ids as Hugging Face `tokenizers` for GPT-2 / SmolLM2,
