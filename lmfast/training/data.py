@@ -1,7 +1,8 @@
 """Training data: prep_dataset's packed token files, memory-mapped, as torch batches.
 
 Raw files (and `datasets` objects) go through prep_dataset itself (readers, chat rendering,
-loss masks, packing), so fine-tuning trains on exactly what `lmfast prep` would write. Rows
+loss masks, packing), so fine-tuning trains on exactly what `lmfast prep` would write with
+the same filter preset (`data.filters`). Rows
 carry position ids that restart at each document: with no attention mask, transformers
 builds a block-diagonal causal mask from them, so packed documents never attend to each
 other.
