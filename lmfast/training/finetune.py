@@ -357,13 +357,14 @@ def feed_and_seq(
         )
         config = _with_training(config, max_seq_length=seq)
         return config, training_data.streaming_feed(config, tokenizer, store), [choice]
+    unfiltered = config
     config, choices = _filters_choice(config)
     seq = t.max_seq_length or seq_cap(spec.context_length, gpu)
     feed = training_data.prepared_feed(
         config, tokenizer, spec.context_length, progress, dataset, store, seq_len=seq
     )
     if feed.seq_fixed:  # a tokenized dataset artifact: prepared before, not filtered here
-        choices = []
+        config, choices = unfiltered, []
     if t.max_seq_length:
         return config, feed, choices
     if feed.seq_fixed:
