@@ -35,6 +35,7 @@ from lmfast.inference.base import (
     check_logit_bias,
 )
 from lmfast.inference.chat_format import openai_tools, prepare_messages, template_supports_tools
+from lmfast.inference.core_share import CoreShare
 from lmfast.inference.cpu_backend import CpuSettings, load_backends
 from lmfast.inference.decoding import TextAssembler, token_logprob
 from lmfast.inference.selfcheck import checked_settings
@@ -106,6 +107,10 @@ class LlamaCppEngine:
         cparams.n_seq_max = parallel
         cparams.n_batch = cparams.n_ubatch = BATCH_TOKENS
         cparams.n_threads = cparams.n_threads_batch = n_threads or cpu_cores()
+        # Given a count, the caller decides; by default the engine decodes with the cores
+        # other processes leave free (see core_share).
+        self._share = None if n_threads else CoreShare(cparams.n_threads, cpu_cores())
+        self._threads = cparams.n_threads
         cparams.kv_unified = False  # one KV stream per slot: attention never scans other slots
         self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
         self._batch = LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=parallel, verbose=False)
@@ -228,7 +233,8 @@ class LlamaCppEngine:
         return seq.stream
 
     def stats(self) -> dict[str, int]:
-        return {"running": len(self._active), "waiting": len(self._waiting)}
+        running, waiting = len(self._active), len(self._waiting)
+        return {"running": running, "waiting": waiting, "threads": self._threads}
 
     def close(self) -> None:
         with self._cv:
@@ -370,6 +376,9 @@ class LlamaCppEngine:
             seq.n_past = seq.fed
             self._slot_tokens[seq.seq_id].extend(chunk)
         b.n_tokens = n
+        if self._share is not None and (threads := self._share.threads()) != self._threads:
+            llama.llama_set_n_threads(self._ctx.ctx, threads, threads)
+            self._threads = threads
         rc = llama.llama_decode(self._ctx.ctx, b)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")

@@ -85,6 +85,13 @@ class Metrics:
         )
         running = Gauge("lmfast_requests_running", "Requests being generated", registry=r)
         running.set_function(lambda: state.engine.stats()["running"] if state.engine else 0)
+        threads = Gauge(
+            "lmfast_engine_threads",
+            "CPU threads the engine decodes with now (llama.cpp: the cores other processes "
+            "leave free, unless a count was given)",
+            registry=r,
+        )
+        threads.set_function(lambda: state.engine.stats().get("threads", 0) if state.engine else 0)
 
 
 @dataclass
