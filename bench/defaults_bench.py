@@ -1,7 +1,8 @@
 """Do bare defaults learn? `lmfast train -d FILE` against the shipped recipe and a tuned one.
 
     uv run python bench/defaults_bench.py [--sizes 200,2000] [--tasks ledger,order,yaml]
-        [--configs bare,recipe,tuned,planned] [--cpt] [--align] [--memory]
+        [--configs bare,recipe,tuned,planned] [--cpt] [--align [--align-pairs 300,2000]]
+        [--memory]
 
 Three chat tasks the embedded SmolLM2-135M-Instruct fails at (made-up formats: it scores
 0-2 % before training), each at the given sizes, with 60 held-out conversations drawn apart
@@ -22,8 +23,8 @@ standard library modules, about 400,000 characters), held-out perplexity of othe
 docstrings, bare against the shipped recipe. `--align`: `lmfast align -d pairs.jsonl` on
 date questions (chosen: the ISO date; rejected: the date in words or a wrong ISO date),
 greedy answers equal to the chosen one on held-out prompts, bare against
-`--max-steps 60 --lr 1e-3`. Every run is a separate `lmfast` process. Results:
-bench/results/defaults.json.
+`--max-steps 60 --lr 1e-3`, at each of `--align-pairs` (300 by default). Every run is a
+separate `lmfast` process. Results: bench/results/defaults.json.
 """
 
 from __future__ import annotations
@@ -319,8 +320,8 @@ def cpt(out: dict, configs: list[str]) -> None:
         save(out)
 
 
-def align(out: dict, configs: list[str]) -> None:
-    folder = WORK / "data" / "align"
+def align(out: dict, configs: list[str], pairs: int) -> None:
+    folder = WORK / "data" / f"align-{pairs}"
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(7)
     asks = (
@@ -330,7 +331,7 @@ def align(out: dict, configs: list[str]) -> None:
         "Date of {}?",
     )
     seen: dict[str, tuple[str, str]] = {}
-    while len(seen) < 360:
+    while len(seen) < max(pairs, 300) + 60:
         d = date(1990, 1, 1) + timedelta(days=rng.randrange(365 * 40))
         words = f"the {_ordinal(d.day)} of {MONTH_NAMES[d.month - 1]} {d.year}"
         prompt = rng.choice(asks).format(words)
@@ -340,7 +341,9 @@ def align(out: dict, configs: list[str]) -> None:
             wrong = (d + timedelta(days=rng.choice((-1, 1, 30)))).isoformat()
         seen[prompt] = (d.isoformat(), wrong)
     items = list(seen.items())
-    train_pairs, held = items[:300], items[300:]
+    # The rng draws the same prompts whatever the size, so items 300-359 are the same 60
+    # held-out prompts for every size (and for the 300-pair runs measured before sizes).
+    held, train_pairs = items[300:360], items[:300] + items[360:]
     pairs_file, held_file = folder / "pairs.jsonl", folder / "heldout.jsonl"
     pairs_file.write_text(
         "".join(
@@ -351,7 +354,7 @@ def align(out: dict, configs: list[str]) -> None:
     held_file.write_text(
         "".join(json.dumps({"prompt": p, "answer": c}) + "\n" for p, (c, _) in held)
     )
-    row = out.setdefault("align", {"pairs": len(train_pairs), "held_out": len(held)})
+    row = out.setdefault(f"align-{pairs}", {"pairs": len(train_pairs), "held_out": len(held)})
     if "base" not in row:
         row["base"] = score("smollm2-135m-instruct", held_file)
     for name, extra in {"bare": [], "tuned": ["--max-steps", "60", "--lr", "1e-3"]}.items():
@@ -437,8 +440,8 @@ def table(out: dict) -> str:
                 f"{r['train_seconds']:.0f} | {r['peak_memory_gb']:.2f} "
                 f"({r['planned_peak_memory_gb']:.2f}) |"
             )
-    if "align" in out:
-        a = out["align"]
+    for key in sorted((k for k in out if k.startswith("align-")), key=lambda k: int(k[6:])):
+        a = out[key]
         lines += ["", f"Alignment, {a['pairs']} pairs, {a['held_out']} held-out prompts "
                   f"(base {a['base']:.1%} greedy answers equal to the chosen one):", "",
                   "| setup | greedy = chosen | steps | training s | peak GB (planned) |",
@@ -497,11 +500,14 @@ def main() -> None:
     ap.add_argument("--configs", default="bare,recipe,tuned")
     ap.add_argument("--cpt", action="store_true")
     ap.add_argument("--align", action="store_true")
+    ap.add_argument("--align-pairs", default="300", help="Preference-set sizes, e.g. 300,2000.")
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--table", action="store_true", help="Print the tables and stop.")
     ap.add_argument("--chat", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
     out = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if "align" in out:  # measured before alignment had sizes: always 300 pairs
+        out["align-300"] = out.pop("align")
     if args.table:
         print(table(out))
         return
@@ -515,7 +521,8 @@ def main() -> None:
     if args.cpt:
         cpt(out, args.configs.split(","))
     if args.align:
-        align(out, args.configs.split(","))
+        for pairs in args.align_pairs.split(","):
+            align(out, args.configs.split(","), int(pairs))
     save(out)
 
 
