@@ -146,10 +146,11 @@ def main() -> None:
     for engine in engines.values():  # warm: first-run costs out of the figures
         _generate(engine, 4)
     ctx = mp.get_context("spawn")
+    scratch = tempfile.TemporaryDirectory(prefix="lmfast-contention-")  # the job's LMFAST_HOME
     scenarios: dict[str, Any] = {
         "idle": None,
         "one busy process": (_spin, ()),
-        "an `lmfast train` run": (_train, (tempfile.mkdtemp(prefix="lmfast-contention-"),)),
+        "an `lmfast train` run": (_train, (scratch.name,)),
     }
     out: dict[str, Any] = {
         "date": date.today().isoformat(),
@@ -188,6 +189,7 @@ def main() -> None:
         out["scenarios"][name] = row
     for engine in engines.values():
         engine.close()
+    scratch.cleanup()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=2))

@@ -3,12 +3,12 @@
 llama.cpp's CPU threads meet at a spinning barrier after every operation of the graph, so a
 thread the scheduler takes away stalls the others until it runs again. With the cores busy
 elsewhere (a training job beside `lmfast serve` or `lmfast chat` on a laptop, an evaluation,
-a second server) decoding with every core is not a little slower but collapses: 48 tokens
-of the embedded 135M model took 142.9 s with 2 threads and 1.7 s with 1 thread on 2 cores
-beside a 2-thread LoRA run (docs/benchmarks.md#decoding-beside-other-work). llama-server and
-Ollama decode with a fixed count (the physical cores). The engine instead measures, at most
-every `interval` seconds while it decodes, how much of its cores other processes used, and
-decodes with the rest (at least one thread, at most the configured count).
+a second server) decoding with every core slows down far more than the lost share: beside an
+`lmfast train` run on 2 cores, 41 against 60 tokens/s with one thread, and in a worse case
+measured by hand 142.9 s against 1.7 s for 48 tokens (docs/cpus.md#sharing-the-cores).
+llama-server and Ollama decode with a fixed count (the physical cores). The engine instead
+measures, at most every `interval` seconds while it decodes, how much of its cores other
+processes used, and decodes with the rest (at least one thread, at most the configured count).
 """
 
 from __future__ import annotations
