@@ -246,17 +246,19 @@ def _grpo_stage(
 ) -> FineTuneResult:
     """GRPO from the SFT adapter on the turns of tasks neither SFT nor the held-out set
     saw, with `agent_turn` as the reward."""
-    from lmfast.agents.specialize_grpo import REWARD, step_rows
+    from lmfast.agents.specialize_grpo import REWARD, TURNS, balance_turns, step_rows
 
     from lmfast.artifacts import write_atomic
     from lmfast.training.finetune import FineTuneRequest, fine_tune
 
-    rows = step_rows(sets.extra, system, [t.openai for t in tools], think=request.think,
-                     tool_turns=tool_turns)  # fmt: skip
+    rows = balance_turns(step_rows(sets.extra, system, [t.openai for t in tools],
+                                   think=request.think, tool_turns=tool_turns))  # fmt: skip
     data = folder / "grpo_turns.jsonl"
     write_atomic(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    mix = ", ".join(f"{sum(r['turn'] == t for r in rows)} {t}" for t in TURNS)
     progress(0, None, f"plan: GRPO from the SFT adapter, {request.grpo_steps} steps over "
-             f"{len(rows)} turns of {len(sets.extra)} new tasks")  # fmt: skip
+             f"{len(rows)} turns of {len(sets.extra)} new tasks ({mix}; calls after an "
+             "observation repeated to match the answers)")  # fmt: skip
     config = request.config.model_copy(deep=True)
     config.model.reference = sft.artifact_id
     config.data.path = str(data)

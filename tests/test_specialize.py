@@ -132,7 +132,13 @@ def test_extra_tasks_leave_the_other_sets_alone_and_stay_unseen(tmp_path: Path) 
 def test_turn_prompts_and_the_turn_reward(tmp_path: Path) -> None:
     """One GRPO prompt per assistant turn of a correct trajectory; the correct turn earns
     the full reward and each kind of mistake earns less, in the order that teaches."""
-    from lmfast.agents.specialize_grpo import COLUMNS, _same_value, agent_turn, step_rows
+    from lmfast.agents.specialize_grpo import (
+        COLUMNS,
+        _same_value,
+        agent_turn,
+        balance_turns,
+        step_rows,
+    )
 
     tools = [price, calculator]
     sets = build_tasks(_spec(tmp_path), tools, train=20, held_out=0,
@@ -142,12 +148,19 @@ def test_turn_prompts_and_the_turn_reward(tmp_path: Path) -> None:
     system = system_prompt(tools, listing="compact")
     schemas = [t.openai for t in tools]
     rows = step_rows([chain, refusal], system, schemas, think=True, tool_turns=False)
-    assert [(r["tool"], r["answer"] is not None) for r in rows] == [
-        ("price", False),
-        ("calculator", False),
-        (None, True),
-        (None, True),
+    assert [(r["tool"], r["answer"] is not None, r["turn"]) for r in rows] == [
+        ("price", False, "first"),
+        ("calculator", False, "again"),
+        (None, True, "answer"),
+        (None, True, "refuse"),
     ]
+    # Single calls outnumber chains: the "call again" turns are repeated to match "answer".
+    single = [i for i in sets.train if i.kind == "single"][:3]
+    mixed = step_rows([chain, *single], system, schemas, think=True, tool_turns=False)
+    balanced = balance_turns(mixed)
+    assert [r["turn"] for r in mixed].count("answer") == 4
+    assert [r["turn"] for r in balanced].count("again") == 4
+    assert balanced[: len(mixed)] == mixed and balance_turns(rows) == rows
     full = prepare_messages(trajectory(chain, system, think=True, tool_turns=False), tools=None,
                             default_system=None, native_tools=False)  # fmt: skip
     turns = [m["content"] for m in full if m["role"] == "assistant"]
