@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -408,6 +409,9 @@ class EvalConfig(_Section):
         return self
 
 
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][\w.:-]{0,63}")
+
+
 class ServeConfig(_Section):
     """The OpenAI-compatible HTTP server."""
 
@@ -444,6 +448,22 @@ class ServeConfig(_Section):
         description="Guard policy for every request: strict, balanced, permissive, a YAML "
         "file, or off (default: env LMFAST_GUARD, else off).",
     )
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="LoRA adapters served over the base model, name -> adapter (artifact id, "
+        "PEFT folder or GGUF LoRA file); a request's `model` picks one by name (llama.cpp).",
+    )
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not ADAPTER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"adapter name {name!r} must be letters, digits and . _ - : (at most 64, "
+                    "starting with a letter or digit)"
+                )
+        return v
 
     @model_validator(mode="after")
     def _key_off_loopback(self) -> ServeConfig:

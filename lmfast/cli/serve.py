@@ -38,11 +38,20 @@ def serve_command(
         list[str] | None, typer.Option(help="Allow this CORS origin (repeatable).")
     ] = None,
     guard: GuardOpt = None,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--adapter",
+            help="Serve a LoRA adapter over MODEL as the model NAME: NAME=ADAPTER (artifact "
+            "id, PEFT folder or GGUF LoRA; repeatable; llama.cpp).",
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML recipe.")] = None,
 ) -> None:
     """Serve MODEL over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
     from lmfast.config import load_config
     from lmfast.serving import run_server
+    from lmfast.serving.adapters import parse_adapter_options
 
     flags = {
         "host": host,
@@ -55,6 +64,7 @@ def serve_command(
         "cors_origins": cors_origin,
         "api_key": api_key or os.environ.get("LMFAST_API_KEY"),
         "guard": guard,
+        "adapters": parse_adapter_options(adapter) if adapter else None,
     }
     cfg = load_config(config, values={f"serve.{k}": v for k, v in flags.items()})
     run_server(model, cfg.serve)

@@ -37,16 +37,20 @@ def load_engine(
     n_ctx: int | None = None,
     parallel: int = 1,
     queue_size: int = 64,
+    adapters: dict[str, str] | None = None,
 ) -> Engine:
     """Load `model` into an engine. 'auto': llama.cpp for GGUF files, transformers otherwise.
 
     `parallel` is how many requests are decoded together (continuous batching in llama.cpp);
-    `queue_size` how many more may wait before submissions are refused.
+    `queue_size` how many more may wait before submissions are refused; `adapters` (name ->
+    GGUF LoRA file, llama.cpp only) what a request may name in `EngineRequest.adapter`.
     """
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
     if backend == "auto":
         backend = "llamacpp" if resolved.format == "gguf" else "transformers"
     check_backend(resolved, backend)
+    if adapters and backend != "llamacpp":
+        raise BackendError(f"LoRA adapters are applied by llama.cpp, not by {backend}")
     if backend == "llamacpp":
         # In a child process: a native crash ends requests with an error, not the caller.
         from lmfast.inference.engine_process import EngineProcess
@@ -57,6 +61,7 @@ def load_engine(
             parallel=parallel,
             queue_size=queue_size,
             default_system=resolved.default_system,
+            adapters=adapters or None,
         )
     if backend == "vllm":
         from lmfast.inference.vllm_engine import VLLMEngine

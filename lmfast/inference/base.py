@@ -123,6 +123,8 @@ class EngineRequest:
     # With params.logprobs: also report the end-of-generation token's logprob (OpenAI's and
     # vLLM's completions do; lm-evaluation-harness counts on one token per max_tokens=1).
     eos_logprob: bool = False
+    # A LoRA adapter the engine was loaded with, by name (None: the base model alone).
+    adapter: str | None = None
 
 
 @dataclass

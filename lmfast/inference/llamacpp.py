@@ -80,8 +80,11 @@ class LlamaCppEngine:
         n_gpu_layers: int = -1,
         default_system: str | None = None,
         cpu_settings: CpuSettings | None = None,
+        adapters: dict[str, str] | None = None,
     ) -> None:
-        """`cpu_settings` None: what the first-run check found for this build and CPU."""
+        """`cpu_settings` None: what the first-run check found for this build and CPU.
+        `adapters`: name -> GGUF LoRA file; a request naming one is decoded with it applied
+        (`lora_gguf` converts PEFT adapters)."""
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -115,6 +118,10 @@ class LlamaCppEngine:
         self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
         self._batch = LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=parallel, verbose=False)
         self._n_vocab = self._model.n_vocab()
+        self._adapters = {name: self._load_adapter(name, file)
+                          for name, file in (adapters or {}).items()}  # fmt: skip
+        self._applied: str | None = None  # the adapter set on the context now
+        self._turn = 0  # which adapter's sequences the next step decodes, when several wait
         self._vocab = self._model.vocab
         self._pieces: dict[int, bytes] = {}
 
@@ -139,6 +146,9 @@ class LlamaCppEngine:
         # so the next prompt sharing a prefix (the same chat one turn later, the same system
         # prompt) skips recomputing it: prefix caching, as in llama.cpp's own server.
         self._slot_tokens: list[list[int]] = [[] for _ in range(parallel)]
+        # The adapter each slot's cached tokens were computed with: a prefix computed under
+        # one adapter is not the same prefix under another.
+        self._slot_adapter: list[str | None] = [None] * parallel
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="lmfast-llama.cpp", daemon=True)
@@ -213,6 +223,11 @@ class LlamaCppEngine:
         check_logit_bias(request.params, self._n_vocab)
         if request.grammar is not None:
             _check_grammar(self._model, request.grammar)
+        if request.adapter is not None and request.adapter not in self._adapters:
+            known = ", ".join(sorted(self._adapters)) or "none"
+            raise RequestFieldError(
+                "model", f"adapter {request.adapter!r} is not loaded (loaded: {known})"
+            )
         seq = _Seq(
             request=request,
             prompt=prompt,
@@ -234,7 +249,8 @@ class LlamaCppEngine:
 
     def stats(self) -> dict[str, int]:
         running, waiting = len(self._active), len(self._waiting)
-        return {"running": running, "waiting": waiting, "threads": self._threads}
+        return {"running": running, "waiting": waiting, "threads": self._threads,
+                "adapters": len(self._adapters)}  # fmt: skip
 
     def close(self) -> None:
         with self._cv:
@@ -273,6 +289,8 @@ class LlamaCppEngine:
         """Take the free slot whose cached tokens share the longest prefix with the prompt."""
 
         def shared(slot: int) -> int:
+            if self._slot_adapter[slot] != seq.request.adapter:
+                return 0
             cached, n = self._slot_tokens[slot], 0
             for a, b in zip(cached, seq.prompt, strict=False):
                 if a != b:
@@ -297,6 +315,7 @@ class LlamaCppEngine:
             self._llama.llama_memory_seq_rm(self._ctx.memory, slot, -1, -1)
             keep = 0
         self._slot_tokens[slot] = seq.prompt[:keep]
+        self._slot_adapter[slot] = seq.request.adapter
         seq.seq_id, seq.fed, seq.n_past = slot, keep, keep
         seq.cached_tokens = keep
 
@@ -341,6 +360,7 @@ class LlamaCppEngine:
             self._finish(seq, "cancelled")
         if not self._active:
             return
+        group = self._group()
         self._batch.reset()
         b = self._batch.batch
         n = 0
@@ -353,13 +373,13 @@ class LlamaCppEngine:
             b.seq_id[n][0] = seq_id
             n += 1
 
-        for seq in self._active.values():
+        for seq in group:
             if seq.fed == len(seq.prompt):
                 add(seq.last_token, seq.n_past, seq.seq_id, True)
                 self._slot_tokens[seq.seq_id].append(seq.last_token)
                 seq.n_past += 1
                 sample_at.append((seq, n - 1))
-        for seq in self._active.values():
+        for seq in group:
             if seq.fed == len(seq.prompt) or n >= BATCH_TOKENS:
                 continue
             chunk = seq.prompt[seq.fed : seq.fed + BATCH_TOKENS - n]
@@ -389,6 +409,37 @@ class LlamaCppEngine:
             )
         for seq, idx in sample_at:
             self._sample(seq, idx)
+
+    def _group(self) -> list[_Seq]:
+        """The sequences this step decodes: every running one, or, when they use different
+        adapters, those of one adapter (llama.cpp applies adapters to a whole batch, as
+        llama-server batches only requests with the same LoRA), the adapters taking turns."""
+        seqs = list(self._active.values())
+        if not self._adapters:
+            return seqs
+        names = sorted({s.request.adapter or "" for s in seqs})
+        chosen = names[self._turn % len(names)] or None
+        self._turn += 1
+        if chosen != self._applied:
+            llama = self._llama
+            if chosen is None:
+                rc = llama.llama_set_adapters_lora(self._ctx.ctx, None, 0, None)
+            else:
+                one = (llama.llama_adapter_lora_p_ctypes * 1)(self._adapters[chosen])
+                rc = llama.llama_set_adapters_lora(self._ctx.ctx, one, 1, (ctypes.c_float * 1)(1.0))
+            if rc != 0:
+                raise RuntimeError(f"llama_set_adapters_lora returned {rc} for {chosen!r}")
+            self._applied = chosen
+        return [s for s in seqs if s.request.adapter == chosen]
+
+    def _load_adapter(self, name: str, file: str) -> Any:
+        adapter = self._llama.llama_adapter_lora_init(self._model.model, str(file).encode())
+        if not adapter:
+            raise ValueError(
+                f"adapter {name!r}: llama.cpp cannot apply {file} to {self.path.name} (not a "
+                "LoRA GGUF, or made for another base model)"
+            )
+        return adapter
 
     def _logits(self, idx: int) -> np.ndarray:
         ptr = self._llama.llama_get_logits_ith(self._ctx.ctx, idx)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lmfast.config import DEFAULT_MODEL, ServeConfig
-from lmfast.errors import LMFastError
+from lmfast.errors import ConfigError, LMFastError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -21,6 +21,7 @@ def build_app(
     background once the server runs."""
     from lmfast.inference import check_backend, load_engine
     from lmfast.registry import resolve_model
+    from lmfast.serving.adapters import prepare_adapters
     from lmfast.serving.app import create_app
 
     reference = model or DEFAULT_MODEL
@@ -30,6 +31,13 @@ def build_app(
     aliases = {reference, resolved.reference, str(resolved.path)}
     if resolved.name == DEFAULT_MODEL:
         aliases.add("default")
+    if config.adapters and config.backend not in ("auto", "llamacpp"):
+        raise ConfigError([("serve.adapters", "adapters are applied by llama.cpp; "
+                            f"backend={config.backend!r} cannot serve them")])  # fmt: skip
+    lora = prepare_adapters(config.adapters, resolved)
+    if clash := set(lora) & aliases:
+        name = sorted(clash)[0]
+        raise ConfigError([(f"serve.adapters.{name}", "that is a name of the base model")])
 
     def load():  # type: ignore[no-untyped-def]
         return load_engine(
@@ -38,11 +46,13 @@ def build_app(
             n_ctx=config.context_length,
             parallel=config.max_concurrency,
             queue_size=config.queue_size,
+            adapters=lora,
         )
 
     return create_app(
-        config, model_id=resolved.name, load=load, aliases=aliases, on_load_error=on_load_error
-    )
+        config, model_id=resolved.name, load=load, aliases=aliases, on_load_error=on_load_error,
+        adapters=config.adapters,
+    )  # fmt: skip
 
 
 def run_server(model: str | None, config: ServeConfig) -> None:

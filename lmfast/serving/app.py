@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmfast.config import ServeConfig
 from lmfast.inference.base import Engine
 from lmfast.pipeline import Pipeline
+from lmfast.serving.adapters import AdapterEngine
 from lmfast.serving.routes import register_routes
 from lmfast.serving.state import APIError, ServerState
 from lmfast.serving.tokenizer_routes import register_tokenizer_routes
@@ -84,6 +85,7 @@ def create_app(
     load: Callable[[], Engine],
     aliases: set[str] | None = None,
     on_load_error: Callable[[str], None] | None = None,
+    adapters: dict[str, str] | None = None,
 ) -> FastAPI:
     """An app serving the engine `load()` returns; loading runs in the background so the
     server answers /health (503 'loading') at once. A failed load is logged, reported on
@@ -92,8 +94,9 @@ def create_app(
 
     load_policy(config.guard)  # a typo or a bad file fails here, before the server starts
     state = ServerState(
-        model_id=model_id, config=config, aliases=aliases or set(), on_fatal=on_load_error
-    )
+        model_id=model_id, config=config, aliases=aliases or set(), on_fatal=on_load_error,
+        adapters=dict(adapters or {}),
+    )  # fmt: skip
 
     def _load() -> None:
         from lmfast.guardrails.guard import Decision, guard_hooks
@@ -113,6 +116,10 @@ def create_app(
         if state.closing:  # the server stopped while we loaded
             engine.close()
             return
+        state.adapter_pipelines = {
+            name: Pipeline(AdapterEngine(engine, name), hooks, model=name)  # type: ignore[arg-type]
+            for name in state.adapters
+        }
         state.engine, state.pipeline = engine, Pipeline(engine, hooks, model=model_id)
 
     @asynccontextmanager
@@ -194,7 +201,19 @@ def create_app(
                     "object": "model",
                     "created": state.created,
                     "owned_by": "lmfast",
-                }
+                },
+                # vLLM's shape for LoRA models: the base they apply to, and their source.
+                *(
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": state.created,
+                        "owned_by": "lmfast",
+                        "parent": state.model_id,
+                        "root": ref,
+                    }
+                    for name, ref in state.adapters.items()
+                ),
             ],
         }
 

@@ -164,7 +164,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                     "id": cid,
                     "object": "chat.completion",
                     "created": created,
-                    "model": state.model_id,
+                    "model": pipeline.model,
                     "choices": [
                         {
                             "index": 0,
@@ -186,7 +186,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                 "id": cid,
                 "object": "chat.completion.chunk",
                 "created": created,
-                "model": state.model_id,
+                "model": pipeline.model,
                 "choices": [
                     {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
                 ],
@@ -226,7 +226,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                                 "id": cid,
                                 "object": "chat.completion.chunk",
                                 "created": created,
-                                "model": state.model_id,
+                                "model": pipeline.model,
                                 "choices": [],
                                 "usage": _usage(
                                     item.prompt_tokens, item.completion_tokens, item.cached_tokens
@@ -287,7 +287,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                         "id": cid,
                         "object": "text_completion",
                         "created": created,
-                        "model": state.model_id,
+                        "model": pipeline.model,
                         "choices": [choice],
                     }
                 )
@@ -384,7 +384,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                 "id": cid,
                 "object": "text_completion",
                 "created": created,
-                "model": state.model_id,
+                "model": pipeline.model,
                 "choices": choices,
                 "usage": _usage(prompt_total, completion_total),
             }

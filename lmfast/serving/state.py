@@ -99,8 +99,11 @@ class ServerState:
     model_id: str
     config: ServeConfig
     aliases: set[str] = field(default_factory=set)
+    # Adapters served over the base, name -> what was given (listed in /v1/models).
+    adapters: dict[str, str] = field(default_factory=dict)
     engine: Engine | None = None
     pipeline: Pipeline | None = None
+    adapter_pipelines: dict[str, Pipeline] = field(default_factory=dict)
     load_error: str | None = None
     closing: bool = False
     # Called with the reason when the engine cannot run any more (`lmfast serve` exits).
@@ -112,11 +115,12 @@ class ServerState:
         self.metrics = Metrics(self)
 
     def require_pipeline(self, requested_model: str) -> Pipeline:
-        if requested_model not in self.aliases | {self.model_id}:
+        adapter = requested_model in self.adapters
+        if not adapter and requested_model not in self.aliases | {self.model_id}:
+            served = ", ".join(repr(m) for m in [self.model_id, *self.adapters])
             raise APIError(
                 404,
-                f"The model '{requested_model}' does not exist; this server "
-                f"serves '{self.model_id}'",
+                f"The model '{requested_model}' does not exist; this server serves {served}",
                 param="model",
                 code="model_not_found",
             )
@@ -134,4 +138,4 @@ class ServerState:
                 type_="service_unavailable",
                 code="model_loading",
             )
-        return self.pipeline
+        return self.adapter_pipelines[requested_model] if adapter else self.pipeline

@@ -1,0 +1,108 @@
+"""Many fine-tunes over one base in one server: each LoRA adapter is a model name of its own.
+
+The base GGUF is loaded once; every adapter is a GGUF LoRA (converted from PEFT by
+`export.lora_gguf`, cached by content) that llama.cpp applies to the batches of the requests
+naming it, as llama-server's `--lora` and vLLM's `--enable-lora` do. Memory per adapter is
+its LoRA matrices (a few MB), not another copy of the model."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from lmfast.config import ADAPTER_NAME
+from lmfast.errors import ConfigError
+from lmfast.inference.base import Engine, EngineRequest, GenerationStream
+from lmfast.progress import ProgressFn, no_progress
+from lmfast.registry import ResolvedModel
+
+
+def _refused(name: str, message: str) -> ConfigError:
+    return ConfigError([(f"serve.adapters.{name}", message)])
+
+
+def parse_adapter_options(values: list[str]) -> dict[str, str]:
+    """`--adapter NAME=REF` (or a bare REF, named after the adapter's folder) -> {name: ref}."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, ref = value.partition("=")
+        if not sep or not ADAPTER_NAME.fullmatch(name):
+            name, ref = Path(value.rstrip("/")).name.removesuffix(".gguf"), value
+        if not ref or not ADAPTER_NAME.fullmatch(name):
+            raise ConfigError([("--adapter", f"{value!r}: give NAME=ADAPTER, NAME letters, "
+                                "digits and . _ - : (ADAPTER: an artifact id, a PEFT folder "
+                                "or a GGUF LoRA file)")])  # fmt: skip
+        if name in out:
+            raise ConfigError([("--adapter", f"the name {name!r} is given twice")])
+        out[name] = ref
+    return out
+
+
+def _same_shape(name: str, adapter: str, a: Any, base: ResolvedModel, b: Any) -> None:
+    fields = ("num_layers", "hidden_size", "num_heads", "num_kv_heads")
+    family = {"mistral": "llama"}
+    differ = [f for f in fields if getattr(a, f) != getattr(b, f)]
+    arch_a, arch_b = (family.get(x.lower(), x.lower()) for x in (a.architecture, b.architecture))
+    if arch_a != arch_b:
+        differ.insert(0, "architecture")
+    if differ:
+        shown = ", ".join(f"{f} {getattr(a, f)} vs {getattr(b, f)}" for f in differ)
+        raise _refused(name, f"{adapter!r} was trained on another base than {base.name} "
+                             f"({shown}); serve it with its own base model")  # fmt: skip
+
+
+def prepare_adapters(
+    adapters: dict[str, str], base: ResolvedModel, progress: ProgressFn = no_progress
+) -> dict[str, str]:
+    """{name: GGUF LoRA file} for the engine: each reference resolved, checked against the
+    served base, and converted once (cached under LMFAST_HOME by content)."""
+    from lmfast.export.lora_gguf import lora_to_gguf
+    from lmfast.gguf_meta import read_gguf
+    from lmfast.hashing import content_version
+    from lmfast.home import lmfast_home
+    from lmfast.registry import model_spec, resolve_model
+
+    if not adapters:
+        return {}
+    if base.format != "gguf":
+        raise ConfigError([("serve.adapters", f"adapters are served by llama.cpp over a "
+                            f"GGUF base; {base.name} is a {base.format} model (export it: "
+                            f"lmfast export {base.reference} --format gguf)")])  # fmt: skip
+    base_spec = read_gguf(base.path).spec
+    out: dict[str, str] = {}
+    for i, (name, ref) in enumerate(adapters.items()):
+        if name == base.name:
+            raise _refused(name, "that is the base model's name; choose another")
+        path = Path(ref).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            out[name] = str(path.resolve())  # a GGUF LoRA already; llama.cpp checks it
+            continue
+        resolved = resolve_model(ref)
+        if resolved.format != "adapter":
+            raise _refused(name, f"{ref} is a {resolved.format} model, not a LoRA adapter; "
+                                 f"serve it on its own (lmfast serve {ref})")  # fmt: skip
+        _same_shape(name, ref, model_spec(ref), base, base_spec)
+        key = content_version([resolved.path], base_spec.model_dump())[:20]
+        file = lmfast_home() / "cache" / "lora-gguf" / f"{key}.gguf"
+        if not file.is_file():
+            progress(i, len(adapters), f"converting adapter {name} to a GGUF LoRA")
+            file.parent.mkdir(parents=True, exist_ok=True)
+            lora_to_gguf(resolved.path, base_spec, file)
+        out[name] = str(file)
+    progress(len(adapters), len(adapters), f"{len(out)} adapter(s) ready")
+    return out
+
+
+class AdapterEngine:
+    """The served engine seen through one adapter: every request it submits names it. The
+    rest (tokenizer, chat template, stats) is the base engine's."""
+
+    def __init__(self, engine: Engine, adapter: str) -> None:
+        self._engine, self.adapter = engine, adapter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def submit(self, request: EngineRequest) -> GenerationStream:
+        return self._engine.submit(dataclasses.replace(request, adapter=self.adapter))
