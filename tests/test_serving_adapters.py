@@ -184,6 +184,10 @@ def test_adapters_that_cannot_be_served_are_refused_at_start(
         build_app(str(tiny_gguf), ServeConfig(adapters={"tiny": str(right)}))
     with pytest.raises(ConfigError, match="cannot serve them"):
         build_app(str(tiny_gguf), ServeConfig(adapters={"x": str(right)}, backend="transformers"))
+    with pytest.raises(ConfigError, match=r"serve.adapters.y: model '/nowhere' not found"):
+        build_app(str(tiny_gguf), ServeConfig(adapters={"y": "/nowhere"}))
+    with pytest.raises(ConfigError, match="the name 'no way' must be"):
+        parse_adapter_options(["no way=/x"])
     with pytest.raises(ConfigError, match="given twice"):
         parse_adapter_options([f"a={right}", f"a={wrong}"])
     assert parse_adapter_options([str(right), f"b={wrong}"]) == {"right": str(right),

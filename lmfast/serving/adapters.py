@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfast.config import ADAPTER_NAME
-from lmfast.errors import ConfigError
+from lmfast.errors import ConfigError, ModelNotFoundError
 from lmfast.inference.base import Engine, EngineRequest, GenerationStream
 from lmfast.progress import ProgressFn, no_progress
 from lmfast.registry import ResolvedModel
@@ -27,6 +27,9 @@ def parse_adapter_options(values: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for value in values:
         name, sep, ref = value.partition("=")
+        if sep and not ADAPTER_NAME.fullmatch(name) and not Path(value).expanduser().exists():
+            raise ConfigError([("--adapter", f"{value!r}: the name {name!r} must be letters, "
+                                "digits and . _ - : (at most 64)")])  # fmt: skip
         if not sep or not ADAPTER_NAME.fullmatch(name):
             name, ref = Path(value.rstrip("/")).name.removesuffix(".gguf"), value
         if not ref or not ADAPTER_NAME.fullmatch(name):
@@ -78,7 +81,10 @@ def prepare_adapters(
         if path.suffix == ".gguf" and path.is_file():
             out[name] = str(path.resolve())  # a GGUF LoRA already; llama.cpp checks it
             continue
-        resolved = resolve_model(ref)
+        try:
+            resolved = resolve_model(ref)
+        except ModelNotFoundError as e:
+            raise _refused(name, str(e)) from None
         if resolved.format != "adapter":
             raise _refused(name, f"{ref} is a {resolved.format} model, not a LoRA adapter; "
                                  f"serve it on its own (lmfast serve {ref})")  # fmt: skip
