@@ -249,8 +249,7 @@ class LlamaCppEngine:
 
     def stats(self) -> dict[str, int]:
         running, waiting = len(self._active), len(self._waiting)
-        return {"running": running, "waiting": waiting, "threads": self._threads,
-                "adapters": len(self._adapters)}  # fmt: skip
+        return {"running": running, "waiting": waiting, "threads": self._threads}
 
     def close(self) -> None:
         with self._cv:
