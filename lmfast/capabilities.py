@@ -40,6 +40,7 @@ CLI_ONLY: dict[str, str] = {
     "chat": "interactive terminal front-end over generate",
     "serve": "starts the HTTP server",
     "mcp": "starts the MCP server",
+    "studio": "starts the web app, whose pages are thin faces over these capabilities",
     "jobs wait": "terminal progress bar over job_status",
     "guard train": "builds the local injection classifier, which every guard also builds on "
     "first use (Python: lmfast.guardrails.classifier.build)",

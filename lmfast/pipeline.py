@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -290,9 +290,10 @@ class Pipeline:
 
     def stream(
         self, messages: list[ChatMessage], params: SamplingParams, **kw: Any
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, ChatResult]:
         """Blocking stream of text pieces (terminal chat), through the hooks' stream filters
-        (a guard redacts before anything is shown). After-hooks run at the end."""
+        (a guard redacts before anything is shown). After-hooks run at the end; the
+        generator returns the finished result (token counts, finish reason)."""
         ctx, stream, tools_on = self.submit(messages, params, **kw)
         acc = _Accumulator(tools_on)
         out = self.output_filter(ctx)
@@ -310,7 +311,7 @@ class Pipeline:
             raise
         finally:
             stream.cancel()
-        self.finish(ctx, acc.result())
+        return self.finish(ctx, acc.result())
 
     def submit_text(self, request: EngineRequest) -> tuple[GenerationContext, GenerationStream]:
         """Raw-prompt generation (/v1/completions): hooks see the prompt as one user turn,

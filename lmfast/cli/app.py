@@ -24,6 +24,7 @@ from lmfast.cli import (
     prep,
     pretrain,
     serve,
+    studio,
     system,
     train,
 )
@@ -50,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "chat": "chat with a model in the terminal (or through a pipe)",
     "serve": "serve a model over an OpenAI-compatible HTTP API",
     "mcp": "serve LMFast's tools over MCP (stdio or streamable HTTP)",
+    "studio": "the web app: data, training, evaluation, export, chat, lineage and jobs",
     "models list": "list model aliases and model artifacts",
     "models info": "describe a model without loading it",
     "models convert": "turn a model (e.g. a GGUF) into a trainable Hugging Face artifact",
@@ -120,6 +122,7 @@ app.command("quantize")(export.quantize_command)
 app.command("export")(export.export_command)
 app.command("serve")(serve.serve_command)
 app.command("mcp")(mcp.mcp_command)
+app.command("studio")(studio.studio_command)
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(agent.app, name="agent")

@@ -2,6 +2,6 @@
 cancel, and results recorded for any client (CLI, MCP, Python) to read."""
 
 from lmfast.jobs.runner import cancel, submit, wait
-from lmfast.jobs.store import JobInfo, JobNotFoundError, JobStore
+from lmfast.jobs.store import JobEvent, JobInfo, JobNotFoundError, JobStore
 
-__all__ = ["JobInfo", "JobNotFoundError", "JobStore", "cancel", "submit", "wait"]
+__all__ = ["JobEvent", "JobInfo", "JobNotFoundError", "JobStore", "cancel", "submit", "wait"]

@@ -46,6 +46,16 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    t REAL NOT NULL,
+    step REAL NOT NULL,
+    total REAL,
+    message TEXT NOT NULL,
+    metrics TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
 """
 
 
@@ -78,6 +88,17 @@ class JobInfo(BaseModel):
     @property
     def done(self) -> bool:
         return self.status in TERMINAL
+
+
+class JobEvent(BaseModel):
+    """One progress report kept for the job's history (loss curves, sample answers)."""
+
+    seq: int = Field(description="Order across all jobs; ask for events after one.")
+    t: float = Field(description="Unix time it was reported.")
+    step: float
+    total: float | None
+    message: str
+    metrics: dict[str, float]
 
 
 class JobStore:
@@ -174,6 +195,36 @@ class JobStore:
                 "WHERE id = ?",
                 (note[:2000], time.time(), job_id),
             )
+
+    def add_event(
+        self, job_id: str, step: float, total: float | None, message: str, metrics: dict[str, float]
+    ) -> None:
+        """Keep a progress report: the latest one in the job row is overwritten by the next."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO events (job_id, t, step, total, message, metrics) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, time.time(), step, total, message[:2000], json.dumps(metrics)),
+            )
+
+    def events(self, job_id: str, after: int = 0, limit: int = 10_000) -> list[JobEvent]:
+        """The job's kept progress reports after sequence number `after`, oldest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (job_id, after, limit),
+            ).fetchall()
+        return [
+            JobEvent(
+                seq=r["seq"],
+                t=r["t"],
+                step=r["step"],
+                total=r["total"],
+                message=r["message"],
+                metrics=json.loads(r["metrics"]),
+            )
+            for r in rows
+        ]
 
     def finish(
         self, job_id: str, status: JobStatus, *, result: Any = None, error: str | None = None

@@ -14,6 +14,9 @@ from lmfast.jobs.kinds import resolve_kind
 from lmfast.jobs.store import JobStore
 from lmfast.progress import is_note
 
+# Progress messages kept in the job's event history even without metrics.
+KEPT_MESSAGES = ("samples: ",)
+
 
 class JobCancelled(BaseException):
     """Raised in the worker by SIGTERM; a BaseException so `except Exception` can't eat it."""
@@ -41,6 +44,8 @@ class _Reporter:
         if metrics:
             fields["metrics"] = metrics
         self.store.update(self.job_id, **fields)
+        if metrics or message.startswith(KEPT_MESSAGES):  # the history a live page redraws
+            self.store.add_event(self.job_id, step, total, message, dict(metrics))
 
 
 def run(job_id: str) -> int:
