@@ -5,7 +5,6 @@ bad input is named beside its field and loses nothing; other hosts need the toke
 from __future__ import annotations
 
 import json
-import random
 import re
 import socket
 from collections.abc import Iterator
@@ -40,15 +39,17 @@ def page(studio: str) -> Iterator[Any]:
         context = browser.new_context(base_url=studio, viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.set_default_timeout(120_000)
+        from playwright.sync_api import expect
+
+        expect.set_options(timeout=60_000)  # jobs start worker processes; plans read data
         yield page
         browser.close()
 
 
 def _chats(path: Path, n: int = 60) -> Path:
-    rng = random.Random(0)
     with open(path, "w") as f:
         for i in range(n):
-            a, b = rng.randint(1, 50), rng.randint(1, 50)
+            a, b = i + 1, 2 * i + 3  # all different: nothing is a duplicate
             turns = [{"role": "user", "content": f"Add {a} and {b}."},
                      {"role": "assistant", "content": f"{a + b}"}]  # fmt: skip
             f.write(json.dumps({"id": f"doc{i}", "messages": turns}) + "\n")
@@ -120,7 +121,9 @@ def test_the_lifecycle_in_a_browser(page: Any, lmfast_home: Path, tmp_path: Path
     page.reload()
     page.locator("#curve polyline").wait_for()
     assert _steps(page) >= first
-    page.wait_for_function(f"() => parseInt(document.querySelector('#steps').textContent) > {first}")
+    page.wait_for_function(
+        f"() => parseInt(document.querySelector('#steps').textContent) > {first}"
+    )
     page.screenshot(path=str(shots / "run.png"), full_page=True)
     _wait_job(page)
     assert page.url == job_url

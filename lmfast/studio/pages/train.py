@@ -34,6 +34,7 @@ COMMON = [
     "data.validation_split",
 ]  # fmt: skip
 DISTILL = ["teacher", "student_layers", "mode", "alpha", "temperature", "student_mlp_ratio"]
+PATH_KEYS = ("data.path", "data.sources", "model.reference", "model.tokenizer", "model.template")
 RECIPE_KEYS = ("model.reference", "data.path", "model.template", "training.grpo.rewards", *COMMON)
 
 
@@ -77,7 +78,7 @@ async def train_page(request: Request, data: str | None = None) -> HTMLResponse:
 
 def _build(body: dict[str, Any], roots: Any) -> tuple[str, BaseModel]:
     """The job kind and its request, from the form: recipe keys arrive as `recipe:KEY`."""
-    from lmfast.config import load_config, parse_overrides
+    from lmfast.config import load_config
     from lmfast.mcp_server.paths import confine_input, confine_model_reference
 
     body = dict(body)
@@ -95,20 +96,13 @@ def _build(body: dict[str, Any], roots: Any) -> tuple[str, BaseModel]:
         )
     if kind == "fine_tune":
         values["training.method"] = method
-    overrides = [line for line in body.pop("overrides", []) if line.strip()]
-    parsed = parse_overrides(overrides)
-    if any(not k.startswith(("training.", "data.", "model.")) for k in parsed) or any(
-        k in ("data.path", "model.reference", "model.tokenizer") for k in parsed
-    ):
-        raise FormErrors(
-            [
-                (
-                    "overrides",
-                    "overrides: only training.*, data.* and model.* "
-                    "settings, and not paths (use the fields above)",
-                )
-            ]
-        )
+    overrides = [line.strip() for line in body.pop("overrides", []) if line.strip()]
+    for line in overrides:
+        key = line.partition("=")[0].strip()
+        if not key.startswith(("training.", "data.", "model.")) or key in PATH_KEYS:
+            raise FormErrors([("overrides", f"overrides: {key!r}: only training.*, data.* and "
+                                            "model.* settings, and not paths (use the fields "
+                                            "above)")])  # fmt: skip
     cfg = load_config(None, overrides, values=values)
     if kind == "fine_tune":
         from lmfast.training.finetune import FineTuneRequest
