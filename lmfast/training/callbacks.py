@@ -73,6 +73,11 @@ class ProgressReport(TrainerCallback):
             metrics["tokens_per_second"] = round(self.tokens_per_second(step), 1)
         if eta is not None:
             metrics["eta_seconds"] = round(eta, 1)
+        # What a live run page shows beside the loss: the schedule and the memory peak.
+        if _num(logs.get("learning_rate")):
+            metrics["learning_rate"] = float(logs["learning_rate"])
+        if "peak_memory_gb" in entry:
+            metrics["peak_memory_gb"] = entry["peak_memory_gb"]
         parts = [f"step {step}/{total}"]
         parts += [f"{label} {logs[k]:.4f}" for k, label in self.shown.items() if _num(logs.get(k))]
         if eta is not None:

@@ -137,10 +137,20 @@ function followJob(jobId) {
   let source = null;
   const setText = (sel, text) => { const n = root.querySelector(sel); if (n) n.textContent = text; };
 
+  // The latest value of every metric seen so far (a report carries only some of them).
+  let latest = {};
+  function showMetrics(metrics) {
+    latest = {...latest, ...metrics};
+    const tbody = root.querySelector("#metrics tbody");
+    tbody.innerHTML = "";
+    for (const [k, v] of Object.entries(latest)) tbody.append(el("tr", {}, el("th", {}, k), el("td", {}, fmt(v))));
+  }
+
   function onProgress(ev) {
     const e = JSON.parse(ev.data);
     if (history.length && history[history.length - 1].seq >= e.seq) return;
     history.push(e);
+    showMetrics(e.metrics);
     if (e.message.startsWith("samples: ")) {
       samples.prepend(el("li", {}, `step ${fmt(e.step)}: ${e.message.slice(9)}`));
     }
@@ -157,9 +167,7 @@ function followJob(jobId) {
     const bar = root.querySelector("#bar");
     if (s.total) { bar.max = s.total; bar.value = s.step; } else bar.removeAttribute("value");
     setText("#steps", s.total ? `${fmt(s.step)} / ${fmt(s.total)}` : fmt(s.step));
-    const tbody = root.querySelector("#metrics tbody");
-    tbody.innerHTML = "";
-    for (const [k, v] of Object.entries(s.metrics || {})) tbody.append(el("tr", {}, el("th", {}, k), el("td", {}, fmt(v))));
+    showMetrics(s.metrics || {});
     const notes = root.querySelector("#notes");
     notes.innerHTML = "";
     for (const n of s.notes || []) notes.append(el("li", {class: n.startsWith("warning") ? "warn" : ""}, n));
