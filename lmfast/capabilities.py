@@ -1,7 +1,8 @@
-"""Each capability and its faces: the CLI command and the MCP tool over the same function.
+"""Each capability and its faces: the CLI command and the MCP tool over the same function,
+and the Studio page where a person does it in a browser.
 
-A test checks this table against the registered CLI commands and MCP tools, so a capability
-can't gain one face and silently lack the other.
+A test checks these tables against the registered CLI commands, MCP tools and Studio routes,
+so a capability can't gain one face and silently lack the other.
 """
 
 from __future__ import annotations
@@ -47,4 +48,25 @@ CLI_ONLY: dict[str, str] = {
     "attention": "a heatmap for a person to look at (Python: lmfast.attention_map)",
     "agent run": "terminal agent loop over generate (MCP clients are agents themselves; "
     "agent scripts use MCP in turn: examples/agent_drives_training.py)",
+}
+
+# capability -> the Studio page that runs it (the same request model and job store). The rest
+# (tokenizer training, search, merge, specialization, conversion) are CLI / MCP / Python only.
+STUDIO: dict[str, str] = {
+    "generate": "/chat",
+    "guard_check": "/chat",  # every decision shown inline beside the question and the answer
+    "prep_dataset": "/data",
+    "explain_document": "/data/{art_id}",
+    "fine_tune": "/train",
+    "distill": "/train",
+    "align_orpo": "/train",
+    "evaluate": "/evaluate",
+    "quantize": "/export",
+    "export": "/export",
+    "model_info": "/lineage/{art_id}",
+    "list_models": "/lineage",
+    "list_jobs": "/jobs",
+    "job_status": "/jobs/{job_id}",
+    "job_result": "/jobs/{job_id}",
+    "cancel_job": "/jobs/{job_id}",
 }

@@ -137,15 +137,27 @@ def test_the_lifecycle_in_a_browser(page: Any, lmfast_home: Path, tmp_path: Path
     adapter = page.locator("#result-links a").first.inner_text()
     assert adapter.startswith("adapter-"), adapter
 
-    # A job the page cancels: it ends cancelled, its log kept.
-    page.goto(f"/train?data={dataset}")
-    page.fill("[name='recipe:model.reference']", str(tiny))
-    page.fill("[name='recipe:training.max_steps']", "100000")
-    page.click("button:has-text('Start training')")
-    page.wait_for_url(JOB_URL)
-    page.locator("#status").filter(has_text="running").wait_for()
+    # A job started from the CLI shows in Studio, which cancels it; the CLI sees that, and
+    # sees Studio's jobs too: one job store under every face.
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
+
+    cli = CliRunner()
+    started = cli.invoke(app, ["train", "-m", str(tiny), "-d", dataset, "--max-steps", "100000",
+                               "training.tracker=none", "--background"])  # fmt: skip
+    assert started.exit_code == 0, started.output
+    cli_job = started.output.strip().split()[-1]
+    page.goto("/jobs")
+    page.click(f"#jobs a:has-text('{cli_job}')")
+    page.locator("#curve polyline").wait_for()  # training, not starting up
     page.click("#cancel")
     _wait_job(page, "cancelled")
+    expect(page.locator("#log")).to_contain_text("Loading weights")  # the log is kept
+    listed = cli.invoke(app, ["jobs", "list", "--json"])
+    rows = {j["id"]: j["status"] for j in json.loads(listed.output)}
+    assert rows[cli_job] == "cancelled"
+    assert job_url.rsplit("/", 1)[1] in rows
     page.goto("/jobs")
     expect(page.locator("#jobs tbody tr")).to_have_count(3)
     expect(page.locator("#jobs")).to_contain_text("cancelled")

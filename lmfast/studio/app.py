@@ -73,9 +73,15 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/")
 
 
+def page_modules() -> tuple[Any, ...]:
+    """The page modules, each with its `router`."""
+    from lmfast.studio.pages import chat, data, evaluate, export, jobs, lineage, train
+
+    return (data, train, evaluate, export, chat, lineage, jobs)
+
+
 def create_studio_app(settings: StudioSettings | None = None) -> FastAPI:
     from lmfast.studio.api import router as api_router
-    from lmfast.studio.pages import chat, data, evaluate, export, jobs, lineage, train
 
     settings = settings or StudioSettings()
     settings.check()
@@ -83,7 +89,7 @@ def create_studio_app(settings: StudioSettings | None = None) -> FastAPI:
     app.state.studio = settings
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api_router)
-    for page in (data, train, evaluate, export, chat, lineage, jobs):
+    for page in page_modules():
         app.include_router(page.router)
     app.add_middleware(StudioAccess, token=settings.token)
 
