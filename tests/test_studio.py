@@ -54,6 +54,9 @@ def _chats(path: Path, n: int = 60) -> Path:
                      {"role": "assistant", "content": f"{a + b}"}]  # fmt: skip
             f.write(json.dumps({"id": f"doc{i}", "messages": turns}) + "\n")
         f.write(json.dumps({"id": "empty", "messages": []}) + "\n")  # dropped by prep
+        first = {"messages": [{"role": "user", "content": "Add 1 and 3."},
+                              {"role": "assistant", "content": "4"}]}  # fmt: skip
+        f.write(json.dumps({"id": "again", **first}) + "\n")  # a duplicate of doc0
     return path
 
 
@@ -90,6 +93,10 @@ def test_the_lifecycle_in_a_browser(page: Any, lmfast_home: Path, tmp_path: Path
     page.fill("#explain-form [name=document]", "doc3")
     page.click("#explain-form button[type=submit]")
     expect(page.locator("#explanation")).to_contain_text("doc3: kept")
+    page.fill("#explain-form [name=document]", "again")
+    page.click("#explain-form button[type=submit]")
+    expect(page.locator("#explanation")).to_contain_text("exact duplicate of")
+    expect(page.locator("#dups")).to_contain_text("exact")
     page.screenshot(path=str(shots / "dataset.png"), full_page=True)
 
     # Train: bad input is named beside its field and the other fields keep their values.
@@ -178,11 +185,29 @@ def test_the_lifecycle_in_a_browser(page: Any, lmfast_home: Path, tmp_path: Path
     expect(page.locator("#comparison thead th")).to_have_count(4)
     page.screenshot(path=str(shots / "evaluate.png"), full_page=True)
 
-    # Lineage of the adapter: its dataset and base model, and the report made from it.
+    # Export: quantize the fine-tune; size, perplexity and speed measured, GGUF to download.
+    page.goto(f"/export?model={adapter}")
+    page.select_option("#quantize-form [name=type]", "q8_0")
+    page.click("#quantize-form button[type=submit]")
+    _wait_job(page)
+    gguf = next(a for a in page.locator("#result-links a").all_inner_texts()
+                if a.startswith("export-"))  # fmt: skip
+    page.goto(f"/export/{gguf}")
+    expect(page.locator("#files")).to_contain_text(".gguf")
+    expect(page.locator("#files")).to_contain_text("Modelfile")
+    expect(page.locator("#measured")).to_contain_text("perplexity")
+    download = page.locator("#files a", has_text="Modelfile")
+    with page.expect_download() as got:
+        download.click()
+    assert "FROM ./" in Path(got.value.path()).read_text()
+    page.screenshot(path=str(shots / "export.png"), full_page=True)
+
+    # Lineage of the adapter: its dataset and base model, the report and the GGUF made from it.
     page.goto(f"/lineage/{adapter}")
     nodes = page.locator("#lineage .node")
     expect(page.locator(f"[data-node='{dataset}']")).to_have_count(1)
     expect(page.locator(f"[data-node='{report}']")).to_have_count(1)
+    expect(page.locator(f"[data-node='{gguf}']")).to_have_count(1)
     assert nodes.count() >= 4
     page.click(f"[data-node='{dataset}'] a")
     expect(page.locator(".node.current")).to_contain_text("dataset")
