@@ -62,7 +62,9 @@ async def train_page(request: Request, data: str | None = None) -> HTMLResponse:
     core[0].list, core[1].list = "models", "datasets"
     for f in core:
         f.name = f"recipe:{f.name}"
-    common = recipe_fields(COMMON)
+    common = recipe_fields(
+        COMMON, {"training.lora.enabled": "LoRA", "training.lora.rank": "LoRA rank"}
+    )
     for f in common:
         f.name = f"recipe:{f.name}"
     distill = request_fields(DistillRequest, DISTILL)
