@@ -24,10 +24,14 @@ ARTIFACT = re.compile(r"(adapter|dataset|report|model|export)-[0-9]{8}-[0-9]{6}-
 
 @pytest.fixture
 def studio(lmfast_home: Path) -> Iterator[str]:
+    from lmfast.jobs import JobStore, cancel
     from lmfast.studio import StudioSettings
 
     with running_studio(StudioSettings(port=free_port())) as url:
         yield url
+    for job in JobStore().list(limit=500):  # a failed test leaves no training running
+        if not job.done:
+            cancel(job.id, grace_s=2)
 
 
 @pytest.fixture
@@ -161,12 +165,22 @@ def test_the_lifecycle_in_a_browser(page: Any, lmfast_home: Path, tmp_path: Path
     page.click("#cancel")
     _wait_job(page, "cancelled")
     expect(page.locator("#log")).to_contain_text("Loading weights")  # the log is kept
+    # Resume: the same request as a new job, on the same run folder.
+    page.click("#again")
+    page.wait_for_url(lambda url: bool(JOB_URL.match(url)) and not url.endswith(cli_job))
+    resumed = page.url.rsplit("/", 1)[1]
+    page.locator("#message").filter(has_text="step").wait_for()
+    from lmfast.jobs import JobStore
+
+    assert JobStore().request(resumed) == JobStore().request(cli_job)
+    page.click("#cancel")
+    _wait_job(page, "cancelled")
     listed = cli.invoke(app, ["jobs", "list", "--json"])
     rows = {j["id"]: j["status"] for j in json.loads(listed.output)}
     assert rows[cli_job] == "cancelled"
     assert job_url.rsplit("/", 1)[1] in rows
     page.goto("/jobs")
-    expect(page.locator("#jobs tbody tr")).to_have_count(3)
+    expect(page.locator("#jobs tbody tr")).to_have_count(4)
     expect(page.locator("#jobs")).to_contain_text("cancelled")
     page.screenshot(path=str(shots / "jobs.png"), full_page=True)
 

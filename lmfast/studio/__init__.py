@@ -2,6 +2,7 @@
 the CLI and MCP. Server-rendered pages (FastAPI + Jinja2) with one small script; one module
 per page under `pages/`."""
 
-from lmfast.studio.app import StudioSettings, create_studio_app, run_studio
+from lmfast.studio.access import StudioSettings
+from lmfast.studio.app import create_studio_app, run_studio
 
 __all__ = ["StudioSettings", "create_studio_app", "run_studio"]

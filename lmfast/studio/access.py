@@ -10,13 +10,34 @@ loopback), and a leaked link (the token moves from the URL into an HttpOnly cook
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from lmfast.config import is_loopback
+from lmfast.errors import ConfigError
 
 COOKIE = "lmfast_studio"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class StudioSettings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    token: str | None = None
+    roots: tuple[Path, ...] = ()  # folders beside LMFAST_HOME whose files pages may read
+
+    def check(self) -> None:
+        if self.token is None and not is_loopback(self.host):
+            raise ConfigError([(
+                "--token",
+                f"host={self.host!r} is reachable from other machines, so a token is required "
+                "(--token or env LMFAST_STUDIO_TOKEN)",
+            )])  # fmt: skip
+        if self.token is not None and len(self.token) < 16:
+            raise ConfigError([("--token", "use at least 16 characters")])
 
 
 def _host_name(host_header: str) -> str:

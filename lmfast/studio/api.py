@@ -64,6 +64,15 @@ async def cancel_job(job_id: str) -> dict[str, Any]:
     return info.model_dump(mode="json")
 
 
+@router.post("/jobs/{job_id}/again")
+async def run_again(job_id: str) -> JSONResponse:
+    """The same request as a new job: a training run resumes from its last complete
+    checkpoint (the run folder is keyed by the recipe and the data), other work starts over."""
+    await asyncio.to_thread(_job, job_id)
+    kind, request = await asyncio.to_thread(JobStore().request, job_id)
+    return start_job(kind, request)
+
+
 @router.get("/jobs/{job_id}/log")
 async def job_log(job_id: str) -> PlainTextResponse:
     await asyncio.to_thread(_job, job_id)

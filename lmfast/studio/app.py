@@ -9,64 +9,19 @@ nothing is lost by the split, and a crash of one never takes down the other.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lmfast.config import is_loopback
-from lmfast.errors import ConfigError
-from lmfast.studio.access import StudioAccess
+from lmfast.studio.access import StudioAccess, StudioSettings
 from lmfast.studio.forms import FormErrors, form_errors
+from lmfast.studio.rendering import HERE, render
 
 log = logging.getLogger("lmfast.studio")
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-# (path, label) of the navigation bar, in lifecycle order; each page is a module in pages/.
-NAV = [
-    ("/data", "Data"),
-    ("/train", "Train"),
-    ("/evaluate", "Evaluate"),
-    ("/export", "Export"),
-    ("/chat", "Chat"),
-    ("/lineage", "Lineage"),
-    ("/jobs", "Jobs"),
-]
-
-
-@dataclass(frozen=True)
-class StudioSettings:
-    host: str = "127.0.0.1"
-    port: int = 7860
-    token: str | None = None
-    roots: tuple[Path, ...] = ()  # folders beside LMFAST_HOME whose files pages may read
-
-    def check(self) -> None:
-        if self.token is None and not is_loopback(self.host):
-            raise ConfigError([(
-                "--token",
-                f"host={self.host!r} is reachable from other machines, so a token is required "
-                "(--token or env LMFAST_STUDIO_TOKEN)",
-            )])  # fmt: skip
-        if self.token is not None and len(self.token) < 16:
-            raise ConfigError([("--token", "use at least 16 characters")])
-
-
-def render(request: Request, page: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request, page, {"nav": NAV, "path": request.url.path, **context}, status_code=status_code
-    )
-
-
-def settings_of(request: Request) -> StudioSettings:
-    return request.app.state.studio  # type: ignore[no-any-return]
 
 
 def _wants_html(request: Request) -> bool:

@@ -17,9 +17,8 @@ from sse_starlette.sse import EventSourceResponse
 
 from lmfast.generation import GenerateRequest
 from lmfast.inference.base import SamplingParams, ToolSpec
-from lmfast.studio.app import render, settings_of
 from lmfast.studio.forms import FormErrors, form_errors, request_fields
-from lmfast.studio.pages.train import _suggestions
+from lmfast.studio.rendering import render, settings_of, suggestions
 
 router = APIRouter()
 SAMPLING = ["temperature", "top_p", "max_tokens", "seed"]
@@ -32,7 +31,7 @@ async def chat_page(request: Request, model: str | None = None) -> HTMLResponse:
 
     return render(
         request, "chat.html", sampling=request_fields(SamplingParams, SAMPLING),
-        policies=POLICIES, suggestions=_suggestions(), model=model or DEFAULT_MODEL,
+        policies=POLICIES, suggestions=suggestions(), model=model or DEFAULT_MODEL,
     )  # fmt: skip
 
 

@@ -20,8 +20,8 @@ from lmfast.data.settings import FilterSettings, PrepRequest
 from lmfast.errors import ArtifactError
 from lmfast.home import lmfast_home
 from lmfast.studio.api import start_job
-from lmfast.studio.app import render, settings_of
 from lmfast.studio.forms import FormErrors, form_errors, request_fields
+from lmfast.studio.rendering import render, settings_of
 
 router = APIRouter()
 PRESETS = ["auto", "web", "document", "minimal", "off"]

@@ -14,9 +14,8 @@ from lmfast.artifacts import ArtifactStore
 from lmfast.errors import ArtifactError
 from lmfast.evaluation.evaluate import EvaluateRequest
 from lmfast.studio.api import start_job
-from lmfast.studio.app import render, settings_of
 from lmfast.studio.forms import form_errors, request_fields
-from lmfast.studio.pages.train import _suggestions
+from lmfast.studio.rendering import render, settings_of, suggestions
 
 router = APIRouter()
 SHOWN = ["limit", "backend", "batch_size", "efficiency", "name"]
@@ -33,7 +32,7 @@ async def evaluate_page(request: Request, model: str | None = None) -> HTMLRespo
     reports = ArtifactStore().list("report")
     return render(
         request, "evaluate.html", fields=request_fields(EvaluateRequest, SHOWN),
-        tasks=_sample_tasks(), suggestions=_suggestions(), model=model or "",
+        tasks=_sample_tasks(), suggestions=suggestions(), model=model or "",
         reports=[r for r in reports if (Path(r.path) / "results.json").is_file()],
     )  # fmt: skip
 

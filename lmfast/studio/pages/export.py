@@ -15,9 +15,8 @@ from lmfast.errors import ArtifactError
 from lmfast.export.export import ExportRequest
 from lmfast.export.quantize import QuantizeRequest
 from lmfast.studio.api import start_job
-from lmfast.studio.app import render, settings_of
 from lmfast.studio.forms import form_errors, request_fields
-from lmfast.studio.pages.train import _suggestions
+from lmfast.studio.rendering import render, settings_of, suggestions
 
 router = APIRouter()
 QUANTIZE_SHOWN = ["type", "base", "size_budget_mb", "calibration_tokens", "measure", "name"]
@@ -34,7 +33,7 @@ async def export_page(request: Request, model: str | None = None) -> HTMLRespons
     exports = ArtifactStore().list("export")
     return render(
         request, "export.html", quantize=quantize, export=request_fields(ExportRequest,
-        EXPORT_SHOWN), suggestions=_suggestions(), model=model or "", exports=exports,
+        EXPORT_SHOWN), suggestions=suggestions(), model=model or "", exports=exports,
     )  # fmt: skip
 
 

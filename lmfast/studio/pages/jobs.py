@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from lmfast.jobs import JobNotFoundError, JobStore
-from lmfast.studio.app import render
+from lmfast.studio.rendering import render
 
 router = APIRouter()
 

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from lmfast.artifacts import ArtifactManifest, ArtifactStore
 from lmfast.errors import ArtifactError
-from lmfast.studio.app import render
+from lmfast.studio.rendering import render
 
 router = APIRouter()
 MAX_NODES = 200  # a graph this big is unreadable on a page anyway

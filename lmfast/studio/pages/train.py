@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from lmfast.artifacts import ArtifactStore
 from lmfast.studio.api import start_job
-from lmfast.studio.app import render, settings_of
 from lmfast.studio.forms import FormErrors, form_errors, recipe_fields, request_fields
+from lmfast.studio.rendering import render, settings_of, suggestions
 
 router = APIRouter()
 
@@ -38,20 +38,6 @@ PATH_KEYS = ("data.path", "data.sources", "model.reference", "model.tokenizer", 
 RECIPE_KEYS = ("model.reference", "data.path", "model.template", "training.grpo.rewards", *COMMON)
 
 
-def _suggestions() -> dict[str, list[dict[str, str]]]:
-    from lmfast.registry import ALIASES
-
-    store = ArtifactStore()
-    models = [{"value": a, "label": "alias"} for a in ALIASES]
-    models += [
-        {"value": a.id, "label": a.manifest.name or a.manifest.kind}
-        for kind in ("model", "adapter")
-        for a in store.list(kind)  # type: ignore[arg-type]
-    ]
-    datasets = [{"value": a.id, "label": a.manifest.name or ""} for a in store.list("dataset")]
-    return {"models": models, "datasets": datasets}
-
-
 @router.get("/train", response_class=HTMLResponse)
 async def train_page(request: Request, data: str | None = None) -> HTMLResponse:
     from lmfast.distillation.distill import DistillRequest
@@ -70,10 +56,10 @@ async def train_page(request: Request, data: str | None = None) -> HTMLResponse:
     distill = request_fields(DistillRequest, DISTILL)
     distill[1].kind = "text"  # 'every_other' or a list of layer indices
     distill[1].help += " Give every_other or indices such as 0,2,4."
-    suggestions = await asyncio.to_thread(_suggestions)
+    offered = await asyncio.to_thread(suggestions)
     return render(
         request, "train.html", methods=list(METHODS), core=core, common=common,
-        distill=distill, templates=list(builtin_templates()), suggestions=suggestions,
+        distill=distill, templates=list(builtin_templates()), suggestions=offered,
         data=data or "",
     )  # fmt: skip
 

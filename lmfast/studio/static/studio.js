@@ -173,7 +173,9 @@ function followJob(jobId) {
     for (const n of s.notes || []) notes.append(el("li", {class: n.startsWith("warning") ? "warn" : ""}, n));
     const err = root.querySelector("#error");
     err.hidden = !s.error; err.textContent = s.error || "";
-    root.querySelector("#cancel").hidden = ["succeeded", "failed", "cancelled"].includes(s.status);
+    const ended = ["succeeded", "failed", "cancelled"].includes(s.status);
+    root.querySelector("#cancel").hidden = ended;
+    root.querySelector("#again").hidden = !(s.status === "failed" || s.status === "cancelled");
     if (s.result) showResult(s.result);
   }
 
@@ -210,6 +212,12 @@ function followJob(jobId) {
   root.querySelector("#cancel").addEventListener("click", async () => {
     root.querySelector("#cancel").disabled = true;
     await postJSON(`/api/jobs/${jobId}/cancel`, {});
+  });
+  root.querySelector("#again").addEventListener("click", async () => {
+    root.querySelector("#again").disabled = true;
+    const {ok, data} = await postJSON(`/api/jobs/${jobId}/again`, {});
+    if (ok) window.location.href = data.url;
+    else { root.querySelector("#error").hidden = false; root.querySelector("#error").textContent = data.errors.map(e => e.message).join("\n"); }
   });
   root.querySelector("#refresh-log").addEventListener("click", loadLog);
 
