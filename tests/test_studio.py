@@ -317,3 +317,40 @@ def test_loopback_studio_refuses_rebinding_hosts(studio: str) -> None:
     assert httpx.get(f"{studio}/jobs").status_code == 200
     rebound = httpx.get(f"{studio}/jobs", headers={"host": "attacker.example:80"})
     assert rebound.status_code == 403
+
+
+def test_the_command_prints_its_address_and_refuses_open_hosts_without_a_token(
+    lmfast_home: Path,
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
+
+    refused = CliRunner().invoke(app, ["studio", "--host", "0.0.0.0"])
+    assert refused.exit_code == 2 and "--token" in refused.output
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmfast", "studio", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"open http://127.0.0.1:{port}/" in line, line
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/jobs")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "studio did not answer"
+                time.sleep(0.2)
+        assert answer.status_code == 200 and "Jobs" in answer.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
