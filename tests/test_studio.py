@@ -148,6 +148,15 @@ def test_the_lifecycle_in_a_browser(page: Any, lmfast_home: Path, tmp_path: Path
     adapter = page.locator("#result-links a").first.inner_text()
     assert adapter.startswith("adapter-"), adapter
 
+    # A job that fails says why on its page and keeps its log.
+    page.goto(f"/train?data={dataset}")
+    page.fill("[name='recipe:model.reference']", "no-such-model-anywhere")
+    page.click("button:has-text('Start training')")
+    _wait_job(page, "failed")
+    expect(page.locator("#error")).to_contain_text("no-such-model-anywhere")
+    assert "Traceback" not in page.inner_text("#error")
+    expect(page.locator("#log")).not_to_be_empty()
+
     # A job started from the CLI shows in Studio, which cancels it; the CLI sees that, and
     # sees Studio's jobs too: one job store under every face.
     from typer.testing import CliRunner
@@ -180,7 +189,7 @@ def test_the_lifecycle_in_a_browser(page: Any, lmfast_home: Path, tmp_path: Path
     assert rows[cli_job] == "cancelled"
     assert job_url.rsplit("/", 1)[1] in rows
     page.goto("/jobs")
-    expect(page.locator("#jobs tbody tr")).to_have_count(4)
+    expect(page.locator("#jobs tbody tr")).to_have_count(5)
     expect(page.locator("#jobs")).to_contain_text("cancelled")
     page.screenshot(path=str(shots / "jobs.png"), full_page=True)
 
@@ -235,7 +244,7 @@ def _steps(page: Any) -> int:
 
 
 def test_chat_streams_with_guard_decisions_and_errors_stay_on_the_page(
-    page: Any, tmp_path: Path
+    page: Any, tmp_path: Path, lmfast_home: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -257,14 +266,30 @@ def test_chat_streams_with_guard_decisions_and_errors_stay_on_the_page(
     page.press("#prompt", "Enter")
     expect(page.locator(".pane .guard.blocked")).to_contain_text("prompt_injection")
     expect(page.locator(".pane .usage").nth(1)).to_contain_text("guard")
-    page.screenshot(path=str(shots / "chat.png"), full_page=True)
-    # Bad JSON in the tools box: named on the page, the conversation kept.
+    # Structured output and a second model side by side (a tiny model, base against base).
+    tiny = make_tiny_llama(lmfast_home / "tiny-chat")
+    page.click("#clear")
     page.click("summary:has-text('Tools and structured output')")
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    page.fill("[name=json_schema]", json.dumps(schema))
+    page.fill("[name=max_tokens]", "48")
+    page.fill("#compare", str(tiny))
+    page.fill("#prompt", "Name the capital of France as JSON.")
+    page.press("#prompt", "Enter")
+    expect(page.locator(".pane")).to_have_count(2)
+    expect(page.locator(".pane").nth(1).locator(".usage")).to_contain_text("tokens")
+    replies = page.locator(".pane .turn.assistant").all_inner_texts()
+    assert "city" in json.loads(replies[0]), replies  # constrained to the schema
+    assert re.match(r'\s*\{\s*"city"', replies[1]), replies  # a random tiny model too
+    page.screenshot(path=str(shots / "chat.png"), full_page=True)
+    page.fill("[name=json_schema]", "")
+    page.fill("#compare", "")
+    # Bad JSON in the tools box: named on the page, the conversation kept.
     page.fill("[name=tools]", "[{not json")
     page.fill("#prompt", "hello")
     page.press("#prompt", "Enter")
     expect(page.locator("[data-field=tools] .field-error")).to_contain_text("not valid JSON")
-    expect(page.locator(".pane .turn.user")).to_have_count(2)
+    expect(page.locator(".pane .turn.user")).to_have_count(2)  # one per pane, kept
     # A model that does not exist: a message in the pane, no traceback.
     page.fill("[name=tools]", "")
     page.fill("[name=model]", "no-such-model-anywhere")

@@ -47,7 +47,9 @@ def sample_cpu(cpus: list[int] | None = None) -> CpuSample:
     free_or_counted = ("idle", "iowait", "guest", "guest_nice")
     busy = sum(sum(t) - sum(getattr(t, f, 0.0) for f in free_or_counted) for t in chosen)
     mine = psutil.Process().cpu_times()
-    return CpuSample(time.monotonic(), busy, mine.user + mine.system)
+    # The kernel counts in 10 ms ticks; rounding drops the float noise of the sums, which
+    # could otherwise make a later sample read a hair below an earlier one.
+    return CpuSample(time.monotonic(), round(busy, 4), round(mine.user + mine.system, 4))
 
 
 class CoreShare:

@@ -67,6 +67,7 @@ def run(job_id: str) -> int:
     except JobCancelled:
         store.finish(job_id, "cancelled", error="cancelled")
     except (LMFastError, ValueError) as e:
+        print(f"failed: {e}", file=sys.stderr, flush=True)  # the log says why, too
         store.finish(job_id, "failed", error=str(e))
     except Exception as e:
         traceback.print_exc()
