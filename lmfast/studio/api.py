@@ -14,10 +14,9 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
-from lmfast.artifacts import ArtifactStore
-from lmfast.errors import ArtifactError
 from lmfast.jobs import JobNotFoundError, JobStore, cancel, submit
 from lmfast.studio.forms import form_errors
+from lmfast.studio.rendering import artifact_or_404
 
 router = APIRouter(prefix="/api")
 LOG_TAIL = 64_000  # characters of a job's log shown on its page
@@ -35,8 +34,8 @@ def start_job(
     return JSONResponse({"job_id": job_id, "url": f"/jobs/{job_id}"}, 202)
 
 
-def _job(job_id: str) -> dict[str, Any]:
-    store = JobStore()
+def _job(job_id: str, store: JobStore | None = None) -> dict[str, Any]:
+    store = store or JobStore()
     try:
         info = store.get(job_id)
     except JobNotFoundError as e:
@@ -85,8 +84,8 @@ async def job_log(job_id: str) -> PlainTextResponse:
 async def job_events(job_id: str, after: int = 0) -> EventSourceResponse:
     """Server-sent events: every kept progress report after `after` (the whole history on a
     fresh page), then each new one and each change of the job's state, until it ends."""
-    await asyncio.to_thread(_job, job_id)
-    store = JobStore()
+    store = JobStore()  # one for the whole stream: it is polled several times a second
+    await asyncio.to_thread(_job, job_id, store)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         seq, seen = after, None
@@ -95,7 +94,7 @@ async def job_events(job_id: str, after: int = 0) -> EventSourceResponse:
             for ev in events:
                 seq = ev.seq
                 yield {"event": "progress", "id": str(seq), "data": ev.model_dump_json()}
-            state = await asyncio.to_thread(_job, job_id)
+            state = await asyncio.to_thread(_job, job_id, store)
             if state["updated_at"] != seen:
                 seen = state["updated_at"]
                 yield {"event": "state", "id": str(seq), "data": json.dumps(state)}
@@ -110,11 +109,7 @@ async def job_events(job_id: str, after: int = 0) -> EventSourceResponse:
 @router.get("/artifacts/{art_id}/files/{name:path}")
 async def artifact_file(art_id: str, name: str) -> FileResponse:
     """A file inside an artifact's folder (plots, GGUF, Modelfile); nothing outside it."""
-    try:
-        art = ArtifactStore().get(art_id)
-    except ArtifactError as e:
-        raise HTTPException(404, str(e)) from None
-    folder = Path(art.path).resolve()
+    folder = Path(artifact_or_404(art_id).path).resolve()
     path = (folder / name).resolve()
     if not path.is_relative_to(folder) or not path.is_file():
         raise HTTPException(404, f"{art_id} has no file {name!r}")

@@ -67,6 +67,12 @@ def create_studio_app(settings: StudioSettings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":  # loc is ("body", character offset)
+            reason = (first.get("ctx") or {}).get("error", "JSON decode error")
+            at = first.get("loc", (None, None))[-1]
+            message = f"the request body is not valid JSON: {reason} at character {at}"
+            return await bad_form(request, FormErrors([(None, message)]))
         problems = [
             (".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")),
              str(e["msg"]).removeprefix("Value error, "))

@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 from lmfast.config import LMFastConfig, validation_problems
 from lmfast.errors import ConfigError, LMFastError
 
-InputKind = Literal["text", "number", "select", "bool", "lines", "textarea"]
+InputKind = Literal["text", "number", "select", "bool", "lines"]
 
 
 @dataclass
@@ -102,14 +102,6 @@ def recipe_fields(keys: list[str], labels: dict[str, str] | None = None) -> list
         assert info is not None
         out.append(form_field(key, info, (labels or {}).get(key)))
     return out
-
-
-def split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Posted values -> (request fields, recipe keys). Empty inputs never arrive (the page
-    leaves them out), so an unset field keeps the request's own default."""
-    recipe = {k.removeprefix("recipe:"): v for k, v in values.items() if k.startswith("recipe:")}
-    plain = {k: v for k, v in values.items() if not k.startswith("recipe:")}
-    return plain, recipe
 
 
 @dataclass

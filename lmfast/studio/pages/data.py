@@ -17,11 +17,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from lmfast.artifacts import ArtifactStore
 from lmfast.data.settings import FilterSettings, PrepRequest
-from lmfast.errors import ArtifactError
 from lmfast.home import lmfast_home
 from lmfast.studio.api import start_job
 from lmfast.studio.forms import FormErrors, form_errors, request_fields
-from lmfast.studio.rendering import render, settings_of
+from lmfast.studio.rendering import artifact_or_404, jsonl_head, render, settings_of
 
 router = APIRouter()
 PRESETS = ["auto", "web", "document", "minimal", "off"]
@@ -94,24 +93,9 @@ async def prep(request: Request, body: dict[str, Any]) -> JSONResponse:
     return start_job("prep_dataset", req)
 
 
-def _rows(path: Path, limit: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if len(rows) >= limit:
-                    break
-                if line.strip():
-                    rows.append(json.loads(line))
-    return rows
-
-
 @router.get("/data/{art_id}", response_class=HTMLResponse)
 async def dataset_page(request: Request, art_id: str) -> HTMLResponse:
-    try:
-        art = ArtifactStore().get(art_id)
-    except ArtifactError as e:
-        raise HTTPException(404, str(e)) from None
+    art = artifact_or_404(art_id)
     if art.manifest.kind != "dataset":
         raise HTTPException(404, f"{art_id} is a {art.manifest.kind}, not a dataset")
     folder = Path(art.path)
@@ -122,8 +106,8 @@ async def dataset_page(request: Request, art_id: str) -> HTMLResponse:
         request, "dataset.html", art=art, report=report,
         kept_pct=100 * report.get("documents_out", 0) / max(report.get("documents_in", 0), 1),
         histogram=histogram, hist_max=max(histogram.values() or [1]),
-        drops=_rows(folder / "drops.jsonl", ROWS_SHOWN),
-        duplicates=_rows(folder / "duplicates.jsonl", ROWS_SHOWN),
+        drops=jsonl_head(folder / "drops.jsonl", ROWS_SHOWN),
+        duplicates=jsonl_head(folder / "duplicates.jsonl", ROWS_SHOWN),
     )  # fmt: skip
 
 

@@ -11,11 +11,16 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from lmfast.artifacts import ArtifactStore
-from lmfast.errors import ArtifactError
 from lmfast.evaluation.evaluate import EvaluateRequest
 from lmfast.studio.api import start_job
 from lmfast.studio.forms import form_errors, request_fields
-from lmfast.studio.rendering import render, settings_of, suggestions
+from lmfast.studio.rendering import (
+    artifact_or_404,
+    jsonl_head,
+    render,
+    settings_of,
+    suggestions,
+)
 
 router = APIRouter()
 SHOWN = ["limit", "backend", "batch_size", "efficiency", "name"]
@@ -53,22 +58,9 @@ async def start(request: Request, body: dict[str, Any]) -> JSONResponse:
     return start_job("evaluate", req)
 
 
-def _jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines()[:limit]:
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
-
-
 @router.get("/evaluate/{art_id}", response_class=HTMLResponse)
 async def report_page(request: Request, art_id: str) -> HTMLResponse:
-    try:
-        art = ArtifactStore().get(art_id)
-    except ArtifactError as e:
-        raise HTTPException(404, str(e)) from None
+    art = artifact_or_404(art_id)
     folder = Path(art.path)
     if not (folder / "results.json").is_file():
         raise HTTPException(404, f"{art_id} is not an evaluation report")
@@ -81,5 +73,5 @@ async def report_page(request: Request, art_id: str) -> HTMLResponse:
     plots = [p for p in ("tasks.png", "calibration.png") if (folder / p).is_file()]
     return render(
         request, "report.html", art=art, models=models, task_names=task_names, plots=plots,
-        disagreements=_jsonl(folder / "disagreements.jsonl", DISAGREEMENTS_SHOWN),
+        disagreements=jsonl_head(folder / "disagreements.jsonl", DISAGREEMENTS_SHOWN),
     )  # fmt: skip

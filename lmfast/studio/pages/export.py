@@ -7,16 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from lmfast.artifacts import ArtifactStore
-from lmfast.errors import ArtifactError
 from lmfast.export.export import ExportRequest
 from lmfast.export.quantize import QuantizeRequest
 from lmfast.studio.api import start_job
 from lmfast.studio.forms import form_errors, request_fields
-from lmfast.studio.rendering import render, settings_of, suggestions
+from lmfast.studio.rendering import artifact_or_404, render, settings_of, suggestions
 
 router = APIRouter()
 QUANTIZE_SHOWN = ["type", "base", "size_budget_mb", "calibration_tokens", "measure", "name"]
@@ -61,10 +60,7 @@ async def export(request: Request, body: dict[str, Any]) -> JSONResponse:
 
 @router.get("/export/{art_id}", response_class=HTMLResponse)
 async def export_result(request: Request, art_id: str) -> HTMLResponse:
-    try:
-        art = ArtifactStore().get(art_id)
-    except ArtifactError as e:
-        raise HTTPException(404, str(e)) from None
+    art = artifact_or_404(art_id)
     folder = Path(art.path)
     files = sorted(
         (p.relative_to(folder).as_posix(), p.stat().st_size)

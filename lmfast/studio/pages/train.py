@@ -121,16 +121,12 @@ def _build(body: dict[str, Any], roots: Any) -> tuple[str, BaseModel]:
     return kind, AlignRequest(config=cfg, method=align_method, **body)
 
 
-def _errors(e: Exception) -> FormErrors:
-    return form_errors(e, RECIPE_KEYS)
-
-
 @router.post("/api/train")
 async def start(request: Request, body: dict[str, Any]) -> JSONResponse:
     try:
         kind, req = _build(body, settings_of(request).roots)
     except Exception as e:
-        raise _errors(e) from None
+        raise form_errors(e, RECIPE_KEYS) from None
     return start_job(kind, req, RECIPE_KEYS)
 
 
@@ -142,7 +138,7 @@ async def plan(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         kind, req = _build(body, settings_of(request).roots)
         found = await asyncio.to_thread(_plan, kind, req)
     except Exception as e:
-        raise _errors(e) from None
+        raise form_errors(e, RECIPE_KEYS) from None
     return found
 
 
