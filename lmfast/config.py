@@ -454,6 +454,16 @@ class ServeConfig(_Section):
         "PEFT folder or GGUF LoRA file); a request's `model` picks one by name (llama.cpp).",
     )
 
+    draft: str | None = Field(
+        None,
+        description="Draft model for speculative decoding: a GGUF with the served model's "
+        "vocabulary (a model id, path or artifact) that guesses tokens the model then checks "
+        "in one batch; the output is unchanged (llama.cpp).",
+    )
+    draft_max: int = Field(
+        8, ge=1, le=64, description="Most tokens the draft guesses per step."
+    )
+
     @field_validator("adapters")
     @classmethod
     def _adapter_names(cls, v: dict[str, str]) -> dict[str, str]:

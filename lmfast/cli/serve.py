@@ -46,6 +46,16 @@ def serve_command(
             "id, PEFT folder or GGUF LoRA; repeatable; llama.cpp).",
         ),
     ] = None,
+    draft: Annotated[
+        str | None,
+        typer.Option(
+            help="Speculative decoding: a GGUF draft model with MODEL's vocabulary (id, path "
+            "or artifact); output unchanged (llama.cpp)."
+        ),
+    ] = None,
+    draft_max: Annotated[
+        int | None, typer.Option(help="Most tokens the draft guesses per step (default 8).")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML recipe.")] = None,
 ) -> None:
     """Serve MODEL over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
@@ -65,6 +75,8 @@ def serve_command(
         "api_key": api_key or os.environ.get("LMFAST_API_KEY"),
         "guard": guard,
         "adapters": parse_adapter_options(adapter) if adapter else None,
+        "draft": draft,
+        "draft_max": draft_max,
     }
     cfg = load_config(config, values={f"serve.{k}": v for k, v in flags.items()})
     run_server(model, cfg.serve)

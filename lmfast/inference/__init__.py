@@ -38,12 +38,15 @@ def load_engine(
     parallel: int = 1,
     queue_size: int = 64,
     adapters: dict[str, str] | None = None,
+    draft: str | None = None,
+    draft_max: int = 8,
 ) -> Engine:
     """Load `model` into an engine. 'auto': llama.cpp for GGUF files, transformers otherwise.
 
     `parallel` is how many requests are decoded together (continuous batching in llama.cpp);
     `queue_size` how many more may wait before submissions are refused; `adapters` (name ->
-    GGUF LoRA file, llama.cpp only) what a request may name in `EngineRequest.adapter`.
+    GGUF LoRA file, llama.cpp only) what a request may name in `EngineRequest.adapter`;
+    `draft` a GGUF file with the same vocabulary for speculative decoding (llama.cpp only).
     """
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
     if backend == "auto":
@@ -51,6 +54,8 @@ def load_engine(
     check_backend(resolved, backend)
     if adapters and backend != "llamacpp":
         raise BackendError(f"LoRA adapters are applied by llama.cpp, not by {backend}")
+    if draft and backend != "llamacpp":
+        raise BackendError(f"a draft model is used by llama.cpp, not by {backend}")
     if backend == "llamacpp":
         # In a child process: a native crash ends requests with an error, not the caller.
         from lmfast.inference.engine_process import EngineProcess
@@ -62,6 +67,7 @@ def load_engine(
             queue_size=queue_size,
             default_system=resolved.default_system,
             adapters=adapters or None,
+            **({"draft": draft, "draft_max": draft_max} if draft else {}),
         )
     if backend == "vllm":
         from lmfast.inference.vllm_engine import VLLMEngine

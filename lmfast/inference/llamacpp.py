@@ -39,12 +39,16 @@ from lmfast.inference.core_share import CoreShare
 from lmfast.inference.cpu_backend import CpuSettings, load_backends
 from lmfast.inference.decoding import TextAssembler, token_logprob
 from lmfast.inference.selfcheck import checked_settings
+from lmfast.inference.speculative import Drafter
 
 # The KV cache is allocated up front; cap the default per-sequence window so a model trained
 # on 128k positions does not reserve gigabytes for short chats.
 DEFAULT_MAX_CONTEXT = 8192
 BATCH_TOKENS = 512
 MIN_PREFIX_REUSE = 16  # shorter shared prefixes are recomputed (see _assign_slot)
+# With a draft model, speculate while at most this many sequences decode: a batch of many
+# sequences already reads the weights once for all of them, so drafts there mostly add work.
+SPECULATE_UP_TO = 4
 
 
 @dataclass
@@ -81,10 +85,13 @@ class LlamaCppEngine:
         default_system: str | None = None,
         cpu_settings: CpuSettings | None = None,
         adapters: dict[str, str] | None = None,
+        draft: str | Path | None = None,
+        draft_max: int = 8,
     ) -> None:
         """`cpu_settings` None: what the first-run check found for this build and CPU.
         `adapters`: name -> GGUF LoRA file; a request naming one is decoded with it applied
-        (`lora_gguf` converts PEFT adapters)."""
+        (`lora_gguf` converts PEFT adapters). `draft`: a GGUF with the same vocabulary that
+        drafts up to `draft_max` tokens per step (speculative decoding, same output)."""
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -124,6 +131,18 @@ class LlamaCppEngine:
         self._turn = 0  # which adapter's sequences the next step decodes, when several wait
         self._vocab = self._model.vocab
         self._pieces: dict[int, bytes] = {}
+        self._drafter: Drafter | None = None
+        if draft is not None:
+            self._drafter = Drafter(
+                draft,
+                target=self._model,
+                target_name=self.path.name,
+                parallel=parallel,
+                n_ctx=self.context_length,
+                n_threads=self._threads,
+                n_gpu_layers=n_gpu_layers,
+                draft_max=draft_max,
+            )
 
         self.chat_template = template
         self._native_tools = template_supports_tools(template)
@@ -249,7 +268,10 @@ class LlamaCppEngine:
 
     def stats(self) -> dict[str, int]:
         running, waiting = len(self._active), len(self._waiting)
-        return {"running": running, "waiting": waiting, "threads": self._threads}
+        out = {"running": running, "waiting": waiting, "threads": self._threads}
+        if self._drafter is not None:
+            out |= {"draft_tokens": self._drafter.drafted, "draft_accepted": self._drafter.accepted}
+        return out
 
     def close(self) -> None:
         with self._cv:
@@ -260,6 +282,8 @@ class LlamaCppEngine:
             seq.stream.put(Finished("cancelled", len(seq.prompt), seq.generated))
         self._batch.close()
         self._ctx.close()
+        if self._drafter is not None:
+            self._drafter.close()
         self._model.close()
 
     # -- engine thread ---------------------------------------------------------------------
@@ -363,8 +387,9 @@ class LlamaCppEngine:
         self._batch.reset()
         b = self._batch.batch
         n = 0
-        sample_at: list[tuple[_Seq, int]] = []
+        sample_at: list[tuple[_Seq, int, list[int]]] = []  # (seq, batch index, its drafts)
         scored: list[tuple[_Seq, int, int]] = []  # (seq, batch index, prompt position)
+        drafts = self._drafts(group)
 
         def add(token: int, pos: int, seq_id: int, logits: bool) -> None:
             nonlocal n
@@ -374,10 +399,13 @@ class LlamaCppEngine:
 
         for seq in group:
             if seq.fed == len(seq.prompt):
+                drafted = drafts.get(seq.seq_id, [])
                 add(seq.last_token, seq.n_past, seq.seq_id, True)
+                for j, tok in enumerate(drafted):  # checked in this same decode
+                    add(tok, seq.n_past + 1 + j, seq.seq_id, True)
                 self._slot_tokens[seq.seq_id].append(seq.last_token)
                 seq.n_past += 1
-                sample_at.append((seq, n - 1))
+                sample_at.append((seq, n - 1 - len(drafted), drafted))
         for seq in group:
             if seq.fed == len(seq.prompt) or n >= BATCH_TOKENS:
                 continue
@@ -390,13 +418,15 @@ class LlamaCppEngine:
                 if wanted and not last:
                     scored.append((seq, n - 1, pos))
                 if last:
-                    sample_at.append((seq, n - 1))
+                    sample_at.append((seq, n - 1, []))
             seq.fed += len(chunk)
             seq.n_past = seq.fed
             self._slot_tokens[seq.seq_id].extend(chunk)
         b.n_tokens = n
         if self._share is not None and (threads := self._share.threads()) != self._threads:
             llama.llama_set_n_threads(self._ctx.ctx, threads, threads)
+            if self._drafter is not None:
+                self._drafter.set_threads(threads)
             self._threads = threads
         rc = llama.llama_decode(self._ctx.ctx, b)
         if rc != 0:
@@ -406,8 +436,49 @@ class LlamaCppEngine:
             seq.prompt_logprobs[pos] = self._logprob(
                 idx, seq.prompt[pos + 1], seq.request.params.top_logprobs
             )
-        for seq, idx in sample_at:
-            self._sample(seq, idx)
+        for seq, idx, drafted in sample_at:
+            self._verify(seq, idx, drafted)
+
+    def _drafts(self, group: list[_Seq]) -> dict[int, list[int]]:
+        """Draft tokens for the decoding sequences of this step (none without a draft model,
+        or when so many sequences decode that the batch is already wide)."""
+        if self._drafter is None:
+            return {}
+        decoding = [s for s in group if s.fed == len(s.prompt)]
+        if not decoding or len(decoding) > SPECULATE_UP_TO:
+            return {}
+        wants = {}
+        for seq in decoding:
+            # Room: tokens the request may still generate and the context still holds,
+            # less the one this step yields anyway.
+            room = min(
+                self._drafter.draft_max,
+                seq.max_new - seq.generated - 1,
+                self.context_length - seq.n_past - 2,
+            )
+            if room > 0:
+                wants[seq.seq_id] = ([*self._slot_tokens[seq.seq_id], seq.last_token], room)
+        return self._drafter.propose(wants) if wants else {}
+
+    def _verify(self, seq: _Seq, idx: int, drafted: list[int]) -> None:
+        """Sample at the sequence's positions in turn, keeping each drafted token the served
+        model samples itself; the first token it samples otherwise ends the run (it is the
+        next token, as without a draft), and the cache drops the drafted tokens after it."""
+        accepted = 0
+        for i in range(len(drafted) + 1):
+            token = self._sample(seq, idx + i)
+            if token is None:  # the sequence ended, perhaps on the drafted token itself
+                accepted += i < len(drafted) and seq.last_token == drafted[i]
+                break
+            if i == len(drafted) or token != drafted[i]:
+                break
+            # The drafted token is the sampled one and already sits in the cache.
+            self._slot_tokens[seq.seq_id].append(token)
+            seq.n_past += 1
+            accepted += 1
+        if drafted:
+            self._drafter.accepted += accepted  # type: ignore[union-attr]
+            self._llama.llama_memory_seq_rm(self._ctx.memory, seq.seq_id, seq.n_past, -1)
 
     def _group(self) -> list[_Seq]:
         """The sequences this step decodes: every running one, or, when they use different
@@ -461,21 +532,23 @@ class LlamaCppEngine:
     def _logprob(self, idx: int, token: int, top_n: int) -> TokenLogprob:
         return token_logprob(self._logits(idx), token, top_n, self.piece)
 
-    def _sample(self, seq: _Seq, idx: int) -> None:
+    def _sample(self, seq: _Seq, idx: int) -> int | None:
+        """Sample the next token from the logits at batch index `idx`; None when the
+        sequence ended (end of generation, a stop string, its length)."""
         params = seq.request.params
         if seq.max_new <= 0:
             self._finish(seq, "length")
-            return
+            return None
         token = self._llama.llama_sampler_sample(seq.sampler.sampler, self._ctx.ctx, idx)
+        seq.last_token = token
         if self._llama.llama_vocab_is_eog(self._vocab, token):
             tail = None
             if params.logprobs and seq.request.eos_logprob:
                 tail = self._logprob(idx, token, params.top_logprobs)
             self._finish(seq, "stop", tail=tail)
-            return
+            return None
         lp = self._logprob(idx, token, params.top_logprobs) if params.logprobs else None
         seq.generated += 1
-        seq.last_token = token
         text, lps = seq.assembler.feed(self.piece(token), lp)
         if text or lps:
             seq.stream.put(Delta(text, lps))
@@ -483,6 +556,9 @@ class LlamaCppEngine:
             self._finish(seq, "stop")
         elif seq.generated >= seq.max_new:
             self._finish(seq, "length")
+        else:
+            return token
+        return None
 
     def _finish(
         self,
@@ -513,6 +589,8 @@ class LlamaCppEngine:
         if reason == "error":  # the cache may be inconsistent: drop it
             self._llama.llama_memory_seq_rm(self._ctx.memory, seq.seq_id, -1, -1)
             self._slot_tokens[seq.seq_id] = []
+            if self._drafter is not None:
+                self._drafter.forget(seq.seq_id)
         if seq.sampler is not None:
             seq.sampler.close()
         self._active.pop(seq.seq_id, None)

@@ -11,6 +11,8 @@ from lmfast.errors import ConfigError, LMFastError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from lmfast.registry import ResolvedModel
+
 
 def build_app(
     model: str | None,
@@ -35,6 +37,7 @@ def build_app(
         raise ConfigError([("serve.adapters", "adapters are applied by llama.cpp; "
                             f"backend={config.backend!r} cannot serve them")])  # fmt: skip
     lora = prepare_adapters(config.adapters, resolved)
+    draft = _draft_file(config, resolved)
     if clash := set(lora) & aliases:
         name = sorted(clash)[0]
         raise ConfigError([(f"serve.adapters.{name}", "that is a name of the base model")])
@@ -47,12 +50,36 @@ def build_app(
             parallel=config.max_concurrency,
             queue_size=config.queue_size,
             adapters=lora,
+            draft=draft,
+            draft_max=config.draft_max,
         )
 
     return create_app(
         config, model_id=resolved.name, load=load, aliases=aliases, on_load_error=on_load_error,
         adapters=config.adapters,
     )  # fmt: skip
+
+
+def _draft_file(config: ServeConfig, served: ResolvedModel) -> str | None:
+    """The draft's GGUF file; the engine checks its vocabulary when it loads."""
+    from lmfast.errors import ModelNotFoundError
+    from lmfast.registry import resolve_model
+
+    if config.draft is None:
+        return None
+    if served.format != "gguf" or config.backend not in ("auto", "llamacpp"):
+        raise ConfigError([("serve.draft", "speculative decoding runs in llama.cpp: serve a "
+                            f"GGUF model ({served.name} is {served.format}, backend "
+                            f"{config.backend!r})")])  # fmt: skip
+    try:
+        draft = resolve_model(config.draft)
+    except ModelNotFoundError as e:
+        raise ConfigError([("serve.draft", str(e))]) from None
+    if draft.format != "gguf":
+        raise ConfigError([("serve.draft", f"{config.draft!r} is a {draft.format} model; the "
+                            f"draft must be a GGUF file (lmfast export {draft.reference} "
+                            "--format gguf)")])  # fmt: skip
+    return str(draft.path)
 
 
 def run_server(model: str | None, config: ServeConfig) -> None:

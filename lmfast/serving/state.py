@@ -92,6 +92,31 @@ class Metrics:
             registry=r,
         )
         threads.set_function(lambda: state.engine.stats().get("threads", 0) if state.engine else 0)
+        if state.config.draft:
+            self._speculative(state)
+
+    def _speculative(self, state: ServerState) -> None:
+        def stat(key: str) -> float:
+            return state.engine.stats().get(key, 0) if state.engine else 0
+
+        def rate() -> float:
+            drafted = stat("draft_tokens")
+            return stat("draft_accepted") / drafted if drafted else 0.0
+
+        r = self.registry
+        drafted = Gauge(
+            "lmfast_draft_tokens", "Tokens the draft model proposed (speculative decoding)",
+            registry=r,
+        )  # fmt: skip
+        drafted.set_function(lambda: stat("draft_tokens"))
+        accepted = Gauge(
+            "lmfast_draft_accepted_tokens", "Drafted tokens the served model kept", registry=r
+        )
+        accepted.set_function(lambda: stat("draft_accepted"))
+        acceptance = Gauge(
+            "lmfast_draft_acceptance_rate", "Accepted / drafted tokens since the start", registry=r
+        )
+        acceptance.set_function(rate)
 
 
 @dataclass
