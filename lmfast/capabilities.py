@@ -40,6 +40,8 @@ CLI_ONLY: dict[str, str] = {
     "model.template to fine_tune)",
     "chat": "interactive terminal front-end over generate",
     "serve": "starts the HTTP server",
+    "speculate": "measures a draft for the server's --draft on this machine (Python: "
+    "lmfast.inference.speculative.measure_draft)",
     "mcp": "starts the MCP server",
     "studio": "starts the web app, whose pages are thin faces over these capabilities",
     "jobs wait": "terminal progress bar over job_status",

@@ -4,6 +4,7 @@ shows in /metrics, and drafts that cannot work are refused by name."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -145,3 +146,45 @@ def test_drafts_that_cannot_draft_are_refused_by_name(embedded: Path, tmp_path: 
                 break
             httpx.get(f"{base}/health")
     assert reasons and "vocabulary" in reasons[0], reasons
+
+
+def test_speculate_command_measures_a_draft(
+    embedded: Path, shallow_draft: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from lmfast.cli.app import app
+    from tests.tiny_models import make_tiny_llama
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        json.dumps({"messages": [{"role": "user", "content": PROMPTS[1]}]})
+        + "\n\n"
+        + json.dumps({"prompt": PROMPTS[2]})
+        + "\n"
+    )
+    runner = CliRunner()
+    args = ["speculate", str(embedded), "--draft", str(shallow_draft), "--prompts", str(prompts),
+            "--max-tokens", "24", "--draft-max", "3", "--json"]  # fmt: skip
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["prompts"] == 2 and report["identical"] is True
+    assert report["tokens"] == 48 and report["draft_max"] == 3
+    assert report["drafted"] > 0 and 0 <= report["accepted"] <= report["drafted"]
+    assert report["acceptance"] == pytest.approx(report["accepted"] / report["drafted"], abs=1e-4)
+    assert report["speedup"] == pytest.approx(
+        report["tokens_per_s_with_draft"] / report["tokens_per_s_alone"], rel=0.01
+    )
+    tiny = make_tiny_llama(tmp_path / "tiny")
+    refused = runner.invoke(app, ["speculate", str(embedded), "--draft", str(tiny)])
+    assert refused.exit_code == 2 and "hf model" in refused.output, refused.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"answer": "x"}\n')
+    failed = runner.invoke(app, ["speculate", str(embedded), "--draft", str(shallow_draft),
+                                 "--prompts", str(bad)])  # fmt: skip
+    assert failed.exit_code == 2
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", failed.output).split())
+    assert "--prompts" in said and ":1: no prompt, text or messages field" in said, said

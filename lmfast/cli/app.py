@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "export": "export a model as float GGUF (with an Ollama Modelfile), merged safetensors or ONNX",
     "chat": "chat with a model in the terminal (or through a pipe)",
     "serve": "serve a model over an OpenAI-compatible HTTP API",
+    "speculate": "measure a draft model for serve --draft: acceptance, speed-up, same output",
     "mcp": "serve LMFast's tools over MCP (stdio or streamable HTTP)",
     "studio": "the web app: data, training, evaluation, export, chat, lineage and jobs",
     "models list": "list model aliases and model artifacts",
@@ -121,6 +122,7 @@ app.command("eval")(evaluate.eval_command)
 app.command("quantize")(export.quantize_command)
 app.command("export")(export.export_command)
 app.command("serve")(serve.serve_command)
+app.command("speculate")(serve.speculate_command)
 app.command("mcp")(mcp.mcp_command)
 app.command("studio")(studio.studio_command)
 app.add_typer(models.app, name="models")

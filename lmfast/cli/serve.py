@@ -80,3 +80,55 @@ def serve_command(
     }
     cfg = load_config(config, values={f"serve.{k}": v for k, v in flags.items()})
     run_server(model, cfg.serve)
+
+
+def speculate_command(
+    model: Annotated[str, typer.Argument(help="The model the draft drafts for (GGUF).")],
+    draft: Annotated[str, typer.Option(help="Draft model (GGUF with MODEL's vocabulary).")],
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prompts to measure on: a text file (one per line) or JSONL with a prompt, "
+            "text or messages field (default: 8 built-in questions)."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many prompts.")] = 32,
+    max_tokens: Annotated[int, typer.Option(min=1, max=4096, help="Tokens per reply.")] = 128,
+    draft_max: Annotated[
+        int, typer.Option(min=1, max=64, help="Most tokens the draft guesses per step.")
+    ] = 8,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Measure speculative decoding: MODEL's greedy replies with and without DRAFT, prompt by
+    prompt, alternating; prints acceptance, speed-up and whether every reply is the same."""
+    from lmfast.cli.output import console
+    from lmfast.inference.speculative import SAMPLE_PROMPTS, measure_draft, read_prompts
+    from lmfast.registry import resolve_model
+
+    served, drafting = resolve_model(model), resolve_model(draft)
+    for field, resolved in (("MODEL", served), ("--draft", drafting)):
+        if resolved.format != "gguf":
+            raise typer.BadParameter(
+                f"{resolved.name} is a {resolved.format} model; speculative decoding runs in "
+                f"llama.cpp on GGUF files (lmfast export {resolved.reference} --format gguf)",
+                param_hint=field,
+            )
+    try:
+        texts = (read_prompts(prompts) if prompts else SAMPLE_PROMPTS)[:limit]
+    except (OSError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--prompts") from None
+    with console.status("measuring") as status:
+        report = measure_draft(
+            served.path, drafting.path, texts, max_tokens=max_tokens, draft_max=draft_max,
+            progress=lambda done, total, msg: status.update(msg),
+        )  # fmt: skip
+    if json_out:
+        print(report.model_dump_json(indent=2))
+        return
+    console.print(
+        f"{report.prompts} prompts, {report.tokens} tokens: {report.tokens_per_s_alone:.1f} "
+        f"tokens/s alone, {report.tokens_per_s_with_draft:.1f} with the draft "
+        f"({report.speedup:.2f}x); acceptance {report.acceptance:.0%} "
+        f"({report.accepted} of {report.drafted} drafted); replies identical: "
+        f"{'yes' if report.identical else 'NO'}"
+    )
