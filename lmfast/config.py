@@ -463,6 +463,14 @@ class ServeConfig(_Section):
     draft_max: int = Field(
         8, ge=1, le=64, description="Most tokens the draft guesses per step."
     )
+    draft_min: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Fewest tokens the draft guesses per step; 0: as many as pay off on this "
+        "machine (timed at start, weighed with the draft's acceptance so far), none where "
+        "checking several tokens costs about as much as decoding them one by one.",
+    )
 
     @field_validator("adapters")
     @classmethod

@@ -58,7 +58,7 @@ def test_output_with_a_draft_is_the_output_without_it(embedded: Path, shallow_dr
     assert len(set(greedy)) == len(PROMPTS) and all(len(r) > 40 for r in greedy)
 
     for draft in (shallow_draft, embedded):  # a poor draft, and a perfect one
-        engine = LlamaCppEngine(embedded, n_ctx=1024, draft=draft, draft_max=6)
+        engine = LlamaCppEngine(embedded, n_ctx=1024, draft=draft, draft_max=6, draft_min=6)
         try:
             assert _replies(engine, PROMPTS, temperature=0) == greedy
             stats = engine.stats()
@@ -109,7 +109,8 @@ def test_served_with_a_draft_same_answers_and_acceptance_in_metrics(
             return out, text
 
     plain, plain_metrics = answers(ServeConfig(context_length=1024))
-    drafted, _ = answers(ServeConfig(context_length=1024, draft=str(shallow_draft), draft_max=4))
+    config = ServeConfig(context_length=1024, draft=str(shallow_draft), draft_max=4, draft_min=4)
+    drafted, _ = answers(config)
     assert drafted == plain
     assert "lmfast_draft_tokens" not in plain_metrics
 
@@ -167,7 +168,7 @@ def test_speculate_command_measures_a_draft(
     )
     runner = CliRunner()
     args = ["speculate", str(embedded), "--draft", str(shallow_draft), "--prompts", str(prompts),
-            "--max-tokens", "24", "--draft-max", "3", "--json"]  # fmt: skip
+            "--max-tokens", "24", "--draft-max", "3", "--draft-min", "3", "--json"]  # fmt: skip
     out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
@@ -188,3 +189,23 @@ def test_speculate_command_measures_a_draft(
     assert failed.exit_code == 2
     said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", failed.output).split())
     assert "--prompts" in said and ":1: no prompt, text or messages field" in said, said
+
+
+def test_the_plan_drafts_only_where_checking_tokens_together_is_cheap() -> None:
+    from lmfast.inference.speculative import SpeculationPlan
+
+    # Compute-bound (this machine, a 135M model): k+1 tokens cost k+1 decodes. Nothing pays,
+    # except a look now and then.
+    linear = SpeculationPlan([0.006 * (n + 1) for n in range(5)], draft_s=0.002, alpha=0.9)
+    asked = [linear.tokens() for _ in range(128)]
+    assert asked.count(0) == 126 and set(asked) == {0, 2}
+    # Memory-bound (weights read once per decode): checking 5 tokens costs 1.3 decodes.
+    flat = SpeculationPlan([0.010 + 0.00075 * n for n in range(5)], draft_s=0.001, alpha=0.8)
+    assert flat.tokens() == 4
+    assert flat.rate(4) > 1.5 * flat.rate(0)
+    for _ in range(40):  # the draft keeps being refused at once: stop drafting
+        flat.observe(drafted=4, accepted=0)
+    assert flat.alpha < 0.1 and flat.tokens() == 0
+    for _ in range(40):  # and right again: draft again
+        flat.observe(drafted=4, accepted=4)
+    assert flat.alpha > 0.9 and flat.tokens() == 4

@@ -56,6 +56,13 @@ def serve_command(
     draft_max: Annotated[
         int | None, typer.Option(help="Most tokens the draft guesses per step (default 8).")
     ] = None,
+    draft_min: Annotated[
+        int | None,
+        typer.Option(
+            help="Fewest tokens the draft guesses per step (default 0: as many as pay off "
+            "on this machine, timed at start)."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML recipe.")] = None,
 ) -> None:
     """Serve MODEL over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
@@ -77,6 +84,7 @@ def serve_command(
         "adapters": parse_adapter_options(adapter) if adapter else None,
         "draft": draft,
         "draft_max": draft_max,
+        "draft_min": draft_min,
     }
     cfg = load_config(config, values={f"serve.{k}": v for k, v in flags.items()})
     run_server(model, cfg.serve)
@@ -97,6 +105,12 @@ def speculate_command(
     draft_max: Annotated[
         int, typer.Option(min=1, max=64, help="Most tokens the draft guesses per step.")
     ] = 8,
+    draft_min: Annotated[
+        int,
+        typer.Option(
+            min=0, max=64, help="Fewest tokens drafted per step (0: as many as pay off here)."
+        ),
+    ] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Measure speculative decoding: MODEL's greedy replies with and without DRAFT, prompt by
@@ -120,6 +134,7 @@ def speculate_command(
     with console.status("measuring") as status:
         report = measure_draft(
             served.path, drafting.path, texts, max_tokens=max_tokens, draft_max=draft_max,
+            draft_min=draft_min,
             progress=lambda done, total, msg: status.update(msg),
         )  # fmt: skip
     if json_out:

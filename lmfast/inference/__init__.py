@@ -40,6 +40,7 @@ def load_engine(
     adapters: dict[str, str] | None = None,
     draft: str | None = None,
     draft_max: int = 8,
+    draft_min: int = 0,
 ) -> Engine:
     """Load `model` into an engine. 'auto': llama.cpp for GGUF files, transformers otherwise.
 
@@ -67,7 +68,7 @@ def load_engine(
             queue_size=queue_size,
             default_system=resolved.default_system,
             adapters=adapters or None,
-            **({"draft": draft, "draft_max": draft_max} if draft else {}),
+            **({"draft": draft, "draft_max": draft_max, "draft_min": draft_min} if draft else {}),
         )
     if backend == "vllm":
         from lmfast.inference.vllm_engine import VLLMEngine

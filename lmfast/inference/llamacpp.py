@@ -87,11 +87,13 @@ class LlamaCppEngine:
         adapters: dict[str, str] | None = None,
         draft: str | Path | None = None,
         draft_max: int = 8,
+        draft_min: int = 0,
     ) -> None:
         """`cpu_settings` None: what the first-run check found for this build and CPU.
         `adapters`: name -> GGUF LoRA file; a request naming one is decoded with it applied
         (`lora_gguf` converts PEFT adapters). `draft`: a GGUF with the same vocabulary that
-        drafts up to `draft_max` tokens per step (speculative decoding, same output)."""
+        drafts up to `draft_max` tokens per step (speculative decoding, same output): as many
+        as pay off on this machine (`SpeculationPlan`), at least `draft_min`."""
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -132,6 +134,7 @@ class LlamaCppEngine:
         self._vocab = self._model.vocab
         self._pieces: dict[int, bytes] = {}
         self._drafter: Drafter | None = None
+        self._draft_min = min(draft_min, draft_max)
         if draft is not None:
             self._drafter = Drafter(
                 draft,
@@ -143,6 +146,7 @@ class LlamaCppEngine:
                 n_gpu_layers=n_gpu_layers,
                 draft_max=draft_max,
             )
+            self._drafter.calibrate(self._ctx, self._batch)
 
         self.chat_template = template
         self._native_tools = template_supports_tools(template)
@@ -270,7 +274,8 @@ class LlamaCppEngine:
         running, waiting = len(self._active), len(self._waiting)
         out = {"running": running, "waiting": waiting, "threads": self._threads}
         if self._drafter is not None:
-            out |= {"draft_tokens": self._drafter.drafted, "draft_accepted": self._drafter.accepted}
+            d = self._drafter
+            out |= {"draft_tokens": d.drafted, "draft_accepted": d.accepted}
         return out
 
     def close(self) -> None:
@@ -447,12 +452,17 @@ class LlamaCppEngine:
         decoding = [s for s in group if s.fed == len(s.prompt)]
         if not decoding or len(decoding) > SPECULATE_UP_TO:
             return {}
+        plan = self._drafter.plan
+        most = plan.tokens() if plan is not None else self._drafter.draft_max
+        most = max(most, self._draft_min)
+        if most == 0:
+            return {}
         wants = {}
         for seq in decoding:
             # Room: tokens the request may still generate and the context still holds,
             # less the one this step yields anyway.
             room = min(
-                self._drafter.draft_max,
+                most,
                 seq.max_new - seq.generated - 1,
                 self.context_length - seq.n_past - 2,
             )
@@ -477,7 +487,11 @@ class LlamaCppEngine:
             seq.n_past += 1
             accepted += 1
         if drafted:
-            self._drafter.accepted += accepted  # type: ignore[union-attr]
+            drafter = self._drafter
+            assert drafter is not None
+            drafter.accepted += accepted
+            if drafter.plan is not None:
+                drafter.plan.observe(len(drafted), accepted)
             self._llama.llama_memory_seq_rm(self._ctx.memory, seq.seq_id, seq.n_past, -1)
 
     def _group(self) -> list[_Seq]:

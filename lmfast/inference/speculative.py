@@ -44,6 +44,73 @@ def check_same_vocabulary(target: Any, draft: Any, target_name: str, draft_name:
             raise refuse(f"token {token} is {a!r} in the draft and {b!r} in {target_name}")
 
 
+def time_decode(ctx: Any, batch: Any, n: int, prefix: int = 64, repeats: int = 3) -> float:
+    """Seconds to decode `n` tokens of one sequence after `prefix` cached ones (the median of
+    `repeats`), on sequence 0 of an idle context, which is left empty."""
+    import llama_cpp
+
+    def decode(start: int, count: int, logits: bool) -> None:
+        batch.reset()
+        b = batch.batch
+        for i in range(count):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = 1 + i % 7, start + i, 1, logits
+            b.seq_id[i][0] = 0
+        b.n_tokens = count
+        if llama_cpp.llama_decode(ctx.ctx, b) != 0:
+            raise RuntimeError("llama_decode failed while timing the decode")
+
+    try:
+        decode(0, prefix, False)
+        times = []
+        for _ in range(repeats + 1):  # the first warms up
+            llama_cpp.llama_memory_seq_rm(ctx.memory, 0, prefix, -1)
+            start = time.perf_counter()
+            decode(prefix, n, True)
+            times.append(time.perf_counter() - start)
+    finally:
+        llama_cpp.llama_memory_seq_rm(ctx.memory, 0, -1, -1)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+class SpeculationPlan:
+    """How many tokens to draft next, from what decoding costs on this machine and how often
+    the draft has been right. A draft pays only where checking k+1 tokens costs much less
+    than k+1 single decodes (weights read once, as on a GPU or for a model larger than the
+    CPU's caches); where decoding is compute-bound, as for a 135M model on 2 cores, the plan
+    drafts nothing, and tries again now and then in case the draft got better at the text.
+    """
+
+    def __init__(self, verify_s: list[float], draft_s: float, alpha: float = 0.7) -> None:
+        self.verify_s = verify_s  # [n - 1]: seconds to decode n tokens of one sequence
+        self.draft_s = draft_s  # seconds per draft decode
+        self.alpha = alpha  # chance the served model keeps a drafted token
+        self._hits, self._trials = 7.0, 10.0  # the prior alpha, as decaying counts
+        self._idle = 0
+
+    def observe(self, drafted: int, accepted: int) -> None:
+        """A round's outcome: drafted tokens are tried in order until the first refused."""
+        if drafted:
+            trials = accepted + (1 if accepted < drafted else 0)
+            self._hits = 0.95 * self._hits + accepted
+            self._trials = 0.95 * self._trials + trials
+            self.alpha = min(0.99, self._hits / self._trials)
+
+    def rate(self, k: int) -> float:
+        """Expected tokens per second drafting k tokens per step."""
+        a = self.alpha
+        expected = (1 - a ** (k + 1)) / (1 - a)
+        return expected / (k * self.draft_s + self.verify_s[k])
+
+    def tokens(self) -> int:
+        best = max(range(len(self.verify_s)), key=self.rate)
+        if best == 0:
+            self._idle += 1
+            if self._idle >= 64:  # look again: the draft may do better on this text
+                self._idle = 0
+                return min(2, len(self.verify_s) - 1)
+        return best
+
+
 class Drafter:
     """The draft model, with one KV sequence per engine slot. `propose` brings each slot up to
     the sequence's tokens (reusing what it holds: the draft's own prefix cache) and drafts
@@ -89,6 +156,17 @@ class Drafter:
         self._tokens: list[list[int]] = [[] for _ in range(parallel)]
         self.drafted = 0  # tokens proposed to the served model
         self.accepted = 0  # of those, tokens it kept
+        self.plan: SpeculationPlan | None = None  # set by calibrate()
+
+    def calibrate(self, target_ctx: Any, target_batch: Any) -> SpeculationPlan:
+        """Time the served model checking 1 and draft_max + 1 tokens (between, linear) and
+        one draft decode; the plan weighs drafting with these costs."""
+        one = time_decode(target_ctx, target_batch, 1)
+        full = time_decode(target_ctx, target_batch, self.draft_max + 1)
+        step = (full - one) / self.draft_max
+        verify = [one + k * step for k in range(self.draft_max + 1)]
+        self.plan = SpeculationPlan(verify, time_decode(self._ctx, self._batch, 1))
+        return self.plan
 
     def set_threads(self, n: int) -> None:
         self._llama.llama_set_n_threads(self._ctx.ctx, n, n)
@@ -233,6 +311,7 @@ class DraftReport(BaseModel):
     prompts: int
     max_tokens: int
     draft_max: int
+    draft_min: int
     tokens: int = Field(description="Tokens generated, with the draft and without (equal).")
     drafted: int
     accepted: int
@@ -250,6 +329,7 @@ def measure_draft(
     *,
     max_tokens: int = 128,
     draft_max: int = 8,
+    draft_min: int = 0,
     progress: ProgressFn = no_progress,
 ) -> DraftReport:
     """Generate every prompt's greedy reply with and without the draft, alternating prompt by
@@ -263,7 +343,9 @@ def measure_draft(
     alone = LlamaCppEngine(model, n_ctx=ctx)
     drafted = None
     try:
-        drafted = LlamaCppEngine(model, n_ctx=ctx, draft=draft, draft_max=draft_max)
+        drafted = LlamaCppEngine(
+            model, n_ctx=ctx, draft=draft, draft_max=draft_max, draft_min=draft_min
+        )
         seconds = {"alone": 0.0, "draft": 0.0}
         tokens, identical = 0, True
         for i, text in enumerate(prompts):
@@ -297,6 +379,7 @@ def measure_draft(
         prompts=len(prompts),
         max_tokens=max_tokens,
         draft_max=draft_max,
+        draft_min=draft_min,
         tokens=tokens,
         drafted=stats["draft_tokens"],
         accepted=stats["draft_accepted"],

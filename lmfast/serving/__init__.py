@@ -52,6 +52,7 @@ def build_app(
             adapters=lora,
             draft=draft,
             draft_max=config.draft_max,
+            draft_min=config.draft_min,
         )
 
     return create_app(
