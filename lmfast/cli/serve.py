@@ -46,6 +46,20 @@ def serve_command(
             "id, PEFT folder or GGUF LoRA; repeatable; llama.cpp).",
         ),
     ] = None,
+    kv_unified: Annotated[
+        bool | None,
+        typer.Option(
+            "--kv-unified/--no-kv-unified",
+            help="Slots share one KV pool (default) or keep a private window each.",
+        ),
+    ] = None,
+    kv_cache_tokens: Annotated[
+        int | None, typer.Option(help="Tokens the shared KV pool holds (default: one window).")
+    ] = None,
+    cache_ram: Annotated[
+        int | None,
+        typer.Option(help="MiB of RAM for the states of conversations that lost their slot."),
+    ] = None,
     draft: Annotated[
         str | None,
         typer.Option(
@@ -85,6 +99,9 @@ def serve_command(
         "draft": draft,
         "draft_max": draft_max,
         "draft_min": draft_min,
+        "kv_unified": kv_unified,
+        "kv_cache_tokens": kv_cache_tokens,
+        "cache_ram_mb": cache_ram,
     }
     cfg = load_config(config, values={f"serve.{k}": v for k, v in flags.items()})
     run_server(model, cfg.serve)

@@ -41,13 +41,15 @@ def load_engine(
     draft: str | None = None,
     draft_max: int = 8,
     draft_min: int = 0,
+    kv: dict[str, object] | None = None,
 ) -> Engine:
     """Load `model` into an engine. 'auto': llama.cpp for GGUF files, transformers otherwise.
 
     `parallel` is how many requests are decoded together (continuous batching in llama.cpp);
     `queue_size` how many more may wait before submissions are refused; `adapters` (name ->
     GGUF LoRA file, llama.cpp only) what a request may name in `EngineRequest.adapter`;
-    `draft` a GGUF file with the same vocabulary for speculative decoding (llama.cpp only).
+    `draft` a GGUF file with the same vocabulary for speculative decoding (llama.cpp only);
+    `kv` the llama.cpp engine's KV settings (kv_unified, kv_tokens, cache_ram_mb).
     """
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
     if backend == "auto":
@@ -69,6 +71,7 @@ def load_engine(
             default_system=resolved.default_system,
             adapters=adapters or None,
             **({"draft": draft, "draft_max": draft_max, "draft_min": draft_min} if draft else {}),
+            **(kv or {}),
         )
     if backend == "vllm":
         from lmfast.inference.vllm_engine import VLLMEngine

@@ -38,6 +38,7 @@ from lmfast.inference.chat_format import openai_tools, prepare_messages, templat
 from lmfast.inference.core_share import CoreShare
 from lmfast.inference.cpu_backend import CpuSettings, load_backends
 from lmfast.inference.decoding import TextAssembler, token_logprob
+from lmfast.inference.prompt_cache import PromptCache, shared_prefix
 from lmfast.inference.selfcheck import checked_settings
 from lmfast.inference.speculative import Drafter
 
@@ -88,12 +89,18 @@ class LlamaCppEngine:
         draft: str | Path | None = None,
         draft_max: int = 8,
         draft_min: int = 0,
+        kv_unified: bool = True,
+        kv_tokens: int | None = None,
+        cache_ram_mb: int = 1024,
     ) -> None:
         """`cpu_settings` None: what the first-run check found for this build and CPU.
         `adapters`: name -> GGUF LoRA file; a request naming one is decoded with it applied
         (`lora_gguf` converts PEFT adapters). `draft`: a GGUF with the same vocabulary that
         drafts up to `draft_max` tokens per step (speculative decoding, same output): as many
-        as pay off on this machine (`SpeculationPlan`), at least `draft_min`."""
+        as pay off on this machine (`SpeculationPlan`), at least `draft_min`.
+        `kv_unified`: the slots share one KV pool of `kv_tokens` (default: one context window),
+        as llama-server does, instead of a private window each; `cache_ram_mb`: RAM for the
+        states of sequences that lost their slot (`PromptCache`)."""
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -115,7 +122,11 @@ class LlamaCppEngine:
         raw_template = llama_cpp.llama_model_chat_template(self._model.model, None)
         template = raw_template.decode("utf-8") if raw_template else None
         cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = self.context_length * parallel
+        # Unified: every slot may grow to a whole window, and all together hold `kv_tokens`
+        # (admission keeps the sum of what running requests may reach under it).
+        self._pool = max(kv_tokens or self.context_length, self.context_length)
+        self._unified = kv_unified and parallel > 1
+        cparams.n_ctx = self._pool if self._unified else self.context_length * parallel
         cparams.n_seq_max = parallel
         cparams.n_batch = cparams.n_ubatch = BATCH_TOKENS
         cparams.n_threads = cparams.n_threads_batch = n_threads or cpu_cores()
@@ -123,8 +134,9 @@ class LlamaCppEngine:
         # other processes leave free (see core_share).
         self._share = None if n_threads else CoreShare(cparams.n_threads, cpu_cores())
         self._threads = cparams.n_threads
-        cparams.kv_unified = False  # one KV stream per slot: attention never scans other slots
+        cparams.kv_unified = self._unified
         self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
+        self._prompt_cache = PromptCache(llama_cpp, self._ctx, cache_ram_mb * 2**20)
         self._batch = LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=parallel, verbose=False)
         self._n_vocab = self._model.n_vocab()
         self._adapters = {name: self._load_adapter(name, file)
@@ -172,6 +184,8 @@ class LlamaCppEngine:
         # The adapter each slot's cached tokens were computed with: a prefix computed under
         # one adapter is not the same prefix under another.
         self._slot_adapter: list[str | None] = [None] * parallel
+        self._slot_used = [0] * parallel  # when each slot last took a request (LRU)
+        self._admitted = 0
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="lmfast-llama.cpp", daemon=True)
@@ -272,7 +286,10 @@ class LlamaCppEngine:
 
     def stats(self) -> dict[str, int]:
         running, waiting = len(self._active), len(self._waiting)
-        out = {"running": running, "waiting": waiting, "threads": self._threads}
+        cache = self._prompt_cache
+        out = {"running": running, "waiting": waiting, "threads": self._threads,
+               "prompt_cache_bytes": cache.bytes, "prompt_cache_entries": len(cache),
+               "prompt_cache_hits": cache.hits}  # fmt: skip
         if self._drafter is not None:
             d = self._drafter
             out |= {"draft_tokens": d.drafted, "draft_accepted": d.accepted}
@@ -300,10 +317,14 @@ class LlamaCppEngine:
                 if self._closed:
                     return
                 while self._waiting and self._free:
-                    seq = self._waiting.popleft()
+                    seq = self._waiting[0]
                     if seq.stream.cancelled:
+                        self._waiting.popleft()
                         seq.stream.put(Finished("cancelled", len(seq.prompt), 0))
                         continue
+                    if not self._fits(seq):
+                        break  # waits for a running request to finish and free its share
+                    self._waiting.popleft()
                     self._assign_slot(seq)
                     seq.sampler = self._make_sampler(seq.request)
                     self._active[seq.seq_id] = seq
@@ -313,21 +334,52 @@ class LlamaCppEngine:
                 for seq in list(self._active.values()):
                     self._finish(seq, "error", error=f"{type(e).__name__}: {e}")
 
+    def _fits(self, seq: _Seq) -> bool:
+        """Whether the shared KV pool can hold `seq` at its longest beside what the running
+        requests may still reach; idle slots' cached tokens are moved to RAM to make room."""
+        if not self._unified:
+            return True  # each slot has its own window
+        need = len(seq.prompt) + seq.max_new
+        running = sum(len(s.prompt) + s.max_new for s in self._active.values())
+        if self._active and running + need > self._pool:
+            return False
+        idle = sorted(self._free, key=lambda slot: self._slot_used[slot])
+        while idle and running + need + sum(len(self._slot_tokens[i]) for i in idle) > self._pool:
+            self._release(idle.pop(0))
+        return True
+
+    def _release(self, slot: int) -> None:
+        """Empty an idle slot's KV, its state kept in the RAM prompt cache."""
+        if self._slot_tokens[slot]:
+            self._prompt_cache.save(slot, self._slot_tokens[slot], self._slot_adapter[slot])
+            self._llama.llama_memory_seq_rm(self._ctx.memory, slot, -1, -1)
+            self._slot_tokens[slot] = []
+
     def _assign_slot(self, seq: _Seq) -> None:
-        """Take the free slot whose cached tokens share the longest prefix with the prompt."""
+        """Take the free slot whose cached tokens share the longest prefix with the prompt;
+        with none worth reusing, the least recently used one, its state saved to RAM first
+        (so a conversation that comes back after other requests took its slot is loaded, not
+        recomputed). A longer prefix in the RAM cache than in any slot is loaded into it."""
 
         def shared(slot: int) -> int:
             if self._slot_adapter[slot] != seq.request.adapter:
                 return 0
-            cached, n = self._slot_tokens[slot], 0
-            for a, b in zip(cached, seq.prompt, strict=False):
-                if a != b:
-                    break
-                n += 1
-            return n
+            return shared_prefix(self._slot_tokens[slot], seq.prompt)
 
-        slot = max(self._free, key=shared)
+        slot = max(self._free, key=lambda i: (shared(i), -self._slot_used[i]))
+        if shared(slot) < MIN_PREFIX_REUSE:  # nothing to reuse: the coldest slot
+            slot = min(self._free, key=lambda i: self._slot_used[i])
         self._free.remove(slot)
+        self._admitted += 1
+        self._slot_used[slot] = self._admitted
+        key, from_ram = self._prompt_cache.best(seq.prompt, seq.request.adapter)
+        if from_ram > shared(slot) and not seq.request.prompt_logprobs:
+            self._release(slot)
+            loaded = self._prompt_cache.load(key, slot)
+            if loaded is not None:
+                self._slot_tokens[slot], self._slot_adapter[slot] = loaded, seq.request.adapter
+        elif shared(slot) < len(self._slot_tokens[slot]):
+            self._prompt_cache.save(slot, self._slot_tokens[slot], self._slot_adapter[slot])
         # Keep at least one prompt token to decode (its logits start generation); scoring
         # requests need logits for every prompt position, so they start from scratch.
         keep = min(shared(slot), len(seq.prompt) - 1)

@@ -53,6 +53,11 @@ def build_app(
             draft=draft,
             draft_max=config.draft_max,
             draft_min=config.draft_min,
+            kv={
+                "kv_unified": config.kv_unified,
+                "kv_tokens": config.kv_cache_tokens,
+                "cache_ram_mb": config.cache_ram_mb,
+            },
         )
 
     return create_app(

@@ -92,6 +92,12 @@ class Metrics:
             registry=r,
         )
         threads.set_function(lambda: state.engine.stats().get("threads", 0) if state.engine else 0)
+        for key, help_ in (
+            ("prompt_cache_bytes", "Bytes of KV states kept in RAM for returning prompts"),
+            ("prompt_cache_hits", "Prompts whose prefix was loaded from the RAM cache"),
+        ):
+            gauge = Gauge(f"lmfast_{key}", help_, registry=r)
+            gauge.set_function(lambda k=key: state.engine.stats().get(k, 0) if state.engine else 0)
         if state.config.draft:
             self._speculative(state)
 
