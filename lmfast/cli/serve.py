@@ -133,7 +133,7 @@ def speculate_command(
     """Measure speculative decoding: MODEL's greedy replies with and without DRAFT, prompt by
     prompt, alternating; prints acceptance, speed-up and whether every reply is the same."""
     from lmfast.cli.output import console
-    from lmfast.inference.speculative import SAMPLE_PROMPTS, measure_draft, read_prompts
+    from lmfast.inference.draft_measure import SAMPLE_PROMPTS, measure_draft, read_prompts
     from lmfast.registry import resolve_model
 
     served, drafting = resolve_model(model), resolve_model(draft)
