@@ -128,6 +128,7 @@ SYSTEM_LONG = (
     "person, who answers within one working day. Do not give medical, legal or financial "
     "advice. If a customer is upset, apologise once and then focus on what can be done."
 )
+PRIVATE = "lmfast serve, private KV per slot, no RAM cache"
 FOLLOW_UPS = ["Can you say more about that?", "Thanks. Summarise your answer in one sentence."]
 
 
@@ -274,10 +275,15 @@ def peers(path: str, tokens: int, rounds: int) -> tuple[list[dict[str, Any]], di
 
     questions = benign("test")
     threads = str(cpu_cores())
-    lmfast = [sys.executable, "-m", "lmfast", "serve", path, "--port", "8391", "--parallel", "4"]
-    peer = [str(build()), "-m", path, "--port", "8392", "-np", "4", "-t", threads, "-tb", threads,
-            "--no-webui"]  # fmt: skip
-    servers = [Server("lmfast serve", lmfast, 8391), Server("llama-server", peer, 8392)]
+    lmfast = [sys.executable, "-m", "lmfast", "serve", path, "--parallel", "4", "--port"]
+    peer = [str(build()), "-m", path, "-np", "4", "-t", threads, "-tb", threads, "--no-webui",
+            "--port", "8392"]  # fmt: skip
+    servers = [
+        Server("lmfast serve", [*lmfast, "8391"], 8391),
+        Server("llama-server", peer, 8392),
+        # LMFast as it was: a private window per slot, no RAM prompt cache.
+        Server(PRIVATE, [*lmfast, "8393", "--no-kv-unified", "--cache-ram", "0"], 8393),
+    ]
     rows: list[dict[str, Any]] = []
     idle: dict[str, float] = {}
     try:
@@ -296,8 +302,8 @@ def peers(path: str, tokens: int, rounds: int) -> tuple[list[dict[str, Any]], di
                         )
                 for name, got in cells.items():
                     got.sort(key=lambda c: c["aggregate_tok_s"])
-                    rows.append(got[len(got) // 2])
-                    print(f"{name} {kind} x{clients}: {got[len(got) // 2]}", flush=True)
+                    rows.append(got[(len(got) - 1) // 2])
+                    print(f"{name} {kind} x{clients}: {rows[-1]}", flush=True)
     finally:
         for server in servers:
             server.stop()
@@ -343,14 +349,15 @@ def main() -> None:
         f"Serving benchmark, {date.today()}, {machine}, SmolLM2-135M-Instruct Q4_1, "
         f"{args.tokens} tokens per reply, both servers at defaults with 4 slots and "
         f"{cpu_cores()} threads; memory at rest: lmfast {idle['lmfast serve']} MB, "
-        f"llama-server {idle['llama-server']} MB",
+        f"llama-server {idle['llama-server']} MB, lmfast before {idle[PRIVATE]} MB",
         "",
         "| workload | clients | tokens/s lmfast / llama-server | ratio | TTFT first turn | "
-        "TTFT returning | CPU s per token | peak memory MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "TTFT returning | CPU s per token | peak memory MB | before (private KV, no RAM "
+        "cache): tokens/s, TTFT returning, memory |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for i in range(0, len(rows), 2):
-        a, b = rows[i], rows[i + 1]
+    for i in range(0, len(rows), 3):
+        a, b, c = rows[i], rows[i + 1], rows[i + 2]
 
         def ms(x: float | None) -> str:
             return "" if x is None else f"{x * 1000:.0f}"
@@ -361,7 +368,9 @@ def main() -> None:
             f"{ms(a['ttft_first_s'])} / {ms(b['ttft_first_s'])} ms | "
             f"{ms(a['ttft_returning_s'])} / {ms(b['ttft_returning_s'])} ms | "
             f"{a['cpu_s_per_token']:.4f} / {b['cpu_s_per_token']:.4f} | "
-            f"{a['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} |"
+            f"{a['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} | "
+            f"{c['aggregate_tok_s']:.1f}, {ms(c['ttft_returning_s'])} ms, "
+            f"{c['peak_rss_mb']:.0f} MB |"
         )
     print("\n" + "\n".join(lines))
     folder = Path(__file__).parent / "results"

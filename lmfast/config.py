@@ -454,6 +454,12 @@ class ServeConfig(_Section):
         "PEFT folder or GGUF LoRA file); a request's `model` picks one by name (llama.cpp).",
     )
 
+    adapter_updates: bool = Field(
+        False,
+        description="Allow loading and unloading LoRA adapters while serving (POST "
+        "/v1/load_lora_adapter and /v1/unload_lora_adapter, vLLM's routes): the server then "
+        "reads adapter files a client names, so it is off unless asked for.",
+    )
     kv_unified: bool = Field(
         True,
         description="The slots share one KV cache pool (llama-server's unified KV): each "

@@ -194,3 +194,58 @@ def test_adapters_that_cannot_be_served_are_refused_at_start(
                                                                   "b": str(wrong)}  # fmt: skip
     with pytest.raises(ValueError, match="adapter name 'no way'"):
         ServeConfig(adapters={"no way": str(right)})
+
+
+def test_adapters_are_loaded_and_unloaded_while_serving(
+    tiny: Path, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    import httpx
+
+    from lmfast.config import ServeConfig
+    from lmfast.serving import build_app
+
+    apple = _fruit_adapter(tiny, tmp_path, "apple")
+    ask = [{"role": "user", "content": "Tell me about thing number 1000."}]
+    with running(build_app(str(tiny_gguf), ServeConfig(adapter_updates=True))) as base:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="x")
+
+        def reply(model: str) -> str:
+            out = client.chat.completions.create(model=model, messages=ask, max_tokens=6,
+                                                 temperature=0)  # type: ignore[arg-type]  # fmt: skip
+            return out.choices[0].message.content or ""
+
+        plain = reply("tiny")
+        loaded = httpx.post(f"{base}/v1/load_lora_adapter",
+                            json={"lora_name": "fruit", "lora_path": apple})  # fmt: skip
+        assert loaded.status_code == 200, loaded.text
+        assert loaded.json()["parent"] == "tiny"
+        assert {m.id for m in client.models.list().data} == {"tiny", "fruit"}
+        assert "apple" in reply("fruit") and reply("tiny") == plain
+        again = httpx.post(f"{base}/v1/load_lora_adapter",
+                           json={"lora_name": "fruit", "lora_path": apple})  # fmt: skip
+        assert again.status_code == 400 and "already served" in again.json()["error"]["message"]
+        missing = httpx.post(f"{base}/v1/load_lora_adapter",
+                             json={"lora_name": "pear", "lora_path": "/nowhere"})  # fmt: skip
+        assert missing.status_code == 400
+        assert missing.json()["error"]["param"] == "lora_path"
+        assert "not found" in missing.json()["error"]["message"]
+        clash = httpx.post(f"{base}/v1/load_lora_adapter",
+                           json={"lora_name": "tiny", "lora_path": apple})  # fmt: skip
+        assert clash.status_code == 400 and "base model" in clash.json()["error"]["message"]
+
+        gone = httpx.post(f"{base}/v1/unload_lora_adapter", json={"lora_name": "fruit"})
+        assert gone.status_code == 200 and gone.json()["deleted"] is True
+        assert {m.id for m in client.models.list().data} == {"tiny"}
+        with pytest.raises(openai.NotFoundError):
+            reply("fruit")
+        assert reply("tiny") == plain
+        unknown = httpx.post(f"{base}/v1/unload_lora_adapter", json={"lora_name": "fruit"})
+        assert unknown.status_code == 404 and "not served" in unknown.json()["error"]["message"]
+        # Loaded again under another name after unloading: the engine frees and reloads.
+        reloaded = httpx.post(f"{base}/v1/load_lora_adapter",
+                              json={"lora_name": "fruit-2", "lora_path": apple})  # fmt: skip
+        assert reloaded.status_code == 200 and "apple" in reply("fruit-2")
+    with running(build_app(str(tiny_gguf), ServeConfig())) as base:
+        off = httpx.post(f"{base}/v1/load_lora_adapter",
+                         json={"lora_name": "fruit", "lora_path": apple})  # fmt: skip
+        assert off.status_code == 403 and "--adapter-updates" in off.json()["error"]["message"]

@@ -46,6 +46,14 @@ def serve_command(
             "id, PEFT folder or GGUF LoRA; repeatable; llama.cpp).",
         ),
     ] = None,
+    adapter_updates: Annotated[
+        bool | None,
+        typer.Option(
+            "--adapter-updates",
+            help="Allow POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's "
+            "routes) while serving.",
+        ),
+    ] = None,
     kv_unified: Annotated[
         bool | None,
         typer.Option(
@@ -99,6 +107,7 @@ def serve_command(
         "draft": draft,
         "draft_max": draft_max,
         "draft_min": draft_min,
+        "adapter_updates": adapter_updates,
         "kv_unified": kv_unified,
         "kv_cache_tokens": kv_cache_tokens,
         "cache_ram_mb": cache_ram,

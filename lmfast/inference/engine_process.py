@@ -254,6 +254,17 @@ class EngineProcess:
             raise
         return stream
 
+    def add_adapter(self, name: str, file: str) -> None:
+        self._call("add_adapter", name, file)
+        # A restarted child loads it again.
+        self._kwargs["adapters"] = {**(self._kwargs.get("adapters") or {}), name: file}
+
+    def remove_adapter(self, name: str) -> None:
+        self._call("remove_adapter", name)
+        self._kwargs["adapters"] = {
+            k: v for k, v in (self._kwargs.get("adapters") or {}).items() if k != name
+        }
+
     def stats(self) -> dict[str, int]:
         if self._crash is not None:
             return {"running": 0, "waiting": 0, "restarts": self.restarts}

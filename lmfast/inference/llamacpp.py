@@ -13,6 +13,8 @@ import ctypes
 import re
 import threading
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +190,7 @@ class LlamaCppEngine:
         self._admitted = 0
         self._cv = threading.Condition()
         self._closed = False
+        self._ops: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # engine thread runs
         self._thread = threading.Thread(target=self._run, name="lmfast-llama.cpp", daemon=True)
         self._thread.start()
 
@@ -284,6 +287,52 @@ class LlamaCppEngine:
             self._cv.notify()
         return seq.stream
 
+    def add_adapter(self, name: str, file: str) -> None:
+        """Load a GGUF LoRA while serving; requests may name it once this returns."""
+
+        def add() -> None:
+            if name in self._adapters:
+                raise RequestFieldError("lora_name", f"adapter {name!r} is already loaded")
+            self._adapters[name] = self._load_adapter(name, file)
+
+        self._in_engine_thread(add)
+
+    def remove_adapter(self, name: str) -> None:
+        """Unload an adapter no request is using; its cached prefixes go with it."""
+
+        def remove() -> None:
+            if name not in self._adapters:
+                known = ", ".join(sorted(self._adapters)) or "none"
+                raise RequestFieldError("lora_name", f"adapter {name!r} is not loaded ({known})")
+            users = [s for s in (*self._active.values(), *self._waiting)
+                     if s.request.adapter == name]  # fmt: skip
+            if users:
+                raise EngineBusyError(f"adapter {name!r} is in use by {len(users)} request(s)")
+            if self._applied == name:
+                self._llama.llama_set_adapters_lora(self._ctx.ctx, None, 0, None)
+                self._applied = None
+            for slot in range(self.parallel):
+                if self._slot_adapter[slot] == name and slot in self._free:
+                    self._llama.llama_memory_seq_rm(self._ctx.memory, slot, -1, -1)
+                    self._slot_tokens[slot], self._slot_adapter[slot] = [], None
+            self._prompt_cache.forget(name)
+            self._llama.llama_adapter_lora_free(self._adapters.pop(name))
+
+        self._in_engine_thread(remove)
+
+    def adapters(self) -> list[str]:
+        return sorted(self._adapters)
+
+    def _in_engine_thread(self, op: Callable[[], Any]) -> Any:
+        """Run `op` between two decode steps (llama.cpp's context is the engine thread's)."""
+        done: Future[Any] = Future()
+        with self._cv:
+            if self._closed:
+                raise EngineBusyError("the engine is shutting down")
+            self._ops.append((op, done))
+            self._cv.notify()
+        return done.result(timeout=120)
+
     def stats(self) -> dict[str, int]:
         running, waiting = len(self._active), len(self._waiting)
         cache = self._prompt_cache
@@ -312,10 +361,16 @@ class LlamaCppEngine:
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._closed and not self._waiting and not self._active:
+                while not (self._closed or self._waiting or self._active or self._ops):
                     self._cv.wait()
                 if self._closed:
                     return
+                while self._ops:
+                    op, done = self._ops.popleft()
+                    try:
+                        done.set_result(op())
+                    except Exception as e:
+                        done.set_exception(e)
                 while self._waiting and self._free:
                     seq = self._waiting[0]
                     if seq.stream.cancelled:

@@ -101,6 +101,11 @@ class PromptCache:
         self.hits += 1
         return list(entry.tokens)
 
+    def forget(self, adapter: str) -> None:
+        """Drop the states computed under `adapter` (it was unloaded)."""
+        for key in [k for k, e in self._entries.items() if e.adapter == adapter]:
+            self._drop(key)
+
     def _drop(self, key: int) -> None:
         entry = self._entries.pop(key)
         self.bytes -= len(entry.state)

@@ -60,9 +60,14 @@ def build_app(
             },
         )
 
+    def prepare(name: str, reference: str) -> str:
+        if name in aliases:
+            raise ConfigError([(f"serve.adapters.{name}", "that is a name of the base model")])
+        return prepare_adapters({name: reference}, resolved)[name]
+
     return create_app(
         config, model_id=resolved.name, load=load, aliases=aliases, on_load_error=on_load_error,
-        adapters=config.adapters,
+        adapters=config.adapters, prepare_adapter=prepare,
     )  # fmt: skip
 
 

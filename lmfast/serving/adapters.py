@@ -7,15 +7,31 @@ its LoRA matrices (a few MB), not another copy of the model."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from lmfast.config import ADAPTER_NAME
 from lmfast.errors import ConfigError, ModelNotFoundError
-from lmfast.inference.base import Engine, EngineRequest, GenerationStream
+from lmfast.inference.base import (
+    Engine,
+    EngineBusyError,
+    EngineRequest,
+    GenerationStream,
+    RequestFieldError,
+)
+from lmfast.pipeline import Pipeline
 from lmfast.progress import ProgressFn, no_progress
 from lmfast.registry import ResolvedModel
+from lmfast.serving.state import APIError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from lmfast.serving.state import ServerState
 
 
 def _refused(name: str, message: str) -> ConfigError:
@@ -112,3 +128,75 @@ class AdapterEngine:
 
     def submit(self, request: EngineRequest) -> GenerationStream:
         return self._engine.submit(dataclasses.replace(request, adapter=self.adapter))
+
+
+class LoadAdapter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lora_name: str = Field(min_length=1, max_length=64, description="Model name to serve it as.")
+    lora_path: str = Field(
+        min_length=1, max_length=4096, description="Artifact id, PEFT folder or GGUF LoRA file."
+    )
+
+
+class UnloadAdapter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lora_name: str = Field(min_length=1, max_length=64)
+
+
+def register_adapter_routes(app: FastAPI, state: ServerState) -> None:
+    """vLLM's runtime LoRA routes: load an adapter as a new model name, unload one."""
+
+    def ready() -> Any:
+        if not state.config.adapter_updates:
+            raise APIError(403, "adapter updates are off; start the server with "
+                           "--adapter-updates (serve.adapter_updates) to allow them",
+                           code="adapter_updates_disabled")  # fmt: skip
+        if state.pipeline is None or state.engine is None:
+            raise APIError(503, "the model is still loading; retry shortly", code="model_loading")
+        if not hasattr(state.engine, "add_adapter") or state.prepare_adapter is None:
+            raise APIError(400, "adapters are applied by llama.cpp; this server's engine is "
+                           f"{getattr(state.engine, 'name', 'another')}")  # fmt: skip
+        return state.engine
+
+    @app.post("/v1/load_lora_adapter")
+    async def load_adapter(body: LoadAdapter) -> dict[str, Any]:
+        engine = ready()
+        name = body.lora_name
+        if not ADAPTER_NAME.fullmatch(name):
+            raise APIError(400, f"lora_name: {name!r} must be letters, digits and . _ - :",
+                           param="lora_name")  # fmt: skip
+        if name in state.adapters:
+            raise APIError(400, f"lora_name: {name!r} is already served; unload it first",
+                           param="lora_name", code="adapter_exists")  # fmt: skip
+        try:
+            file = await asyncio.to_thread(state.prepare_adapter, name, body.lora_path)  # type: ignore[arg-type]
+            await asyncio.to_thread(engine.add_adapter, name, file)
+        except ConfigError as e:
+            raise APIError(400, f"lora_path: {e.problems[0][1]}", param="lora_path") from None
+        except (RequestFieldError, ValueError) as e:
+            raise APIError(400, str(e), param="lora_path") from None
+        state.adapter_pipelines[name] = Pipeline(
+            AdapterEngine(engine, name),  # type: ignore[arg-type]
+            state.hooks,
+            model=name,
+        )
+        state.adapters[name] = body.lora_path
+        return {"id": name, "object": "model", "parent": state.model_id, "root": body.lora_path}
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload_adapter(body: UnloadAdapter) -> dict[str, Any]:
+        engine = ready()
+        name = body.lora_name
+        if name not in state.adapters:
+            served = ", ".join(sorted(state.adapters)) or "none"
+            raise APIError(404, f"lora_name: {name!r} is not served (adapters: {served})",
+                           param="lora_name", code="model_not_found")  # fmt: skip
+        try:
+            await asyncio.to_thread(engine.remove_adapter, name)
+        except EngineBusyError as e:
+            raise APIError(409, f"{e}; unload it when they finish", code="adapter_in_use") from None
+        ref = state.adapters.pop(name)
+        state.adapter_pipelines.pop(name, None)
+        return {"id": name, "object": "model", "deleted": True, "root": ref}

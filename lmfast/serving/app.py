@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmfast.config import ServeConfig
 from lmfast.inference.base import Engine
 from lmfast.pipeline import Pipeline
-from lmfast.serving.adapters import AdapterEngine
+from lmfast.serving.adapters import AdapterEngine, register_adapter_routes
 from lmfast.serving.routes import register_routes
 from lmfast.serving.state import APIError, ServerState
 from lmfast.serving.tokenizer_routes import register_tokenizer_routes
@@ -86,6 +86,7 @@ def create_app(
     aliases: set[str] | None = None,
     on_load_error: Callable[[str], None] | None = None,
     adapters: dict[str, str] | None = None,
+    prepare_adapter: Callable[[str, str], str] | None = None,
 ) -> FastAPI:
     """An app serving the engine `load()` returns; loading runs in the background so the
     server answers /health (503 'loading') at once. A failed load is logged, reported on
@@ -95,7 +96,7 @@ def create_app(
     load_policy(config.guard)  # a typo or a bad file fails here, before the server starts
     state = ServerState(
         model_id=model_id, config=config, aliases=aliases or set(), on_fatal=on_load_error,
-        adapters=dict(adapters or {}),
+        adapters=dict(adapters or {}), prepare_adapter=prepare_adapter,
     )  # fmt: skip
 
     def _load() -> None:
@@ -120,6 +121,7 @@ def create_app(
             name: Pipeline(AdapterEngine(engine, name), hooks, model=name)  # type: ignore[arg-type]
             for name in state.adapters
         }
+        state.hooks = hooks
         state.engine, state.pipeline = engine, Pipeline(engine, hooks, model=model_id)
 
     @asynccontextmanager
@@ -218,5 +220,6 @@ def create_app(
         }
 
     register_routes(app, state)
+    register_adapter_routes(app, state)
     register_tokenizer_routes(app, state)
     return app

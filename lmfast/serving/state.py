@@ -141,6 +141,9 @@ class ServerState:
     on_fatal: Callable[[str], None] | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     metrics: Metrics = field(init=False)
+    hooks: Any = None  # the guard hooks every pipeline of this server runs
+    # name, reference -> GGUF LoRA file, checked against the base (adapters loaded at run time)
+    prepare_adapter: Callable[[str, str], str] | None = None
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self)
