@@ -97,36 +97,41 @@ def main() -> None:
     test = test[: args.test_prompts]
     model = resolve_model(TEACHER).path
 
-    t = time.perf_counter()
-    data = teacher_answers(train[: args.train_prompts], args.answer_tokens)
-    answers_s = time.perf_counter() - t
-    layers = [int(x) for x in args.layers.split(",")]
-    student = build_student(TEACHER, layers)
-    config = load_config(None, [
-        f"data.path={data}", "training.method=sft", "training.lora.enabled=false",
-        "training.max_seq_length=256", "training.learning_rate=5e-4", "training.warmup_ratio=0.05",
-        f"training.max_steps={args.steps}", "training.micro_batch_size=8",
-        "training.gradient_accumulation_steps=1", "training.logging_steps=10",
-        "training.tracker=none",
-    ])  # fmt: skip
-    t = time.perf_counter()
-    request = DistillRequest(config=config, teacher=TEACHER, student_layers=layers, alpha=0.5,
-                             temperature=1.0, eval_tasks=[], name="draft")  # fmt: skip
-    result = distill(request)
-    distill_s = time.perf_counter() - t
-    print(f"distilled in {distill_s:.0f} s: {result.training.metrics}", flush=True)
-
-    drafts: dict[str, str] = {}
-    for qtype in ("q8_0", "q4_0"):
-        q = quantize(QuantizeRequest(model=result.training.artifact_id, type=qtype, measure=False))
-        drafts[f"distilled {len(layers)}-layer draft, {qtype.upper()}"] = q.path
-    untrained = WORK / "untrained.gguf"
-    if not untrained.is_file():
+    saved = WORK / "drafts.json"  # a rerun measures the drafts already made
+    if saved.is_file():
+        made = json.loads(saved.read_text())
+    else:
+        t = time.perf_counter()
+        data = teacher_answers(train[: args.train_prompts], args.answer_tokens)
+        answers_s = time.perf_counter() - t
+        layers = [int(x) for x in args.layers.split(",")]
+        student = build_student(TEACHER, layers)
+        config = load_config(None, [
+            f"data.path={data}", "training.method=sft", "training.lora.enabled=false",
+            "training.max_seq_length=256", "training.learning_rate=5e-4",
+            "training.warmup_ratio=0.05", f"training.max_steps={args.steps}",
+            "training.micro_batch_size=8", "training.gradient_accumulation_steps=1",
+            "training.logging_steps=10", "training.tracker=none",
+        ])  # fmt: skip
+        t = time.perf_counter()
+        request = DistillRequest(config=config, teacher=TEACHER, student_layers=layers, alpha=0.5,
+                                 temperature=1.0, eval_tasks=[], name="draft")  # fmt: skip
+        result = distill(request)
+        distill_s = time.perf_counter() - t
+        print(f"distilled in {distill_s:.0f} s: {result.training.metrics}", flush=True)
+        drafts: dict[str, str] = {}
+        for qtype in ("q8_0", "q4_0"):
+            q = quantize(QuantizeRequest(model=result.training.artifact_id, type=qtype,
+                                         measure=False))  # fmt: skip
+            drafts[f"distilled {len(layers)}-layer draft, {qtype.upper()}"] = q.path
         hf_to_gguf(Path(student.path), WORK / "untrained-f16.gguf", "f16")
         q = quantize(QuantizeRequest(model=str(WORK / "untrained-f16.gguf"), type="q8_0",
                                      measure=False))  # fmt: skip
-        untrained = Path(q.path)
-    drafts[f"untrained {len(layers)}-layer student, Q8_0"] = str(untrained)
+        drafts[f"untrained {len(layers)}-layer student, Q8_0"] = q.path
+        made = {"layers": layers, "drafts": drafts, "teacher_answers_s": round(answers_s, 1),
+                "distill_s": round(distill_s, 1), "metrics": result.training.metrics}  # fmt: skip
+        saved.write_text(json.dumps(made, indent=2))
+    layers, drafts = made["layers"], made["drafts"]
     drafts["the model itself (upper bound on acceptance)"] = str(model)
 
     # The same model at F16: decoding reads 2.5x the bytes and checking 5 tokens costs less
@@ -166,10 +171,8 @@ def main() -> None:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "speculative.json").write_text(json.dumps({
-        "date": str(date.today()), "machine": machine, "layers": layers, "steps": args.steps,
-        "train_prompts": args.train_prompts, "teacher_answers_s": round(answers_s, 1),
-        "distill_s": round(distill_s, 1), "distill_metrics": result.training.metrics,
-        "rows": rows,
+        "date": str(date.today()), "machine": machine, "steps": args.steps,
+        "train_prompts": args.train_prompts, **made, "rows": rows,
     }, indent=2))  # fmt: skip
 
 
