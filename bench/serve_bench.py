@@ -128,6 +128,7 @@ SYSTEM_LONG = (
     "person, who answers within one working day. Do not give medical, legal or financial "
     "advice. If a customer is upset, apologise once and then focus on what can be done."
 )
+WORKLOADS = ["shared system prompt", "returning conversations"]
 PRIVATE = "lmfast serve, private KV per slot, no RAM cache"
 FOLLOW_UPS = ["Can you say more about that?", "Thanks. Summarise your answer in one sentence."]
 
@@ -139,10 +140,12 @@ class Server:
         self.name, self.port = name, port
         self.base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"serve-bench-{port}.log"
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)  # fmt: skip
+                                     stderr=log.open("w"))  # fmt: skip
         self.ps = psutil.Process(self.proc.pid)
         self.peak = 0
+        self.model = "default"
 
     def tree(self) -> list[psutil.Process]:
         try:
@@ -172,6 +175,7 @@ class Server:
         for _ in range(1200):
             try:
                 if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
+                    self.model = httpx.get(f"{self.base}/v1/models").json()["data"][0]["id"]
                     return
             except httpx.HTTPError:
                 pass
@@ -188,13 +192,13 @@ class Server:
             self.proc.kill()
 
 
-async def _stream(client: openai.AsyncOpenAI, messages: list[dict[str, str]], tokens: int,
-                  seed: int) -> tuple[float, int, str]:  # fmt: skip
+async def _stream(client: openai.AsyncOpenAI, model: str, messages: list[dict[str, str]],
+                  tokens: int, seed: int) -> tuple[float, int, str]:  # fmt: skip
     """(time to first token, completion tokens, text) of one streamed chat request."""
     t0 = time.perf_counter()
     ttft, parts, completion = None, [], 0
     stream = await client.chat.completions.create(
-        model="m", messages=messages, max_tokens=tokens, temperature=0.7, seed=seed,  # type: ignore[arg-type]
+        model=model, messages=messages, max_tokens=tokens, temperature=0.7, seed=seed,  # type: ignore[arg-type]
         stream=True, stream_options={"include_usage": True},
     )  # fmt: skip
     async for chunk in stream:
@@ -211,23 +215,33 @@ def workload(server: Server, kind: str, clients: int, tokens: int, questions: li
     """`clients` concurrent clients; each asks two questions (shared system prompt) or holds
     one three-turn conversation (returning)."""
 
+    errors: list[str] = []
+
     async def run() -> tuple[list[tuple[int, float, int]], float]:
-        client = openai.AsyncOpenAI(base_url=f"{server.base}/v1", api_key="x", max_retries=0,
+        # Retries: llama-server closes idle keep-alive connections, which a pooled client
+        # may reuse at that moment (a connection error, not an answer).
+        client = openai.AsyncOpenAI(base_url=f"{server.base}/v1", api_key="x", max_retries=2,
                                     timeout=600)  # fmt: skip
         out: list[tuple[int, float, int]] = []  # (turn, ttft, completion tokens)
 
         async def one(i: int) -> None:
+            try:
+                await conversation(i)
+            except openai.APIError as e:
+                errors.append(f"{type(e).__name__}: {e}")
+
+        async def conversation(i: int) -> None:
             system = {"role": "system", "content": SYSTEM_LONG}
             if kind == "shared system prompt":
                 for j in range(2):
                     q = questions[(2 * i + j) % len(questions)]
                     msgs = [system, {"role": "user", "content": q}]
-                    ttft, n, _ = await _stream(client, msgs, tokens, seed=i * 10 + j)
+                    ttft, n, _ = await _stream(client, server.model, msgs, tokens, i * 10 + j)
                     out.append((1, ttft, n))
                 return
             msgs = [system, {"role": "user", "content": questions[i % len(questions)]}]
             for turn in range(1, 4):
-                ttft, n, text = await _stream(client, msgs, tokens, seed=i * 10 + turn)
+                ttft, n, text = await _stream(client, server.model, msgs, tokens, i * 10 + turn)
                 out.append((turn, ttft, n))
                 if turn < 3:
                     msgs += [{"role": "assistant", "content": text},
@@ -257,6 +271,7 @@ def workload(server: Server, kind: str, clients: int, tokens: int, questions: li
     later = [t for turn, t, _ in results if turn > 1]
     return {
         "server": server.name, "workload": kind, "clients": clients, "requests": len(results),
+        "errors": len(errors),
         "tokens": tokens_out, "wall_s": round(wall, 2),
         "aggregate_tok_s": round(tokens_out / wall, 2),
         "ttft_first_s": round(statistics.median(first), 4),
@@ -266,7 +281,8 @@ def workload(server: Server, kind: str, clients: int, tokens: int, questions: li
     }  # fmt: skip
 
 
-def peers(path: str, tokens: int, rounds: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def peers(path: str, tokens: int, rounds: int, kinds: list[str], concurrency: list[int]
+          ) -> tuple[list[dict[str, Any]], dict[str, float]]:  # fmt: skip
     """Both servers up side by side; every (workload, clients) cell runs on each in turn,
     `rounds` times, alternating which goes first; the median cell is kept."""
     sys.path.insert(0, str(Path(__file__).parent))
@@ -292,8 +308,8 @@ def peers(path: str, tokens: int, rounds: int) -> tuple[list[dict[str, Any]], di
         for server in servers:  # warm-up, then memory at rest
             asyncio.run(_warm(server, tokens))
             idle[server.name] = round(server.rss() / 2**20, 1)
-        for kind in ("shared system prompt", "returning conversations"):
-            for clients in (1, 4, 16):
+        for kind in kinds:
+            for clients in concurrency:
                 cells: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
                 for r in range(rounds):
                     for server in servers if r % 2 == 0 else servers[::-1]:
@@ -312,7 +328,7 @@ def peers(path: str, tokens: int, rounds: int) -> tuple[list[dict[str, Any]], di
 
 async def _warm(server: Server, tokens: int) -> None:
     client = openai.AsyncOpenAI(base_url=f"{server.base}/v1", api_key="x", max_retries=0)
-    await _stream(client, [{"role": "user", "content": "Hello!"}], tokens, seed=0)
+    await _stream(client, server.model, [{"role": "user", "content": "Hello!"}], tokens, 0)
     await client.close()
 
 
@@ -322,7 +338,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="Peer cells per server.")
     ap.add_argument("--no-raw", action="store_true", help="Skip raw llama-cpp-python.")
+    ap.add_argument("--workload", action="append", choices=WORKLOADS, help="Repeatable.")
+    ap.add_argument("--clients", type=int, action="append", help="Repeatable (1, 4, 16).")
     args = ap.parse_args()
+    args.workload = args.workload or WORKLOADS
+    args.clients = args.clients or [1, 4, 16]
     path = str(resolve_model().path)
     machine = f"{platform.machine()}, {cpu_cores()} cores, {platform.python_version()}"
     out: dict[str, Any] = {"date": str(date.today()), "machine": machine, "tokens": args.tokens}
@@ -343,7 +363,7 @@ def main() -> None:
             f"{hop['child_process']:.1f} | {hop['ratio']:.2f}x |",
             "",
         ]  # fmt: skip
-    rows, idle = peers(path, args.tokens, args.rounds)
+    rows, idle = peers(path, args.tokens, args.rounds, args.workload, args.clients)
     out |= {"peers": rows, "idle_rss_mb": idle}
     lines += [
         f"Serving benchmark, {date.today()}, {machine}, SmolLM2-135M-Instruct Q4_1, "
