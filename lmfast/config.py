@@ -45,7 +45,8 @@ class ModelConfig(_Section):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
         description="Compute dtype. 'auto' lets the hardware plan choose "
-        "(bfloat16 on Ampere or newer, float16 on older GPUs such as the T4, float32 on CPU).",
+        "(bfloat16 on Ampere or newer, float16 on older GPUs such as the T4; on a CPU bfloat16 "
+        "autocast where it computes bf16 natively, AVX512-BF16 or AMX, else float32).",
     )
     quantization: Literal["auto", "none", "nf4", "int8"] = Field(
         "auto",
