@@ -166,10 +166,15 @@ def speculate_command(
     if json_out:
         print(report.model_dump_json(indent=2))
         return
+    accepted = (
+        f"acceptance {report.acceptance:.0%} ({report.accepted} of {report.drafted} drafted)"
+        if report.drafted
+        else "nothing drafted: on this machine checking guesses costs what decoding them does "
+        "(--draft-min N to draft anyway)"
+    )
     console.print(
         f"{report.prompts} prompts, {report.tokens} tokens: {report.tokens_per_s_alone:.1f} "
         f"tokens/s alone, {report.tokens_per_s_with_draft:.1f} with the draft "
-        f"({report.speedup:.2f}x); acceptance {report.acceptance:.0%} "
-        f"({report.accepted} of {report.drafted} drafted); replies identical: "
+        f"({report.speedup:.2f}x); {accepted}; replies identical: "
         f"{'yes' if report.identical else 'NO'}"
     )

@@ -158,6 +158,7 @@ class LlamaCppEngine:
                 n_ctx=self.context_length,
                 n_threads=self._threads,
                 n_gpu_layers=n_gpu_layers,
+                extra_bufts=self.cpu_settings.extra_bufts,
                 draft_max=draft_max,
             )
             self._drafter.calibrate(self._ctx, self._batch)
@@ -319,9 +320,6 @@ class LlamaCppEngine:
             self._llama.llama_adapter_lora_free(self._adapters.pop(name))
 
         self._in_engine_thread(remove)
-
-    def adapters(self) -> list[str]:
-        return sorted(self._adapters)
 
     def _in_engine_thread(self, op: Callable[[], Any]) -> Any:
         """Run `op` between two decode steps (llama.cpp's context is the engine thread's)."""

@@ -124,6 +124,7 @@ class Drafter:
         n_ctx: int,
         n_threads: int,
         n_gpu_layers: int = -1,
+        extra_bufts: bool = False,
         draft_max: int = 8,
         p_min: float = 0.5,
     ) -> None:
@@ -135,6 +136,9 @@ class Drafter:
         self.draft_max, self.p_min = draft_max, p_min
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
+        # The served model's first-run check decides weight repacking for this build and CPU
+        # (on some CPUs repacked weights crash llama.cpp); the draft follows it.
+        mparams.use_extra_bufts = extra_bufts
         self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
         try:
             check_same_vocabulary(target, self._model, target_name, self.path.name)
